@@ -1,0 +1,86 @@
+"""One exception tree for every stage.
+
+Each error knows the stage it arose in, and its text starts with that stage
+("fetch: HTTP 404 Not Found"), so the message stored on a feed's status tells an
+operator where to look without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class FeedstreamError(Exception):
+    """Base of every error feedstream raises on purpose."""
+
+    stage = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.stage}: {self.message}"
+
+
+class ConfigError(FeedstreamError):
+    """Settings or the feeds file are unusable; the service cannot start."""
+
+    stage = "config"
+
+
+class FetchError(FeedstreamError):
+    """A feed or page could not be fetched.
+
+    ``transient`` says whether trying again later may succeed (timeouts, 5xx,
+    429, refused connections) as opposed to a verdict (404, 410, blocked address).
+    """
+
+    stage = "fetch"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        status: int | None = None,
+        transient: bool = False,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.transient = transient
+        self.retry_after = retry_after
+
+
+class NotModified(FetchError):
+    """The server answered 304: what we hold is current. An outcome, not a failure."""
+
+    def __init__(self, url: str | None = None) -> None:
+        super().__init__("not modified (304)", url=url, status=304)
+
+
+class BlockedAddress(FetchError):
+    """The URL's scheme or the address it resolves to is not allowed (SSRF guard)."""
+
+
+class TooLarge(FetchError):
+    """The body (after decompression) exceeded the size cap."""
+
+
+class DeadlineExceeded(FetchError):
+    """The whole download did not finish within its wall-clock deadline."""
+
+    def __init__(self, message: str, *, url: str | None = None) -> None:
+        super().__init__(message, url=url, transient=True)
+
+
+class ParseError(FeedstreamError):
+    """Bytes that should have been a feed are not one we can read."""
+
+    stage = "parse"
+
+
+class ExtractError(FeedstreamError):
+    """A page yielded no article text."""
+
+    stage = "extract"

@@ -1,0 +1,126 @@
+"""Plain data passed between the stages. No I/O here.
+
+``Entry`` travels inside RQ job arguments, so it converts to and from a dict
+of plain values (``to_dict``/``from_dict``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+ARTICLE_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Feed:
+    """One configured source, as written in the feeds file."""
+
+    name: str
+    url: str
+    interval: int = 900  # seconds between polls
+    full_text: bool = True  # fetch each article's page; False publishes the feed's own content
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A completed HTTP download."""
+
+    url: str  # the URL finally answered, after redirects
+    status: int
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+    requested_url: str = ""
+    # (status, location) of each redirect followed, in order; lets callers adopt
+    # permanent moves.
+    redirects: tuple[tuple[int, str], ...] = ()
+
+    @property
+    def etag(self) -> str | None:
+        return self.headers.get("etag")
+
+    @property
+    def last_modified(self) -> str | None:
+        return self.headers.get("last-modified")
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "")
+
+
+@dataclass
+class Entry:
+    """One item of a feed, reduced to what the later stages need."""
+
+    guid: str
+    url: str
+    title: str = ""
+    author: str | None = None
+    published: str | None = None  # ISO 8601 UTC
+    content_html: str | None = None  # the feed's full content (content:encoded, atom:content)
+    summary_html: str | None = None
+    tags: list[str] = field(default_factory=list)
+    feed: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Entry:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+@dataclass
+class ParsedFeed:
+    """What a feed document says: its own metadata and its entries."""
+
+    title: str = ""
+    link: str | None = None
+    language: str | None = None
+    ttl_minutes: int | None = None
+    entries: list[Entry] = field(default_factory=list)
+    warning: str | None = None  # parser's complaint about malformed input it still read
+
+
+@dataclass
+class Extracted:
+    """The article as read from its page."""
+
+    title: str = ""
+    text: str = ""
+    author: str | None = None
+    published: str | None = None
+    language: str | None = None
+    canonical_url: str | None = None
+    sitename: str | None = None
+    description: str | None = None
+    image: str | None = None
+    categories: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Article:
+    """One stream entry's document (see the stream contract in the README)."""
+
+    id: str
+    url: str
+    title: str
+    text: str
+    feed: str
+    published: str | None = None
+    author: str | None = None
+    language: str | None = None
+    duplicate_of: str | None = None
+    extraction: str = "page"  # "page": from the article's page; "feed": the feed's own content
+    fallback_reason: str | None = None  # why the page was not used, when extraction == "feed"
+    guid: str | None = None
+    tags: list[str] = field(default_factory=list)
+    fetched_at: str | None = None
+    schema: int = ARTICLE_SCHEMA_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
