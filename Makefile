@@ -1,0 +1,35 @@
+# `make run` and `make test` work on a machine with only Python 3.11+ and pip:
+# each installs what it needs into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run burst test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)  ## the service: scheduler, workers, rq-dashboard (embedded Redis when REDIS_URL is unset)
+	$(BIN)/feedstream run
+
+burst: $(STAMP)  ## poll every feed once, finish, print a summary
+	$(BIN)/feedstream run --burst
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: $(STAMP) lint  ## pytest exits non-zero when no test ran, so an empty run fails too
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/extraction.py
+	$(BIN)/python bench/pipeline.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info

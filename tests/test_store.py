@@ -1,0 +1,113 @@
+"""The store's atomic steps, against a real Redis."""
+
+from __future__ import annotations
+
+import threading
+
+import redis
+from rq import Queue
+
+from worker.jobs import POLL_QUEUE, enqueue_poll
+from worker.models import Article
+from worker.scheduler import tick
+from worker.store import Store
+
+
+def make_article(n: int, url: str | None = None) -> Article:
+    return Article(id=f"id{n}", url=url or f"https://example.com/{n}", title=f"T{n}",
+                   text=f"text {n}", feed="f")
+
+
+def test_publish_is_idempotent_for_a_retry(redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    first = store.publish(make_article(1), url_keys=["u1"], text_key="t1")
+    again = store.publish(make_article(1), url_keys=["u1"], text_key="t1")
+    assert first.outcome == "published" and first.stream_id
+    assert again.outcome == "already"
+    assert redis_client.xlen("articles") == 1
+
+
+def test_publish_refuses_a_second_article_with_a_claimed_url_or_text(redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    store.publish(make_article(1), url_keys=["u1"], text_key="t1")
+    by_url = store.publish(make_article(2), url_keys=["u2", "u1"], text_key="t2")
+    by_text = store.publish(make_article(3), url_keys=["u3"], text_key="t1")
+    assert (by_url.outcome, by_url.duplicate_of) == ("duplicate", "id1")
+    assert (by_text.outcome, by_text.duplicate_of) == ("duplicate", "id1")
+    assert redis_client.xlen("articles") == 1
+    assert store.counters()["duplicates_exact"] == 2
+    assert redis_client.get("feedstream:claim:url:u3") is None  # a refused article claims nothing
+
+
+def test_concurrent_publishers_publish_each_article_once(redis_url: str, redis_client: redis.Redis) -> None:
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def publisher() -> None:
+        store = Store(redis.Redis.from_url(redis_url))
+        for n in range(50):
+            result = store.publish(make_article(n), url_keys=[f"u{n}"], text_key=f"t{n}")
+            with lock:
+                outcomes.append(result.outcome)
+
+    threads = [threading.Thread(target=publisher) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert outcomes.count("published") == 50
+    assert redis_client.xlen("articles") == 50
+
+
+def test_stream_is_trimmed_approximately_at_maxlen(redis_client: redis.Redis) -> None:
+    store = Store(redis_client, stream_maxlen=100)
+    for n in range(600):
+        store.publish(make_article(n), url_keys=[f"u{n}"], text_key=None)
+    assert 100 <= redis_client.xlen("articles") < 600
+
+
+def test_two_schedulers_ticking_at_once_queue_one_poll_per_due_feed(redis_url: str,
+                                                                    redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    store.sync_feeds(["a", "b", "c"], now=1000.0)
+    queue = Queue(POLL_QUEUE, connection=redis_client)
+    results: list[list[str]] = []
+
+    def scheduler() -> None:
+        client = redis.Redis.from_url(redis_url)
+        results.append(tick(Store(client), Queue(POLL_QUEUE, connection=client), now=1000.0))
+
+    threads = [threading.Thread(target=scheduler) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(name for names in results for name in names) == ["a", "b", "c"]
+    assert queue.count == 3
+    # The slot has moved on: ticking again at the same time queues nothing.
+    assert tick(store, queue, now=1000.0) == []
+
+
+def test_a_feed_never_has_two_polls_in_flight(redis_client: redis.Redis) -> None:
+    queue = Queue(POLL_QUEUE, connection=redis_client)
+    assert enqueue_poll(queue, "a") is True
+    assert enqueue_poll(queue, "a") is False
+    assert queue.count == 1
+
+
+def test_sync_feeds_adds_new_feeds_as_due_and_drops_removed_ones(redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    store.sync_feeds(["a", "b"], now=10.0)
+    store.schedule("a", 500.0)
+    store.sync_feeds(["a", "c"], now=20.0)
+    assert store.due_times() == {"a": 500.0, "c": 20.0}
+    store.schedule("b", 30.0)  # removed feeds are not brought back by a late poll
+    assert "b" not in store.due_times()
+
+
+def test_seen_guids(redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    assert store.unseen("f", ["g1", "g2"]) == [True, True]
+    store.mark_seen("f", ["g1"], now=100.0)
+    assert store.unseen("f", ["g1", "g2"]) == [False, True]
+    assert store.unseen("other", ["g1"]) == [True]

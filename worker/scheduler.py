@@ -1,0 +1,55 @@
+"""Which feeds are due, and queueing their polls.
+
+Each feed's next poll time lives in a Redis sorted set. A tick claims the due
+feeds atomically (their slot moves on by a lease in the same Lua step), then
+queues one poll per feed under RQ's unique job id ``poll-<name>``, so:
+
+- any number of scheduler processes may run: a slot is claimed once;
+- a feed never has two polls in flight: RQ refuses a second job with that id;
+- a poll that dies is retried when its lease runs out.
+
+RQ's own ``rq cron`` runs fixed intervals and has no leader election (two cron
+processes both enqueue), so it cannot follow per-feed schedules; this loop is
+the small piece it leaves for us.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+from rq import Queue
+
+from .jobs import POLL_TIMEOUT, enqueue_poll
+from .store import Store
+
+log = logging.getLogger("feedstream.scheduler")
+
+LEASE_SECONDS = POLL_TIMEOUT + 180
+TICK_SECONDS = 1.0
+
+
+def tick(store: Store, poll_queue: Queue, now: float | None = None) -> list[str]:
+    """Queue polls for every feed that is due; returns the names queued."""
+    now = time.time() if now is None else now
+    queued = [name for name in store.claim_due(now, LEASE_SECONDS) if enqueue_poll(poll_queue, name)]
+    store.beat("scheduler", now)
+    return queued
+
+
+def run_forever(store: Store, poll_queue: Queue, feed_names: list[str],
+                stop: threading.Event | None = None, on_tick: Callable[[list[str]], None] | None = None) -> None:
+    """Keep the due set in line with the feeds file, then tick until ``stop`` is set."""
+    stop = stop or threading.Event()
+    store.sync_feeds(feed_names, time.time())
+    while not stop.is_set():
+        queued = tick(store, poll_queue)
+        if queued:
+            log.info("queued polls: %s", ", ".join(queued))
+            if on_tick:
+                on_tick(queued)
+        next_due = store.next_due()
+        wait = TICK_SECONDS if next_due is None else min(max(next_due - time.time(), 0.05), TICK_SECONDS)
+        stop.wait(wait)

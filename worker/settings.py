@@ -1,0 +1,142 @@
+"""Settings from the environment and the feeds file, read once at the edge.
+
+Processes call ``Settings.from_env()`` and ``load_feeds()`` at start and pass
+the results down; nothing deeper reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .http import HttpSettings
+from .models import Feed
+
+DEFAULT_FEEDS_PATH = "config/feeds.toml"
+DEFAULT_STREAM = "articles"
+MIN_INTERVAL = 60
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a yes/no value (use 1 or 0)")
+
+
+def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum:g}")
+    return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a feedstream process needs to know, from its environment."""
+
+    redis_url: str | None  # None: start the embedded Redis under var_dir
+    feeds_path: Path = Path(DEFAULT_FEEDS_PATH)
+    stream: str = DEFAULT_STREAM
+    http: HttpSettings = field(default_factory=HttpSettings)
+    var_dir: Path = Path("var")
+    prefix: str = "feedstream"  # namespace of every Redis key we own
+    workers: int = 2
+    dashboard_port: int = 9181
+    # Approximate MAXLEN for the stream; 0 keeps everything.
+    stream_maxlen: int = 100_000
+    # How long URL, GUID and text claims are remembered for deduplication.
+    dedupe_days: int = 90
+
+    @property
+    def allow_private(self) -> bool:
+        return self.http.allow_private
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``env`` (default ``os.environ``); raises ConfigError."""
+        env = os.environ if env is None else env
+        stream = env.get("FEEDSTREAM_STREAM", DEFAULT_STREAM).strip() or DEFAULT_STREAM
+        http = HttpSettings(
+            deadline=_number(env, "FEEDSTREAM_FETCH_DEADLINE", 20.0, 1.0),
+            max_bytes=int(_number(env, "FEEDSTREAM_MAX_BYTES", 10 * 1024 * 1024, 1024)),
+            allow_private=_flag(env, "FEEDSTREAM_ALLOW_PRIVATE"),
+        )
+        return cls(
+            redis_url=(env.get("REDIS_URL") or "").strip() or None,
+            feeds_path=Path(env.get("FEEDSTREAM_FEEDS") or DEFAULT_FEEDS_PATH),
+            stream=stream,
+            http=http,
+            var_dir=Path(env.get("FEEDSTREAM_VAR") or "var"),
+            workers=int(_number(env, "FEEDSTREAM_WORKERS", max(os.cpu_count() or 1, 1), 1)),
+            dashboard_port=int(_number(env, "FEEDSTREAM_DASHBOARD_PORT", 9181, 0)),
+            stream_maxlen=int(_number(env, "FEEDSTREAM_STREAM_MAXLEN", 100_000, 0)),
+        )
+
+
+def load_feeds(path: Path) -> list[Feed]:
+    """Read the feeds file (one ``[[feeds]]`` table per feed); raises ConfigError."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read feeds file {path}: {exc.strerror or exc}") from None
+    try:
+        doc = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    tables = doc.get("feeds")
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(f"{path} has no [[feeds]] tables")
+    feeds: list[Feed] = []
+    seen: set[str] = set()
+    for position, table in enumerate(tables, start=1):
+        feed = _feed_from_table(table, f"{path}: feed #{position}")
+        if feed.name in seen:
+            raise ConfigError(f"{path}: feed name {feed.name!r} is used twice")
+        seen.add(feed.name)
+        feeds.append(feed)
+    return feeds
+
+
+def _feed_from_table(table: Any, where: str) -> Feed:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} is not a table")
+    known = {"name", "url", "interval", "full_text", "tags"}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys: {', '.join(unknown)}")
+    name, url = table.get("name"), table.get("url")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(f"{where}: name must be 1-64 letters, digits, '.', '_' or '-' (got {name!r})")
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"{where} ({name}): url must be an http(s) URL (got {url!r})")
+    interval = table.get("interval", 900)
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < MIN_INTERVAL:
+        raise ConfigError(f"{where} ({name}): interval must be whole seconds >= {MIN_INTERVAL}")
+    full_text = table.get("full_text", True)
+    if not isinstance(full_text, bool):
+        raise ConfigError(f"{where} ({name}): full_text must be true or false")
+    tags = table.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ConfigError(f"{where} ({name}): tags must be a list of strings")
+    return Feed(name=name, url=url, interval=interval, full_text=full_text, tags=tuple(tags))
