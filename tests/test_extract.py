@@ -1,0 +1,159 @@
+"""Extraction: the article body alone, its metadata, and no crash on any input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from worker.errors import ExtractError
+from worker.extract import clean_paragraphs, decode_html, extract_article, text_from_html_fragment
+
+PAGES = Path(__file__).parent / "pages"
+
+TELECOMS_BODY = [
+    "Vodafone has switched on the first 2,500 open RAN sites in its South West rollout with Ericsson, the operator "
+    "said on Monday, and claims the new equipment uses about a fifth less energy than the radios it replaces.",
+    "The sites run Ericsson software on commercial servers in Bristol and Plymouth, with radio units from two "
+    "suppliers. Vodafone said that mixing vendors on a single site, which it called the whole point of open RAN, "
+    "had worked without the integration delays that slowed its earlier trial in Wales.",
+    '"Three years ago people asked whether open RAN would ever carry real traffic," said Andrea Dona, chief network '
+    'officer. "Today it carries the traffic of more than a million customers, and it does so more cheaply."',
+    "The operator plans to convert a further 5,000 sites by the end of 2027. It published the energy figures in a "
+    "technical note that compares power draw before and after the swap on 400 of the converted sites.",
+    "Analysts were more cautious. Ofcom data show that rural coverage in Devon and Cornwall still trails the "
+    "national average, and upgrading existing sites does little for places that have no mast at all.",
+    "Ericsson declined to say how much of the contract value depends on the energy targets being met.",
+]
+
+
+def test_telecoms_page_yields_the_body_alone_with_metadata() -> None:
+    html = (PAGES / "telecoms_article.html").read_text(encoding="utf-8")
+    article = extract_article(html, url="https://www.telecoms.com/networks/vodafone-open-ran")
+    assert article.text == "\n\n".join(TELECOMS_BODY)
+    for furniture in ("Networks", "Register for the Telecoms.com newsletter", "Articles You May Like",
+                      "Share on Twitter", "BT extends fibre", "Leave a comment", "Most popular"):
+        assert furniture not in article.text
+    assert article.title == "Vodafone and Ericsson switch on open RAN sites across the South West"
+    assert article.author == "Jamie Davies"
+    assert article.published == "2026-11-23T09:30:00Z"
+    assert article.language == "en"
+    assert article.canonical_url == (
+        "https://www.telecoms.com/networks/vodafone-and-ericsson-switch-on-open-ran-sites-across-the-south-west"
+    )
+    assert article.tags == ["Open RAN", "Vodafone"]
+    assert article.categories == ["Networks"]
+
+
+def test_clean_paragraphs_removes_title_label_promo_share_and_related_list() -> None:
+    body = ["First real paragraph of the story, long enough to be news.", "Second real paragraph, also news."]
+    paragraphs = [
+        "Tech",
+        "Big Operator Buys Small Operator",
+        *body[:1],
+        "Get the latest news straight to your inbox. Register for the Example newsletter here.",
+        "Share on Twitter Share on LinkedIn",
+        *body[1:],
+        "Articles You May Like",
+        "Another headline about spectrum",
+        "Yet another headline about fibre",
+    ]
+    cleaned = clean_paragraphs(paragraphs, title="Big operator buys small operator", labels=["Tech"])
+    assert cleaned == body
+
+
+def test_clean_paragraphs_keeps_a_first_sentence_that_only_resembles_a_label() -> None:
+    paragraphs = ["Tech giants are spending more on fibre than ever before.", "More news follows here."]
+    assert clean_paragraphs(paragraphs, title="Fibre spend", labels=["Tech"]) == paragraphs
+
+
+def test_clean_paragraphs_keeps_long_news_paragraph_mentioning_a_newsletter() -> None:
+    paragraph = (
+        "The regulator said in its weekly newsletter that it would open a consultation on the auction next "
+        "spring, and that operators who want to register interest must do so by the end of January, when it "
+        "will publish a shortlist and a timetable for the sale of the remaining millimetre-wave spectrum."
+    )
+    assert clean_paragraphs([paragraph], title=None, labels=()) == [paragraph]
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "expected"),
+    [
+        ("café – naïve".encode(), "text/html; charset=utf-8", "café – naïve"),
+        ("café “quoted”".encode("cp1252"), "text/html; charset=iso-8859-1", "café “quoted”"),
+        # header wrong, meta right
+        (
+            b'<meta charset="windows-1252"><p>caf\xe9</p>',
+            "text/html; charset=utf-8",
+            '<meta charset="windows-1252"><p>café</p>',
+        ),
+        # no charset anywhere, valid UTF-8
+        ("<p>Zürich</p>".encode(), "text/html", "<p>Zürich</p>"),
+        # UTF-8 bytes under a legacy label: UTF-8 wins
+        ("<p>Zürich</p>".encode(), "text/html; charset=iso-8859-1", "<p>Zürich</p>"),
+        # BOM
+        (b"\xef\xbb\xbf<p>x</p>", "", "<p>x</p>"),
+        ("<p>日本語</p>".encode("utf-16"), "", "<p>日本語</p>"),
+        (b"", "", ""),
+        # an unknown label is ignored, not fatal
+        (b"<p>plain</p>", "text/html; charset=x-no-such-codec", "<p>plain</p>"),
+    ],
+)
+def test_decode_html_charsets(body: bytes, content_type: str, expected: str) -> None:
+    assert decode_html(body, content_type) == expected
+
+
+def test_decode_html_never_raises_on_garbage() -> None:
+    garbage = bytes(range(256)) * 64
+    text = decode_html(garbage, "text/html; charset=utf-8")
+    assert isinstance(text, str) and text
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "",
+        "   ",
+        "<html><body><nav><a href='/'>Home</a></nav></body></html>",
+        "<p>x</p>",
+        "\x00\x01\x02 binary junk \xff\xfe",
+        "<div>" * 5000 + "deep" + "</div>" * 5000,
+        "<html><body><script>var a = 1;</script></body></html>",
+    ],
+)
+def test_pages_without_an_article_raise_extract_error(html: str) -> None:
+    with pytest.raises(ExtractError) as error:
+        extract_article(html, url="https://example.com/a")
+    assert str(error.value).startswith("extract: ")
+
+
+def test_extract_refuses_bytes() -> None:
+    with pytest.raises(ExtractError):
+        extract_article(b"<p>hello</p>", url="https://example.com/a")  # type: ignore[arg-type]
+
+
+def test_language_detected_from_text_when_page_is_silent() -> None:
+    paragraphs = "".join(
+        f"<p>Die Bundesnetzagentur hat am Montag die Auktion der Frequenzen im Bereich von {n} Megahertz "
+        "gestartet, und die drei großen Netzbetreiber haben bereits Gebote abgegeben.</p>"
+        for n in (700, 800, 900, 1800)
+    )
+    html = f"<html><head><title>Auktion</title></head><body><article>{paragraphs}</article></body></html>"
+    assert extract_article(html, url="https://example.de/a").language == "de"
+
+
+def test_fragment_text_keeps_paragraphs_and_drops_promos_and_scripts() -> None:
+    html = (
+        "<p>First paragraph of the feed's own content.</p><script>alert(1)</script>"
+        "<p>Second<br>third line.</p><ul><li>one</li><li>two</li></ul>"
+        "<p>Subscribe to our newsletter!</p>"
+    )
+    assert text_from_html_fragment(html) == (
+        "First paragraph of the feed's own content.\n\nSecond\n\nthird line.\n\n- one\n\n- two"
+    )
+
+
+def test_fragment_text_plain_and_empty() -> None:
+    assert text_from_html_fragment("") == ""
+    assert text_from_html_fragment("One &amp; two.\n\nThree.") == "One & two.\n\nThree."
+    assert text_from_html_fragment("<p>\x00\x07</p>") == ""
