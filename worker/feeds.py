@@ -1,0 +1,549 @@
+"""Feed bytes -> ``ParsedFeed``. Pure: no network, no files, no Redis.
+
+RSS 0.9x/1.0/2.0 and Atom are read by feedparser, JSON Feed 1.0/1.1 by our own
+reader (feedparser 6.0.x has none). Every failure leaves as ``ParseError`` with
+a plain message; malformed input that still yields entries is a warning
+(``ParsedFeed.warning``), not a failure.
+
+feedparser is only ever given a ``BytesIO``: given a string it fetches URLs
+(no timeout, no size cap) and reads local paths.
+"""
+
+from __future__ import annotations
+
+import calendar
+import email.utils
+import html
+import io
+import json
+import re
+import time
+import urllib.parse
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from html.parser import HTMLParser
+from typing import Any
+
+import feedparser
+from feedparser.encodings import convert_to_utf8
+from feedparser.sanitizer import _sanitize_html
+from feedparser.urls import resolve_relative_uris
+
+from .errors import ParseError
+from .models import Entry, ParsedFeed
+
+__all__ = ["parse_feed"]
+
+_JSON_TYPES = ("application/feed+json", "application/json")
+_HTML_TYPES = ("text/html", "application/xhtml+xml")
+_JSONFEED_VERSION = re.compile(r"https?://jsonfeed\.org/version/1(?:\.\d+)?/?$")
+_UTF8_BOM = b"\xef\xbb\xbf"
+_BOMS = (  # UTF-32 first: its little-endian BOM begins with UTF-16's
+    (b"\xff\xfe\x00\x00", "utf-32le"), (b"\x00\x00\xfe\xff", "utf-32be"),
+    (b"\xff\xfe", "utf-16le"), (b"\xfe\xff", "utf-16be"), (_UTF8_BOM, "utf-8"),
+)
+_WS = b" \t\r\n\f\v"
+# Single-byte charsets that servers and templates declare by habit. A body that
+# decodes as strict UTF-8 and has non-ASCII bytes is UTF-8 in practice: real
+# Latin-1 text almost never forms valid multi-byte UTF-8 sequences throughout.
+_HABITUAL_CHARSETS = frozenset({
+    "us-ascii", "ascii", "iso-8859-1", "iso8859-1", "latin-1", "latin1", "l1",
+    "iso-8859-15", "latin-9", "windows-1252", "cp1252",
+})
+_XML_DECL_ENCODING = re.compile(rb"""^\s*<\?xml[^>]{0,200}?encoding\s*=\s*["']([A-Za-z0-9._:-]{1,40})["']""")
+_HTML_START = re.compile(rb"<(?:!doctype\s+html|html[\s>/])", re.IGNORECASE)
+_ROOT_ELEMENT = re.compile(rb"<([A-Za-z_][\w:.-]{0,60})")
+# feedparser's own notion of where the prolog ends (sanitizer.replace_doctype).
+_FIRST_ELEMENT = re.compile(rb"<\w")
+_ENTITY_OR_CDATA = re.compile(rb"<!ENTITY|<!\[CDATA\[", re.IGNORECASE)
+# The only entity declarations let through: an internal entity whose value is one
+# character reference or a short literal without references or markup. The value
+# length bounds what a reference can expand to (about 10x its own size), which
+# stops both nested "billion laughs" and flat quadratic blow-ups; external
+# (SYSTEM/PUBLIC) and parameter (%) entities never match.
+_SAFE_ENTITY_DECL = re.compile(
+    rb"""<!ENTITY\s+[A-Za-z_][\w.-]{0,64}\s+(?:"(?:&\#\w{1,8};|[^&%"<>]{0,32})"|'(?:&\#\w{1,8};|[^&%'<>]{0,32})')\s*>"""
+)
+_LANGUAGE = re.compile(r"\s*([A-Za-z]{2})(?![A-Za-z])")
+_TTL = re.compile(r"\s*(\d{1,9})\s*$")
+_MAX_TTL_MINUTES = 366 * 24 * 60  # beyond a year it is a typo, not a schedule
+_MAX_WARNING = 500
+
+
+def parse_feed(body: bytes, *, url: str, headers: Mapping[str, str] | None = None) -> ParsedFeed:
+    """Feed bytes -> ParsedFeed.
+
+    ``url`` is the address the body was finally served from; relative links
+    resolve against it. ``headers`` are the response headers (any case); only
+    Content-Type and Content-Language are read. RSS 0.9x/1.0/2.0 and Atom are
+    read via feedparser, JSON Feed 1.0/1.1 by our own reader.
+
+    Entries keep document order; those without an http(s) link are skipped and
+    counted in ``warning``, as is any complaint about malformed input that was
+    still read. Raises ``ParseError`` (and nothing else) when the body is not a
+    feed at all: empty, an HTML page, malformed XML with no entries, JSON that is
+    not a JSON Feed, or XML declaring entities that could expand without bound.
+    """
+    try:
+        if not isinstance(body, bytes | bytearray | memoryview):
+            raise ParseError(f"expected bytes, got {type(body).__name__}")
+        body = bytes(body)
+        hdrs = {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+        media_type, charset = _content_type(hdrs.get("content-type", ""))
+        start = body.lstrip(_WS)
+        start = start[len(_UTF8_BOM):].lstrip(_WS) if start.startswith(_UTF8_BOM) else start
+        if not start:
+            raise ParseError("empty body")
+        json_type = media_type in _JSON_TYPES or media_type.endswith("+json")
+        # The body decides; the header only breaks the tie for bodies that are not XML.
+        if start[:1] in (b"{", b"[") or (json_type and start[:1] != b"<"):
+            return _parse_json_feed(body, url)
+        return _parse_xml_feed(body, url, hdrs, media_type, charset)
+    except ParseError:
+        raise
+    except Exception as exc:  # a parser bug must not become an unrecorded job crash
+        raise ParseError(f"unreadable feed ({type(exc).__name__}: {_short(str(exc))})") from exc
+
+
+# -- XML: RSS, RDF, Atom via feedparser ------------------------------------------------
+
+
+def _parse_xml_feed(
+    body: bytes, url: str, hdrs: dict[str, str], media_type: str, charset: str | None
+) -> ParsedFeed:
+    warnings: list[str] = []
+    charset = _effective_charset(body, charset, warnings)
+    # Decode up front with feedparser's own RFC 3023 logic, so the entity check
+    # below sees exactly the UTF-8 bytes its parsers will see (a UTF-16 body
+    # would otherwise hide "<!ENTITY" from a byte search). Whatever the server
+    # called the type, we ask for XML semantics: declared charset first, then the
+    # XML declaration, then BOM/UTF-8/windows-1252 fallbacks; "text/xml means
+    # us-ascii" pedantry would only produce misleading warnings.
+    sniff: dict[str, Any] = {}
+    xml_type = "application/xml" + (f"; charset={charset}" if charset else "")
+    data = convert_to_utf8({"content-type": xml_type}, body, sniff)
+    if sniff.get("bozo_exception") is not None:
+        warnings.append(str(sniff["bozo_exception"]))
+    _refuse_unsafe_entities(data)
+
+    response_headers = {
+        "content-type": "application/xml; charset=utf-8" if sniff.get("encoding") else xml_type,
+        # feedparser's base URI for relative links when it did not fetch itself.
+        "content-location": url,
+    }
+    if hdrs.get("content-language"):
+        response_headers["content-language"] = hdrs["content-language"]
+    result = feedparser.parse(
+        io.BytesIO(data),
+        response_headers=response_headers,
+        resolve_relative_uris=True,
+        sanitize_html=True,
+    )
+    version: str = result.get("version") or ""
+    bozo = result.get("bozo_exception") if result.get("bozo") else None
+    malformed = bozo is not None and not isinstance(bozo, feedparser.ThingsNobodyCaresAboutButMe)
+    if bozo is not None and str(bozo) not in warnings:
+        warnings.append(str(bozo))
+
+    raw_entries = list(result.get("entries") or [])
+    if not raw_entries:
+        if not version and (media_type in _HTML_TYPES or _looks_like_html(data)):
+            raise ParseError("got an HTML page, not a feed")
+        if malformed:
+            raise ParseError(f"not a feed (malformed XML: {_short(str(bozo))})")
+        if not version:
+            root = _ROOT_ELEMENT.search(data)
+            found = f"root element <{root.group(1).decode('ascii', 'replace')}>" if root else "no XML element"
+            raise ParseError(f"not a feed ({found}; expected rss, rdf:RDF or feed)")
+
+    meta = result.get("feed") or {}
+    feed_author = _person(meta) if version.startswith("atom") else None
+    entries: list[Entry] = []
+    skipped = 0
+    for raw in raw_entries:
+        entry = _xml_entry(raw, url, feed_author)
+        if entry is None:
+            skipped += 1
+        else:
+            entries.append(entry)
+    return ParsedFeed(
+        title=_detail_text(meta, "title"),
+        link=_http_url(meta.get("link"), url),
+        language=_language(meta.get("language")),
+        ttl_minutes=_ttl(meta.get("ttl")),
+        entries=_unique(entries, warnings, skipped),
+        warning=_warning(warnings),
+    )
+
+
+def _xml_entry(raw: dict[str, Any], base: str, feed_author: str | None) -> Entry | None:
+    """One feedparser entry -> Entry, or None when it has no usable http(s) link."""
+    link = _http_url(raw.get("link"), base)
+    if link is None:
+        return None
+    title = _detail_text(raw, "title")
+    # dict.get: FeedParserDict maps a missing "updated_parsed" to "published_parsed" with a
+    # DeprecationWarning; we ask for each key as it is.
+    published = _iso_struct(dict.get(raw, "published_parsed")) or _iso_struct(dict.get(raw, "updated_parsed"))
+    contents = raw.get("content") if isinstance(raw.get("content"), list) else []
+    content = _longest_content(contents)
+    # feedparser copies content into "summary" (without summary_detail) when an
+    # entry has no summary of its own; that copy is not a summary.
+    raw_summary = raw.get("summary")
+    copied = any(isinstance(c, Mapping) and c.get("value") == raw_summary for c in contents)
+    summary = None if copied else _detail_html(raw.get("summary_detail"), raw_summary)
+    if summary is not None and content is not None and summary.strip() == content.strip():
+        summary = None
+    tags = [t.get("term") for t in raw.get("tags") or [] if isinstance(t, Mapping)]
+    return Entry(
+        # Entries without a link were skipped above, so the link is always there to fall back on.
+        guid=_opaque(raw.get("id")) or link,
+        url=link,
+        title=title,
+        author=_person(raw) or feed_author,
+        published=published,
+        content_html=content,
+        summary_html=summary,
+        tags=_tags(tags),
+    )
+
+
+def _person(obj: Mapping[str, Any]) -> str | None:
+    """The author's name; feedparser splits "bob@x (Bob)" into author_detail."""
+    detail = obj.get("author_detail")
+    name = _clean(detail.get("name")) if isinstance(detail, Mapping) else ""
+    return name or _clean(obj.get("author")) or None
+
+
+def _detail_text(obj: Mapping[str, Any], key: str) -> str:
+    """A title as plain text: markup stripped only when the feed says it is HTML."""
+    value = obj.get(key)
+    if not isinstance(value, str):
+        return ""
+    detail = obj.get(f"{key}_detail")
+    kind = detail.get("type", "") if isinstance(detail, Mapping) else ""
+    if kind in ("text/html", "application/xhtml+xml", "html", "xhtml"):
+        value = _strip_tags(value)
+    return _clean(value)
+
+
+def _detail_html(detail: Any, value: Any) -> str | None:
+    """Content or summary as HTML; Atom type="text" content is escaped."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    kind = detail.get("type", "") if isinstance(detail, Mapping) else ""
+    if kind == "text/plain":
+        return _text_to_html(value)
+    if kind and "html" not in kind and "xml" not in kind and not kind.startswith("text/"):
+        return None  # e.g. base64 images in atom:content: not article text
+    return value
+
+
+def _longest_content(contents: list[Any]) -> str | None:
+    best: str | None = None
+    for item in contents:
+        if isinstance(item, Mapping):
+            value = _detail_html(item, item.get("value"))
+            if value is not None and (best is None or len(value) > len(best)):
+                best = value
+    return best
+
+
+def _refuse_unsafe_entities(data: bytes) -> None:
+    """Refuse entity declarations that could expand: billion laughs, quadratic blow-up, XXE.
+
+    expat (>= 2.4) stops nested expansion only after burning about a second and
+    ~90 MB, and when it gives up feedparser falls back to its loose parser, which
+    expands every declaration feedparser deems "safe" (no nested references, but
+    any length): a 200 KB body then becomes a 400 MB string (measured). So look
+    before parsing. feedparser lifts declarations from anywhere in the prolog,
+    comments included, so the prolog is searched whole; after it, CDATA sections
+    are skipped (articles about XML quote such things).
+    """
+    prolog_end = _prolog_end(data)
+    pos = 0
+    while match := _ENTITY_OR_CDATA.search(data, pos):
+        at = match.start()
+        if match.group().upper() != b"<!ENTITY":
+            if at < prolog_end:
+                pos = at + 2
+                continue
+            close = data.find(b"]]>", match.end())
+            if close < 0:
+                return
+            pos = close + 3
+            continue
+        if not _SAFE_ENTITY_DECL.match(data, at):
+            raise ParseError("refusing XML entity declarations other than short literals "
+                             "(external, parameter, nested or long entities: entity-expansion/XXE risk)")
+        pos = at + 2
+
+
+def _prolog_end(data: bytes) -> int:
+    first = _FIRST_ELEMENT.search(data)
+    return first.start() + 1 if first else len(data)
+
+
+def _looks_like_html(data: bytes) -> bool:
+    return bool(_HTML_START.search(data, 0, 8192))
+
+
+def _effective_charset(body: bytes, declared: str | None, warnings: list[str]) -> str | None:
+    """The charset to decode with: a BOM's, else the server's unless it is a habitual Latin-1 on UTF-8."""
+    for bom, encoding in _BOMS:
+        # A BOM is the strongest signal there is; feedparser, told "application/xml"
+        # without a charset, would try UTF-8 before the BOM and read UTF-16 as NULs.
+        if body.startswith(bom):
+            return encoding
+    stated = declared
+    if stated is None:
+        decl = _XML_DECL_ENCODING.match(body)
+        stated = decl.group(1).decode("ascii").lower() if decl else None
+    if stated in _HABITUAL_CHARSETS and not body.isascii():
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            return declared
+        warnings.append(f"declared {stated}, but the body is UTF-8; read as UTF-8")
+        return "utf-8"
+    return declared
+
+
+# -- JSON Feed 1.0 / 1.1 ------------------------------------------------------------------
+
+
+def _parse_json_feed(body: bytes, url: str) -> ParsedFeed:
+    try:
+        text = body.decode(json.detect_encoding(body), errors="replace")
+        doc = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, too-long ints, absurd nesting
+        raise ParseError(f"not a feed (invalid JSON: {_short(str(exc))})") from None
+    version = doc.get("version") if isinstance(doc, dict) else None
+    if not isinstance(version, str) or not _JSONFEED_VERSION.match(version.strip()):
+        raise ParseError("got JSON, but not a JSON Feed (no jsonfeed.org/version/1 \"version\")")
+
+    warnings: list[str] = []
+    items = doc.get("items")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        warnings.append(f'"items" is {type(items).__name__}, not a list')
+        items = []
+    feed_author = _json_author(doc)
+    entries: list[Entry] = []
+    skipped = 0
+    for item in items:
+        entry = _json_entry(item, url, feed_author) if isinstance(item, dict) else None
+        if entry is None:
+            skipped += 1
+        else:
+            entries.append(entry)
+    return ParsedFeed(
+        title=_clean(_scalar(doc.get("title"))),
+        link=_http_url(doc.get("home_page_url"), url),
+        language=_language(doc.get("language")),
+        ttl_minutes=None,
+        entries=_unique(entries, warnings, skipped),
+        warning=_warning(warnings),
+    )
+
+
+def _json_entry(item: dict[str, Any], base: str, feed_author: str | None) -> Entry | None:
+    link = _http_url(item.get("url"), base) or _http_url(item.get("external_url"), base)
+    if link is None:
+        return None
+    title = _clean(_scalar(item.get("title")))
+    published = _iso_text(item.get("date_published")) or _iso_text(item.get("date_modified"))
+    content_html = item.get("content_html")
+    content_text = item.get("content_text")
+    if isinstance(content_html, str) and content_html.strip():
+        # The XML path gets this from feedparser; JSON content gets the same treatment.
+        content: str | None = _sanitize_html(
+            resolve_relative_uris(content_html, base, "utf-8", "text/html"), "utf-8", "text/html"
+        ) or None
+    elif isinstance(content_text, str) and content_text.strip():
+        content = _text_to_html(content_text)
+    else:
+        content = None
+    summary_text = item.get("summary")  # plain text in JSON Feed
+    summary = _text_to_html(summary_text) if isinstance(summary_text, str) and summary_text.strip() else None
+    if summary is not None and content is not None and summary.strip() == content.strip():
+        summary = None
+    tags = item.get("tags")
+    return Entry(
+        guid=_opaque(_scalar(item.get("id"))) or link,
+        url=link,
+        title=title,
+        author=_json_author(item) or feed_author,
+        published=published,
+        content_html=content,
+        summary_html=summary,
+        tags=_tags(tags if isinstance(tags, list) else []),
+    )
+
+
+def _json_author(obj: dict[str, Any]) -> str | None:
+    """authors[0].name (1.1), else author.name (1.0); a bare string is taken as a name."""
+    authors = obj.get("authors")
+    candidates = [*(authors if isinstance(authors, list) else []), obj.get("author")]
+    for person in candidates:
+        name = person.get("name") if isinstance(person, dict) else person
+        if cleaned := _clean(_scalar(name)):
+            return cleaned
+    return None
+
+
+def _iso_text(value: Any) -> str | None:
+    """RFC 3339 (as the spec says) or RFC 822 (as some feeds do) -> ISO 8601 UTC."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    parsers: tuple[Callable[[str], datetime], ...] = (
+        datetime.fromisoformat, email.utils.parsedate_to_datetime,
+    )
+    for parse in parsers:
+        try:
+            moment = parse(text)
+        except (ValueError, TypeError, IndexError, OverflowError):
+            continue
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # no offset given: read as UTC
+        try:
+            return _iso(moment.astimezone(UTC))
+        except (ValueError, OverflowError):
+            return None
+    return None
+
+
+# -- shared helpers ---------------------------------------------------------------------
+
+
+def _content_type(value: str) -> tuple[str, str | None]:
+    """("media/type", charset or None) from a Content-Type header value."""
+    media, _, params = value.partition(";")
+    charset = None
+    for param in params.split(";"):
+        name, _, val = param.partition("=")
+        if name.strip().lower() == "charset":
+            charset = val.strip().strip("\"'").lower() or None
+    return media.strip().lower(), charset
+
+
+def _http_url(value: Any, base: str) -> str | None:
+    """``value`` made absolute against ``base``; None unless it is http(s) with a host."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        absolute = urllib.parse.urljoin(base, value.strip())
+        parts = urllib.parse.urlsplit(absolute)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            return None
+    except ValueError:  # e.g. an unbalanced IPv6 bracket
+        return None
+    return absolute
+
+
+def _iso_struct(value: Any) -> str | None:
+    """feedparser's UTC struct_time -> "YYYY-MM-DDTHH:MM:SSZ"."""
+    if not isinstance(value, time.struct_time):
+        return None
+    try:
+        moment = datetime.fromtimestamp(calendar.timegm(value), UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+    return _iso(moment)
+
+
+def _iso(moment: datetime) -> str:
+    # Not strftime: "%Y" does not zero-pad years before 1000 on glibc.
+    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
+            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
+
+
+def _language(value: Any) -> str | None:
+    """"en-GB", "EN_us", "en" -> "en"; anything without a 2-letter primary tag -> None."""
+    if not isinstance(value, str):
+        return None
+    match = _LANGUAGE.match(value)
+    return match.group(1).lower() if match else None
+
+
+def _ttl(value: Any) -> int | None:
+    match = _TTL.match(value) if isinstance(value, str) else None
+    if match is None:
+        return None
+    minutes = int(match.group(1))
+    return minutes if 0 < minutes <= _MAX_TTL_MINUTES else None
+
+
+def _scalar(value: Any) -> str | None:
+    """A string, or a number written as one (feeds put ids and titles as numbers)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+def _clean(value: Any) -> str:
+    """Whitespace collapsed; "" for anything that is not a string."""
+    return " ".join(value.split()) if isinstance(value, str) else ""
+
+
+def _tags(values: Iterable[Any]) -> list[str]:
+    cleaned = (_clean(_scalar(value)) for value in values)
+    return list(dict.fromkeys(tag for tag in cleaned if tag))
+
+
+def _opaque(value: Any) -> str:
+    """An id: only surrounding whitespace removed (ids are opaque, compared as they are)."""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _unique(entries: list[Entry], warnings: list[str], skipped: int) -> list[Entry]:
+    """Drop repeated guids (first wins) and note what was left out."""
+    if skipped:
+        warnings.append(f"{skipped} {'entry' if skipped == 1 else 'entries'} without an http(s) link skipped")
+    seen: set[str] = set()
+    unique = []
+    for entry in entries:
+        if entry.guid not in seen:
+            seen.add(entry.guid)
+            unique.append(entry)
+    if repeated := len(entries) - len(unique):
+        noun = "entry" if repeated == 1 else "entries"
+        warnings.append(f"{repeated} {noun} repeating an earlier id skipped")
+    return unique
+
+
+def _warning(warnings: list[str]) -> str | None:
+    return _short("; ".join(warnings), _MAX_WARNING) if warnings else None
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _text_to_html(text: str) -> str:
+    """Plain text -> escaped HTML: blank lines split paragraphs, single newlines become <br>."""
+    paragraphs = re.split(r"\n\s*\n", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return "\n".join(
+        "<p>" + html.escape(p.strip()).replace("\n", "<br>") + "</p>" for p in paragraphs if p.strip()
+    )
+
+
+class _TextCollector(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        self.parts.append(data)
+
+
+def _strip_tags(markup: str) -> str:
+    collector = _TextCollector()
+    collector.feed(markup)
+    collector.close()
+    return "".join(collector.parts)
