@@ -11,6 +11,7 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,7 +24,7 @@ from .errors import ExtractError, FetchError, NotModified, ParseError
 from .extract import decode_html, extract_article, text_from_html_fragment
 from .feeds import parse_feed
 from .http import HttpClient
-from .models import Article, Entry, Feed
+from .models import Article, Entry, Feed, Fetched
 from .settings import Settings, load_feeds
 from .store import Store, connect
 
@@ -34,6 +35,9 @@ EXTRACT_QUEUE = "extract"
 # Articles per extract job: large enough that RQ's per-job cost (a few Redis round
 # trips) is small next to extraction, small enough that a retry redoes little.
 EXTRACT_BATCH = 8
+# Page downloads in flight per extract job; a batch's pages (at most EXTRACT_BATCH bodies,
+# each under the size cap) may be held in memory at once.
+PAGE_PREFETCH = 3
 POLL_TIMEOUT = 120
 MAX_BACKOFF = 6 * 3600
 # A server's Retry-After is honoured up to a day; beyond that it is more likely a
@@ -203,14 +207,18 @@ class PagesUnavailable(Exception):
     """Some pages failed for reasons that may pass; RQ retries the job (published ones are skipped)."""
 
 
-def _article_from_page(context: Context, entry: Entry) -> Article:
-    fetched = context.http.get(entry.url, accept=PAGE_ACCEPT)
+def _fetch_page(context: Context, entry: Entry) -> Fetched:
+    return context.http.get(entry.url, accept=PAGE_ACCEPT)
+
+
+def _article_from_page(entry: Entry, fetched: Fetched) -> Article:
     html = decode_html(fetched.body, fetched.content_type)
-    page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags)
+    page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags,
+                           entry_author=entry.author, entry_published=entry.published)
     url = canonical_url(fetched.url)
     return Article(
         id=article_id(url), url=url, title=page.title or entry.title, text=page.text, feed=entry.feed,
-        published=entry.published or page.published, author=page.author or entry.author,
+        published=page.published or entry.published, author=page.author or entry.author,
         language=page.language, guid=entry.guid, tags=entry.tags, extraction="page",
     )
 
@@ -225,6 +233,23 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
     )
 
 
+def _article_or_reason(
+    entry: Entry, download: Future[Fetched] | None, final_attempt: bool
+) -> tuple[Article | None, str | None, bool]:
+    """(article from the page, or None and why not, and whether to retry the page later)."""
+    if download is None:  # the feed is configured to publish its own content
+        return None, None, False
+    try:
+        return _article_from_page(entry, download.result()), None, False
+    except FetchError as exc:
+        return None, str(exc), exc.transient and not final_attempt
+    except ExtractError as exc:
+        return None, str(exc), False
+    except Exception as exc:  # a bug or a pathological page must not lose the entry
+        log.exception("extracting %s", entry.url)
+        return None, f"extract: unexpected {type(exc).__name__}: {exc}", False
+
+
 def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     """Fetch, extract and publish each entry exactly once; fall back to the feed's content."""
     context = current_context()
@@ -232,40 +257,39 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     final_attempt = job is None or not job.retries_left
     counts = {"published": 0, "already": 0, "duplicates": 0, "fallbacks": 0, "deferred": 0}
     deferred: list[str] = []
-    for raw in entries:
-        entry = Entry.from_dict(raw)
-        entry_key = url_key(entry.url)
-        if context.store.published_id(entry_key):
-            counts["already"] += 1
-            continue
-        feed = context.feeds.get(entry.feed)
-        reason: str | None = None
-        article: Article | None = None
-        if feed is None or feed.full_text:
-            try:
-                article = _article_from_page(context, entry)
-            except FetchError as exc:
-                if exc.transient and not final_attempt:
-                    deferred.append(f"{entry.url}: {exc}")
-                    continue
-                reason = str(exc)
-            except ExtractError as exc:
-                reason = str(exc)
-            except Exception as exc:  # a bug or a pathological page must not lose the entry
-                log.exception("extracting %s", entry.url)
-                reason = f"extract: unexpected {type(exc).__name__}: {exc}"
-        if article is None:
-            article = _article_from_feed(entry, reason)
-            counts["fallbacks"] += 1
-        keys = list(dict.fromkeys([url_key(article.url), entry_key]))
-        article.fetched_at = _iso(time.time())
-        result = context.store.publish(article, url_keys=keys, text_key=text_key(article.text))
-        if result.outcome == "published":
-            counts["published"] += 1
-        elif result.outcome == "already":
+    pending: list[tuple[Entry, str]] = []
+    batch = [Entry.from_dict(raw) for raw in entries]
+    keys = [url_key(entry.url) for entry in batch]
+    for entry, entry_key, owner in zip(batch, keys, context.store.published_ids(keys), strict=True):
+        if owner:
             counts["already"] += 1
         else:
-            counts["duplicates"] += 1
+            pending.append((entry, entry_key))
+    # Pages download in background threads while this one extracts: the network wait
+    # hides behind the CPU-bound extraction instead of idling the core (issue 7).
+    with ThreadPoolExecutor(max_workers=PAGE_PREFETCH, thread_name_prefix="prefetch") as fetcher:
+        downloads = {
+            entry_key: fetcher.submit(_fetch_page, context, entry)
+            for entry, entry_key in pending
+            if (feed := context.feeds.get(entry.feed)) is None or feed.full_text
+        }
+        for entry, entry_key in pending:
+            article, reason, transient = _article_or_reason(entry, downloads.get(entry_key), final_attempt)
+            if transient:
+                deferred.append(f"{entry.url}: {reason}")
+                continue
+            if article is None:
+                article = _article_from_feed(entry, reason)
+                counts["fallbacks"] += 1
+            keys = list(dict.fromkeys([url_key(article.url), entry_key]))
+            article.fetched_at = _iso(time.time())
+            result = context.store.publish(article, url_keys=keys, text_key=text_key(article.text))
+            if result.outcome == "published":
+                counts["published"] += 1
+            elif result.outcome == "already":
+                counts["already"] += 1
+            else:
+                counts["duplicates"] += 1
     context.store.count({"fallbacks": counts["fallbacks"], "retried_pages": len(deferred)})
     if deferred:
         counts["deferred"] = len(deferred)

@@ -204,6 +204,13 @@ class Store:
         owner = self.redis.get(self._key("claim", "url", url_key))
         return _text(owner) if owner else None
 
+    def published_ids(self, url_keys: Sequence[str]) -> list[str | None]:
+        """:meth:`published_id` for many keys in one round trip."""
+        if not url_keys:
+            return []
+        owners = self.redis.mget([self._key("claim", "url", key) for key in url_keys])
+        return [_text(owner) if owner else None for owner in owners]
+
     def publish(self, article: Article, *, url_keys: Sequence[str], text_key: str | None) -> PublishResult:
         """Claim the article's URLs (and text) and XADD it, in one atomic step."""
         claims = [self._key("claim", "url", key) for key in url_keys]
