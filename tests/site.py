@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,7 @@ class Route:
 class Request:
     path: str
     headers: dict[str, str]
+    at: float = field(default_factory=time.time)  # arrival, epoch seconds
 
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
