@@ -29,6 +29,7 @@ import time
 import urllib.request
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO.parent / "shared" / "corpus" / "aeb-dev"
@@ -61,6 +62,14 @@ def _extract(html: str) -> int:
 
     text = trafilatura.extract(html, include_comments=False, favor_precision=True)
     return len(text or "")
+
+
+def redis_state_bytes(client: Any) -> int:
+    """Redis memory in use, less the stream (the article payloads downstream reads)."""
+    client.execute_command("MEMORY", "PURGE")
+    used = int(client.info("memory")["used_memory"])
+    stream = client.memory_usage("articles", samples=0) or 0
+    return used - stream
 
 
 def _cpu(who: int) -> float:
@@ -119,6 +128,9 @@ def main() -> int:
                                       for i, u in enumerate(feed_urls)))
         server = EmbeddedRedis(Path(tmp) / "redis")
         redis_url = server.start()
+        import redis
+
+        empty_bytes = redis_state_bytes(redis.Redis.from_url(redis_url))
         env = {**os.environ, "REDIS_URL": redis_url, "FEEDSTREAM_FEEDS": str(feeds_toml),
                "FEEDSTREAM_ALLOW_PRIVATE": "1", "FEEDSTREAM_WORKERS": str(args.workers)}
         site_cpu_before = _cpu(resource.RUSAGE_SELF)
@@ -131,8 +143,9 @@ def main() -> int:
         peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
         import redis
 
-        counters = {k.decode(): int(v) for k, v in
-                    redis.Redis.from_url(redis_url).hgetall("feedstream:counters").items()}
+        client = redis.Redis.from_url(redis_url)
+        counters = {k.decode(): int(v) for k, v in client.hgetall("feedstream:counters").items()}
+        redis_bytes = redis_state_bytes(client)
         server.stop()
     if result.returncode != 0:
         print(result.stdout, result.stderr)
@@ -153,6 +166,10 @@ def main() -> int:
         "ceiling_pages_per_s": round(ceiling_rate, 1), "ratio_to_ceiling": round(ours / ceiling_rate, 3),
         "naive_pages_per_s": round(naive_rate, 1), "speedup_over_naive": round(ours / naive_rate, 2),
         "peak_rss_mb": round(peak_rss_mb, 1),
+        # claims, seen GUIDs, feed state and RQ's job records left after the burst
+        "redis_bytes_per_entry_excl_stream": round((redis_bytes - empty_bytes) / len(links)),
+        "redis_bytes_per_published_excl_stream": round(
+            (redis_bytes - empty_bytes) / max(1, counters.get("published", 0))),
         "service_cpu_ms_per_page": round(service_cpu / len(links) * 1000, 1),
         "site_cpu_ms_per_page": round(site_cpu / len(links) * 1000, 1),
         "ceiling_cpu_ms_per_page": round(ceiling_cpu / len(links) * 1000, 1),

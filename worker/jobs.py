@@ -124,7 +124,7 @@ def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
             extract_entries,
             args=([entry.to_dict() for entry in batch],),
             timeout=int(len(batch) * (deadline + 10) + 30),
-            result_ttl=3600,
+            result_ttl=0,  # a finished batch leaves nothing behind: its counts are in the counters
             failure_ttl=7 * 86400,
             retry=Retry(max=2, interval=[5, 30]),
             description=f"extract {len(batch)} from {batch[0].feed}",
