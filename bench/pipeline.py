@@ -211,11 +211,12 @@ def main() -> int:
              ((k, pages[k]) for _ in range(args.copies) for k in pages)]
 
     burst = run_burst(feed_urls, args.workers)
+    # before the ceiling's pool: its forks of this process (which holds every page) would count
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest single process
     ceiling_cpu_before = _cpu(resource.RUSAGE_CHILDREN)
     ceiling_rate = ceiling(htmls, args.workers)
     ceiling_cpu = _cpu(resource.RUSAGE_CHILDREN) - ceiling_cpu_before  # includes the pool's start-up
     naive_rate = naive(feed_urls)
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest single process
     ours = handled(burst) / burst.elapsed
     published = burst.counters.get("published", 0)
     figures = {

@@ -41,6 +41,10 @@ class Site:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; with Nagle on, the body waits
+            # for the client's delayed ACK (~40 ms per keep-alive response). Real
+            # servers (nginx's tcp_nodelay, the default) do not make clients wait so.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: object) -> None:  # quiet test output
                 pass

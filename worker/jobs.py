@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
@@ -28,6 +28,7 @@ from .models import Article, Entry, Feed, Fetched
 from .settings import Settings, load_feeds
 from .store import Store, connect
 
+T = TypeVar("T")
 log = logging.getLogger("feedstream.jobs")
 
 POLL_QUEUE = "poll"
@@ -38,7 +39,11 @@ EXTRACT_BATCH = 8
 # Page downloads in flight per extract job; a batch's pages (at most EXTRACT_BATCH bodies,
 # each under the size cap) may be held in memory at once.
 PAGE_PREFETCH = 3
+POLL_BATCH = 16
+POLL_THREADS = 8
 POLL_TIMEOUT = 120
+# Each poll ends within its HTTP deadline; a batch runs POLL_THREADS at a time.
+POLL_BATCH_TIMEOUT = POLL_TIMEOUT + 60
 MAX_BACKOFF = 6 * 3600
 # A server's Retry-After is honoured up to a day; beyond that it is more likely a
 # mistake than a plan, and the feed would silently stop.
@@ -111,7 +116,28 @@ def enqueue_poll(queue: Queue, feed_name: str) -> bool:
     return True
 
 
-def _batches(items: Sequence[Entry], size: int) -> Iterator[Sequence[Entry]]:
+def enqueue_polls(queue: Queue, feed_names: Sequence[str]) -> int:
+    """Queue polls of many due feeds, POLL_BATCH per job, in one round trip; returns the jobs queued.
+
+    One job per feed would spend more on RQ's own bookkeeping (~25 Redis commands
+    per job) than a 304 poll costs; :func:`poll_feeds` keeps a feed from being
+    polled twice at once with a per-feed lock instead of RQ's unique job id.
+    """
+    jobs = [
+        Queue.prepare_data(
+            poll_feeds, args=(list(batch),), timeout=POLL_BATCH_TIMEOUT, result_ttl=0, failure_ttl=60,
+            description=f"poll {len(batch)} feed(s): {', '.join(batch[:3])}{', ...' if len(batch) > 3 else ''}",
+        )
+        for batch in _batches(list(feed_names), POLL_BATCH)
+    ]
+    if jobs:
+        with queue.connection.pipeline() as pipe:
+            queue.enqueue_many(jobs, pipeline=pipe)
+            pipe.execute()
+    return len(jobs)
+
+
+def _batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
@@ -143,6 +169,25 @@ def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
 def _next_poll_after_error(feed: Feed, errors: int, retry_after: float | None) -> float:
     backoff = min(feed.interval * (2 ** max(errors - 1, 0)), MAX_BACKOFF) * random.uniform(0.9, 1.1)
     return max(backoff, min(retry_after or 0.0, MAX_RETRY_AFTER))
+
+
+def poll_feeds(feed_names: list[str]) -> list[dict[str, Any]]:
+    """Poll several feeds at once (threads: the waits overlap); skips any another poll holds."""
+    store = current_context().store
+    held = store.acquire_polls(feed_names, POLL_BATCH_TIMEOUT + 30)
+    try:
+        with ThreadPoolExecutor(max_workers=POLL_THREADS, thread_name_prefix="poll") as pool:
+            return list(pool.map(_poll_one, held))
+    finally:
+        store.release_polls(held)
+
+
+def _poll_one(feed_name: str) -> dict[str, Any]:
+    try:
+        return poll_feed(feed_name)
+    except Exception as exc:  # one feed's bug must not cost the others in the batch their poll
+        log.exception("polling %s", feed_name)
+        return {"feed": feed_name, "outcome": f"poll: unexpected {type(exc).__name__}: {exc}"}
 
 
 def poll_feed(feed_name: str) -> dict[str, Any]:

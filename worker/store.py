@@ -156,6 +156,17 @@ class Store:
         raw = self.redis.hgetall(self.feed_key(name))
         return {_text(k): _text(v) for k, v in raw.items()}
 
+    def acquire_polls(self, names: Sequence[str], ttl: int) -> list[str]:
+        """The feeds among ``names`` that no other poll holds; each is held for ``ttl`` s or until released."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.set(self._key("polling", name), "1", nx=True, ex=ttl)
+        return [name for name, won in zip(names, pipe.execute(), strict=True) if won]
+
+    def release_polls(self, names: Sequence[str]) -> None:
+        if names:
+            self.redis.delete(*(self._key("polling", name) for name in names))
+
     def validators(self, name: str) -> tuple[str | None, str | None]:
         """The feed's stored ETag and Last-Modified, for a conditional GET."""
         etag, modified = self.redis.hmget(self.feed_key(name), ["etag", "last_modified"])
