@@ -25,9 +25,10 @@ def write_feeds(path: Path, feeds: dict[str, str], **options: Any) -> Path:
     return path
 
 
-def make_context(redis_url: str, feeds_path: Path, deadline: float = 5.0) -> Context:
+def make_context(redis_url: str, feeds_path: Path, deadline: float = 5.0, allow_private: bool = True,
+                 **overrides: Any) -> Context:
     settings = Settings(redis_url=redis_url, feeds_path=feeds_path,
-                        http=HttpSettings(allow_private=True, deadline=deadline))
+                        http=HttpSettings(allow_private=allow_private, deadline=deadline), **overrides)
     context = Context.build(settings, redis_url)
     install_context(context)
     return context
