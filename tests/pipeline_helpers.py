@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.registry import FailedJobRegistry
 
 from worker.http import HttpSettings
 from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, Context, enqueue_poll, install_context
@@ -42,6 +43,8 @@ def run_burst(context: Context) -> None:
     worker = SimpleWorker([Queue(POLL_QUEUE, connection=client), Queue(EXTRACT_QUEUE, connection=client)],
                           connection=client)
     worker.work(burst=True, logging_level="WARNING")
+    # A poll job records every failure on the feed's status: it must never itself fail.
+    assert FailedJobRegistry(POLL_QUEUE, connection=client).count == 0
 
 
 def articles(client: redis.Redis, stream: str = "articles") -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import redis
 from rq import Queue, SimpleWorker
-from rq.registry import ScheduledJobRegistry
+from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 
 from tests.pipeline_helpers import articles, make_context, run_burst, write_feeds
 from tests.site import Site
@@ -103,6 +103,7 @@ def test_410_retires_the_feed_and_other_feeds_go_on(site: Site, redis_client: re
     assert context.store.claim_due(time.time() + 10 * 365 * 86400, 60) == ["good"]
     run_burst(context)  # even when asked directly, a retired feed is not fetched again
     assert len(site.hits("/gone.xml")) == 1
+    assert FailedJobRegistry(POLL_QUEUE, connection=redis_client).count == 0
     assert len(articles(redis_client)) == 2
 
 
@@ -324,3 +325,20 @@ def test_robots_txt_is_honoured_for_pages_and_cached(site: Site, redis_client: r
     else:
         assert docs[link]["extraction"] == "page"
         assert site.hits("/robots.txt") == []
+
+
+def test_a_retired_feed_comes_back_when_its_url_is_changed(site: Site, redis_client: redis.Redis, redis_url: str,
+                                                           feeds_file: Path) -> None:
+    gone = site.add("/gone.xml", "gone", status=410)
+    context = make_context(redis_url, write_feeds(feeds_file, {"f": gone}))
+    context.store.sync_feeds(["f"], time.time())
+    run_burst(context)
+    assert context.store.revive({"f": gone}, time.time()) == []  # same URL: stays retired
+    fresh = site.add("/fresh.xml", rss2("F", []), "application/rss+xml")
+    context = make_context(redis_url, write_feeds(feeds_file, {"f": fresh}))
+    assert context.store.revive({"f": fresh}, time.time()) == ["f"]
+    assert context.store.claim_due(time.time() + 1, 60) == ["f"]
+    run_burst(context)
+    state = context.store.feed_status("f")
+    assert "retired" not in state and state["last_status"] == "200"
+    assert math.isfinite(context.store.due_times()["f"])

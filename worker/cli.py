@@ -313,7 +313,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             with contextlib.suppress(KeyboardInterrupt):
                 run_forever(edge.store, Queue(POLL_QUEUE, connection=edge.store.redis),
-                            [feed.name for feed in edge.feeds], stop)
+                            [feed.name for feed in edge.feeds], stop,
+                            feed_urls={feed.name: feed.url for feed in edge.feeds})
         elif args.command == "tail":
             with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
                 tail(edge.store, args.follow, args.from_start, args.n)

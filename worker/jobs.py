@@ -41,6 +41,7 @@ FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, "
     "text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
+RETIRED_FIELDS = ("retired", "retired_url", "retired_at")
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 
 
@@ -202,16 +203,17 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
         interval = int(status.get("interval") or rhythm_interval([], now, limits))
         interval = min(max(interval, limits.min_interval), limits.max_interval)
         fields["next_poll"] = _iso(now + interval)
-        store.record_poll(feed.name, fields, error=False, clear=[*clear, "deferred"])
+        store.record_poll(feed.name, fields, error=False, clear=[*clear, *RETIRED_FIELDS, "deferred"])
         store.schedule(feed.name, now + interval)
         store.count({"polls_not_modified": 1})
         return {"feed": feed.name, "outcome": "not modified"}
     except (FetchError, ParseError) as exc:
         http_status = getattr(exc, "status", None)
         if http_status == 410:
-            store.retire(feed.name, {**base, "last_status": 410, "last_error": str(exc),
-                                     "retired": f"gone: {exc}", "retired_url": url, "retired_at": _iso(now)})
-            store.record_poll(feed.name, {}, error=True)
+            store.record_poll(feed.name, {**base, "last_status": 410, "last_error": str(exc),
+                                          "retired": f"gone: {exc}", "retired_url": url, "retired_at": _iso(now)},
+                              error=True)
+            store.retire(feed.name, {})
             store.count({"polls_failed": 1, "feeds_retired": 1})
             log.warning("%s: retired: %s", feed.name, exc)
             return {"feed": feed.name, "outcome": f"retired: {exc}"}
@@ -245,7 +247,7 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
         fields["last_warning"] = f"parse: {parsed.warning}"
     fields.update({k: v for k, v in (("etag", fetched.etag), ("last_modified", fetched.last_modified)) if v})
     store.record_poll(feed.name, fields, error=False,
-                      clear=[*clear, "deferred",
+                      clear=[*clear, *RETIRED_FIELDS, "deferred",
                              *(k for k, v in (("etag", fetched.etag), ("last_modified", fetched.last_modified),
                                               ("last_warning", parsed.warning)) if not v)])
     store.add_feed_count(feed.name, "entries_seen", len(new))

@@ -168,6 +168,17 @@ class Store:
             pipe.zrem(self.due_key, *stale)
         pipe.execute()
 
+    def revive(self, urls: Mapping[str, str], now: float) -> list[str]:
+        """Make retired feeds whose configured URL changed since they were retired due now."""
+        retired = [_text(n) for n in self.redis.zrangebyscore(self.due_key, "+inf", "+inf")]
+        revived = []
+        for name in retired:
+            gone_url = self.redis.hget(self.feed_key(name), "retired_url")
+            if name in urls and (gone_url is None or _text(gone_url) != urls[name]):
+                self.redis.zadd(self.due_key, {name: now}, xx=True)
+                revived.append(name)
+        return revived
+
     def claim_due(self, now: float, lease: float, limit: int = 1000) -> list[str]:
         """Feeds due by ``now``; each one's slot moves ``lease`` seconds on, atomically."""
         names = self._claim_due(keys=[self.due_key], args=[now, lease, limit])
@@ -226,7 +237,8 @@ class Store:
     def retire(self, name: str, fields: Mapping[str, str | int | float]) -> None:
         """Stop polling the feed (e.g. HTTP 410): its slot moves to +inf, no scheduler claims it."""
         pipe = self.redis.pipeline()
-        pipe.hset(self.feed_key(name), mapping={k: str(v) for k, v in fields.items()})
+        if fields:
+            pipe.hset(self.feed_key(name), mapping={k: str(v) for k, v in fields.items()})
         pipe.zadd(self.due_key, {name: float("inf")}, xx=True)
         pipe.execute()
 
