@@ -30,6 +30,7 @@ test: $(STAMP) lint  ## pytest exits non-zero when no test ran, so an empty run 
 bench: $(STAMP)
 	$(BIN)/python bench/extraction.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/hostile.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info

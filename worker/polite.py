@@ -16,7 +16,7 @@ import time
 import uuid
 from urllib.parse import urlsplit
 
-from .errors import FetchError, HostDeferred, NotModified, RobotsDisallowed
+from .errors import BlockedAddress, FetchError, HostDeferred, NotModified, RobotsDisallowed
 from .http import HttpClient
 from .models import Fetched
 from .robots import MAX_ROBOTS_BYTES, agent_token, robots_allows, robots_url
@@ -93,8 +93,8 @@ class PoliteFetcher:
             ttl = self.robots_ttl
             try:
                 body = self._request(robots_url(url), host, accept="text/plain").body[:MAX_ROBOTS_BYTES]
-            except HostDeferred:
-                raise
+            except (HostDeferred, BlockedAddress):
+                raise  # the page itself would be refused for the same reason
             except FetchError as exc:
                 # 4xx: no robots.txt, everything allowed (RFC 9309). Unreachable: allow, ask again soon.
                 body = b""
