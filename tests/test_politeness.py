@@ -342,3 +342,22 @@ def test_a_retired_feed_comes_back_when_its_url_is_changed(site: Site, redis_cli
     state = context.store.feed_status("f")
     assert "retired" not in state and state["last_status"] == "200"
     assert math.isfinite(context.store.due_times()["f"])
+
+
+def test_a_page_answering_429_holds_back_the_rest_of_its_host(site: Site, redis_client: redis.Redis,
+                                                               redis_url: str, feeds_file: Path) -> None:
+    items = serve_stories(site, range(240, 243))
+    first_slug = items[0][0].slug
+    site.add(f"/news/{first_slug}/", "slow down", status=429, headers={"Retry-After": "300"})
+    feed = site.add("/feed.xml", rss2("F", items), "application/rss+xml")
+    context = make_context(redis_url, write_feeds(feeds_file, {"f": feed}))
+    now = time.time()
+    run_burst(context)
+
+    assert context.store.host_not_before(host_of(site.base)) >= now + 295
+    assert len(site.hits(f"/news/{first_slug}/")) == 1
+    assert all(site.hits(f"/news/{s.slug}/") == [] for s, _ in items[1:])  # never asked while it said wait
+    assert articles(redis_client) == []  # nothing lost to a fallback either: all of it waits
+    registry = ScheduledJobRegistry(EXTRACT_QUEUE, connection=redis_client)
+    times = sorted(registry.get_scheduled_time(job_id).timestamp() for job_id in registry.get_job_ids())
+    assert times and times[-1] >= now + 295

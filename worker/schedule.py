@@ -57,7 +57,7 @@ def cache_max_age(headers: dict[str, str]) -> int | None:
     value = headers.get("cache-control", "")
     if re.search(r"(?:^|,)\s*(?:no-cache|no-store)\b", value, re.I):
         return None
-    match = re.search(r"(?:^|,)\s*(?:s-)?max-age\s*=\s*\"?([0-9]{1,10})", value, re.I)
+    match = re.search(r"(?:^|,)\s*(?:s-maxage|max-age)\s*=\s*\"?([0-9]{1,10})", value, re.I)
     return int(match.group(1)) if match else None
 
 
