@@ -22,6 +22,9 @@ class Feed:
     interval: int = 900  # seconds between polls
     full_text: bool = True  # fetch each article's page; False publishes the feed's own content
     tags: tuple[str, ...] = ()
+    # Bounds of the adaptive schedule for this feed; None: the global defaults.
+    min_interval: int | None = None
+    max_interval: int | None = None
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from rq import Queue
 
@@ -43,10 +43,16 @@ def tick(store: Store, poll_queue: Queue, now: float | None = None) -> list[str]
 
 
 def run_forever(store: Store, poll_queue: Queue, feed_names: list[str],
-                stop: threading.Event | None = None, on_tick: Callable[[list[str]], None] | None = None) -> None:
-    """Keep the due set in line with the feeds file, then tick until ``stop`` is set."""
+                stop: threading.Event | None = None, on_tick: Callable[[list[str]], None] | None = None,
+                feed_urls: Mapping[str, str] | None = None) -> None:
+    """Keep the due set in line with the feeds file, then tick until ``stop`` is set.
+
+    ``feed_urls`` (name -> configured URL) lets a retired feed whose URL was edited come back.
+    """
     stop = stop or threading.Event()
     store.sync_feeds(feed_names, time.time())
+    if feed_urls:
+        store.revive(feed_urls, time.time())
     while not stop.is_set():
         queued = tick(store, poll_queue)
         if queued:
