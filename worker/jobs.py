@@ -18,14 +18,15 @@ from typing import Any
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 
-from .dedupe import article_id, canonical_url, guid_key, text_key, url_key
+from .dedupe import article_id, canonical_url, guid_key, same_site, text_key, url_key
 from .errors import ExtractError, FetchError, NotModified, ParseError
 from .extract import decode_html, extract_article, text_from_html_fragment
 from .feeds import parse_feed
 from .http import HttpClient
+from .minhash import PERMUTATIONS, THRESHOLD, signature
 from .models import Article, Entry, Feed
 from .settings import Settings, load_feeds
-from .store import Store, connect
+from .store import NearKey, Store, connect
 
 log = logging.getLogger("feedstream.jobs")
 
@@ -62,8 +63,7 @@ class Context:
         """Connect to Redis and read the feeds file; raises ConfigError."""
         client = connect(redis_url)
         feeds = {feed.name: feed for feed in load_feeds(settings.feeds_path)}
-        store = Store(client, stream=settings.stream, prefix=settings.prefix,
-                      claim_ttl=settings.dedupe_days * 86400, stream_maxlen=settings.stream_maxlen)
+        store = Store(client, **settings.store_options())
         return cls(settings, feeds, store, HttpClient(settings.http),
                    Queue(POLL_QUEUE, connection=client), Queue(EXTRACT_QUEUE, connection=client))
 
@@ -203,16 +203,30 @@ class PagesUnavailable(Exception):
     """Some pages failed for reasons that may pass; RQ retries the job (published ones are skipped)."""
 
 
-def _article_from_page(context: Context, entry: Entry) -> Article:
+def _article_from_page(context: Context, entry: Entry) -> tuple[Article, str | None]:
+    """The article from its page, and the page's own canonical link when it names one on the same site."""
     fetched = context.http.get(entry.url, accept=PAGE_ACCEPT)
     html = decode_html(fetched.body, fetched.content_type)
     page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags)
     url = canonical_url(fetched.url)
-    return Article(
+    article = Article(
         id=article_id(url), url=url, title=page.title or entry.title, text=page.text, feed=entry.feed,
         published=entry.published or page.published, author=page.author or entry.author,
         language=page.language, guid=entry.guid, tags=entry.tags, extraction="page",
     )
+    # A page's rel=canonical/og:url is another name for the same article, but only
+    # when it points at its own site: a syndicated copy naming the original's
+    # site must not take over (or be blocked by) the original's URL claim.
+    own = page.canonical_url if page.canonical_url and same_site(page.canonical_url, fetched.url) else None
+    return article, own
+
+
+def near_key(text: str) -> NearKey | None:
+    """The article text's entry in the near-duplicate index; None for texts too short to judge."""
+    sig = signature(text)
+    if sig is None:
+        return None
+    return NearKey(sig.packed(), sig.bands(), min_agree=round(THRESHOLD * PERMUTATIONS))
 
 
 def _article_from_feed(entry: Entry, reason: str | None) -> Article:
@@ -230,7 +244,7 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     context = current_context()
     job = get_current_job()
     final_attempt = job is None or not job.retries_left
-    counts = {"published": 0, "already": 0, "duplicates": 0, "fallbacks": 0, "deferred": 0}
+    counts = {"published": 0, "already": 0, "duplicates": 0, "near_duplicates": 0, "fallbacks": 0, "deferred": 0}
     deferred: list[str] = []
     for raw in entries:
         entry = Entry.from_dict(raw)
@@ -241,9 +255,10 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
         feed = context.feeds.get(entry.feed)
         reason: str | None = None
         article: Article | None = None
+        page_canonical: str | None = None
         if feed is None or feed.full_text:
             try:
-                article = _article_from_page(context, entry)
+                article, page_canonical = _article_from_page(context, entry)
             except FetchError as exc:
                 if exc.transient and not final_attempt:
                     deferred.append(f"{entry.url}: {exc}")
@@ -257,11 +272,19 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
         if article is None:
             article = _article_from_feed(entry, reason)
             counts["fallbacks"] += 1
-        keys = list(dict.fromkeys([url_key(article.url), entry_key]))
+        keys = [url_key(article.url), entry_key]
+        if page_canonical:
+            keys.append(url_key(page_canonical))
+        keys = list(dict.fromkeys(keys))
         article.fetched_at = _iso(time.time())
-        result = context.store.publish(article, url_keys=keys, text_key=text_key(article.text))
+        near = near_key(article.text) if context.settings.near_duplicates != "off" else None
+        result = context.store.publish(article, url_keys=keys, text_key=text_key(article.text), near=near)
         if result.outcome == "published":
             counts["published"] += 1
+            if result.duplicate_of:
+                counts["near_duplicates"] += 1
+        elif result.outcome == "near_dropped":
+            counts["near_duplicates"] += 1
         elif result.outcome == "already":
             counts["already"] += 1
         else:
