@@ -122,7 +122,9 @@ def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
             timeout=int(len(batch) * (deadline + 10) + 30),
             result_ttl=3600,
             failure_ttl=7 * 86400,
-            retry=Retry(max=2, interval=[5, 30]),
+            # A crashed or killed worker counts against these too (RQ retries abandoned jobs),
+            # so there are enough that a few crashes in a row still publish the batch.
+            retry=Retry(max=4, interval=[5, 10, 30, 60]),
             description=f"extract {len(batch)} from {batch[0].feed}",
         )
         for batch in _batches(entries, EXTRACT_BATCH)
