@@ -123,8 +123,10 @@ def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
             result_ttl=3600,
             failure_ttl=7 * 86400,
             # A crashed or killed worker counts against these too (RQ retries abandoned jobs),
-            # so there are enough that a few crashes in a row still publish the batch.
-            retry=Retry(max=4, interval=[5, 10, 30, 60]),
+            # so there are enough that a few crashes in a row still publish the batch. The first
+            # retry is immediate: a delayed one waits for RQ's scheduler, whose lock outlives a
+            # killed worker that held it by up to 61 s (see worker/rqworker.py).
+            retry=Retry(max=4, interval=[0, 10, 30, 60]),
             description=f"extract {len(batch)} from {batch[0].feed}",
         )
         for batch in _batches(entries, EXTRACT_BATCH)

@@ -37,8 +37,11 @@ MAX_JOBS = 500
 #   HEARTBEAT_TTL seconds while a slow but live job never does;
 # - the maintenance pass runs every MAINTENANCE_INTERVAL seconds, and idle
 #   workers wake at least every WORKER_TTL - 15 seconds to run it.
-# Worst case: 20 s (entry lapses) + 15 s (next pass) + the first retry interval
-# of the job (its Retry), comfortably under a minute.
+# Worst case: 20 s (entry lapses) + 15 s (next pass), then RQ re-queues the job at
+# once (extract jobs' first retry has no delay), comfortably under a minute. A
+# delayed retry (a job abandoned a second time) goes through RQ's scheduler, and
+# when the killed worker was the one holding the scheduler lock, nothing moves
+# scheduled jobs until that lock's 61 s expiry: up to ~1.5 minutes then.
 HEARTBEAT_EVERY = 5
 HEARTBEAT_TTL = 20
 MAINTENANCE_INTERVAL = 15
