@@ -161,3 +161,17 @@ def test_same_site_canonical_link_is_a_url_claim(
     [doc] = articles(redis_client)
     assert doc["url"] == canonical
     assert context.store.counters().get("duplicates_exact", 0) == 1
+
+
+def test_near_duplicate_settings_are_read_and_checked() -> None:
+    import pytest
+
+    from worker.errors import ConfigError
+    from worker.settings import Settings
+
+    default = Settings.from_env({})
+    assert default.near_duplicates == "mark" and default.near_window_days == 30
+    chosen = Settings.from_env({"FEEDSTREAM_NEAR_DUPLICATES": "Drop", "FEEDSTREAM_NEAR_WINDOW_DAYS": "7"})
+    assert chosen.store_options()["near_mode"] == "drop" and chosen.store_options()["near_window"] == 7 * 86400
+    with pytest.raises(ConfigError, match="FEEDSTREAM_NEAR_DUPLICATES"):
+        Settings.from_env({"FEEDSTREAM_NEAR_DUPLICATES": "maybe"})
