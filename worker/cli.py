@@ -85,8 +85,7 @@ def _open_edge(need_feeds: bool = True) -> Edge:
         raise CannotRun(f"cannot reach Redis at {url}: {exc}") from None
     # Children (workers, dashboard) find Redis the same way.
     os.environ["REDIS_URL"] = url
-    store = Store(connect(url), stream=settings.stream, prefix=settings.prefix,
-                  claim_ttl=settings.dedupe_days * 86400, stream_maxlen=settings.stream_maxlen)
+    store = Store(connect(url), **settings.store_options())
     return Edge(settings, feeds, url, store, embedded)
 
 

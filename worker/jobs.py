@@ -19,16 +19,17 @@ from typing import Any, TypeVar
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 
-from .dedupe import article_id, canonical_url, guid_key, text_key, url_key
+from .dedupe import article_id, canonical_url, guid_key, same_site, text_key, url_key
 from .errors import ExtractError, FetchError, HostDeferred, NotModified, ParseError
 from .extract import decode_html, extract_article, text_from_html_fragment
 from .feeds import parse_feed
 from .http import HttpClient
+from .minhash import PERMUTATIONS, THRESHOLD, signature
 from .models import Article, Entry, Feed, Fetched
 from .polite import PoliteFetcher, host_of
 from .schedule import Limits, backoff_interval, cache_max_age, next_interval, permanent_target, rhythm_interval
 from .settings import Settings, load_feeds
-from .store import Store, connect
+from .store import NearKey, Store, connect
 
 T = TypeVar("T")
 log = logging.getLogger("feedstream.jobs")
@@ -71,8 +72,7 @@ class Context:
         """Connect to Redis and read the feeds file; raises ConfigError."""
         client = connect(redis_url)
         feeds = {feed.name: feed for feed in load_feeds(settings.feeds_path)}
-        store = Store(client, stream=settings.stream, prefix=settings.prefix,
-                      claim_ttl=settings.dedupe_days * 86400, stream_maxlen=settings.stream_maxlen)
+        store = Store(client, **settings.store_options())
         http = HttpClient(settings.http)
         fetcher = PoliteFetcher(http, store, host_concurrency=settings.host_concurrency,
                                 robots=settings.robots, robots_ttl=settings.robots_ttl)
@@ -155,7 +155,11 @@ def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
             timeout=int(len(batch) * (deadline + 10) + 30),
             result_ttl=0,  # a finished batch leaves nothing behind: its counts are in the counters
             failure_ttl=7 * 86400,
-            retry=Retry(max=2, interval=[5, 30]),
+            # A crashed or killed worker counts against these too (RQ retries abandoned jobs),
+            # so there are enough that a few crashes in a row still publish the batch. The first
+            # retry is immediate: a delayed one waits for RQ's scheduler, whose lock outlives a
+            # killed worker that held it by up to 61 s (see worker/rqworker.py).
+            retry=Retry(max=4, interval=[0, 10, 30, 60]),
             description=f"extract {len(batch)} from {batch[0].feed}",
         )
         for batch in _batches(entries, EXTRACT_BATCH)
@@ -315,16 +319,30 @@ def _fetch_page(context: Context, entry: Entry) -> Fetched:
     return context.fetcher.get(entry.url, accept=PAGE_ACCEPT, page=True)
 
 
-def _article_from_page(entry: Entry, fetched: Fetched) -> Article:
+def _article_from_page(entry: Entry, fetched: Fetched) -> tuple[Article, str | None]:
+    """The article from its page, and the page's own canonical link when it names one on the same site."""
     html = decode_html(fetched.body, fetched.content_type)
     page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags,
                            entry_author=entry.author, entry_published=entry.published)
     url = canonical_url(fetched.url)
-    return Article(
+    article = Article(
         id=article_id(url), url=url, title=page.title or entry.title, text=page.text, feed=entry.feed,
         published=page.published or entry.published, author=page.author or entry.author,
         language=page.language, guid=entry.guid, tags=entry.tags, extraction="page",
     )
+    # A page's rel=canonical/og:url is another name for the same article, but only
+    # when it points at its own site: a syndicated copy naming the original's
+    # site must not take over (or be blocked by) the original's URL claim.
+    own = page.canonical_url if page.canonical_url and same_site(page.canonical_url, fetched.url) else None
+    return article, own
+
+
+def near_key(text: str) -> NearKey | None:
+    """The article text's entry in the near-duplicate index; None for texts too short to judge."""
+    sig = signature(text)
+    if sig is None:
+        return None
+    return NearKey(sig.packed(), sig.bands(), min_agree=round(THRESHOLD * PERMUTATIONS))
 
 
 def _article_from_feed(entry: Entry, reason: str | None) -> Article:
@@ -337,23 +355,30 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
     )
 
 
-def _article_or_reason(
-    entry: Entry, download: Future[Fetched] | None, final_attempt: bool
-) -> tuple[Article | None, str | None, bool]:
-    """(article from the page, or None and why not, and whether to retry the page later)."""
+@dataclass
+class _PageOutcome:
+    article: Article | None = None
+    canonical: str | None = None  # the page's own canonical URL, when on the same site
+    reason: str | None = None  # why there is no article from the page
+    retry: bool = False  # the page may come later: leave the entry to RQ's retry
+
+
+def _page_outcome(entry: Entry, download: Future[Fetched] | None, final_attempt: bool) -> _PageOutcome:
+    """The article from the downloaded page, or why there is none (HostDeferred passes through)."""
     if download is None:  # the feed is configured to publish its own content
-        return None, None, False
+        return _PageOutcome()
     try:
-        return _article_from_page(entry, download.result()), None, False
+        article, canonical = _article_from_page(entry, download.result())
+        return _PageOutcome(article=article, canonical=canonical)
     except HostDeferred:
         raise  # the caller queues the entry again for when the host lets us back
     except FetchError as exc:
-        return None, str(exc), exc.transient and not final_attempt
+        return _PageOutcome(reason=str(exc), retry=exc.transient and not final_attempt)
     except ExtractError as exc:
-        return None, str(exc), False
+        return _PageOutcome(reason=str(exc))
     except Exception as exc:  # a bug or a pathological page must not lose the entry
         log.exception("extracting %s", entry.url)
-        return None, f"extract: unexpected {type(exc).__name__}: {exc}", False
+        return _PageOutcome(reason=f"extract: unexpected {type(exc).__name__}: {exc}")
 
 
 def _hold_extracts(context: Context, entries: list[dict[str, Any]], until: float) -> None:
@@ -373,7 +398,7 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     context = current_context()
     job = get_current_job()
     final_attempt = job is None or not job.retries_left
-    counts = {"published": 0, "already": 0, "duplicates": 0, "fallbacks": 0, "deferred": 0}
+    counts = {"published": 0, "already": 0, "duplicates": 0, "near_duplicates": 0, "fallbacks": 0, "deferred": 0}
     deferred: list[str] = []
     pending: list[tuple[Entry, str]] = []
     held: list[dict[str, Any]] = []  # entries whose host asked us to wait: queued again for later
@@ -395,22 +420,31 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
         }
         for entry, entry_key in pending:
             try:
-                article, reason, transient = _article_or_reason(entry, downloads.get(entry_key), final_attempt)
+                outcome = _page_outcome(entry, downloads.get(entry_key), final_attempt)
             except HostDeferred as exc:
                 held.append(entry.to_dict())
                 held_until = max(held_until, exc.until)
                 continue
-            if transient:
-                deferred.append(f"{entry.url}: {reason}")
+            if outcome.retry:
+                deferred.append(f"{entry.url}: {outcome.reason}")
                 continue
+            article = outcome.article
             if article is None:
-                article = _article_from_feed(entry, reason)
+                article = _article_from_feed(entry, outcome.reason)
                 counts["fallbacks"] += 1
-            keys = list(dict.fromkeys([url_key(article.url), entry_key]))
+            keys = [url_key(article.url), entry_key]
+            if outcome.canonical:
+                keys.append(url_key(outcome.canonical))
             article.fetched_at = _iso(time.time())
-            result = context.store.publish(article, url_keys=keys, text_key=text_key(article.text))
+            near = near_key(article.text) if context.settings.near_duplicates != "off" else None
+            result = context.store.publish(article, url_keys=list(dict.fromkeys(keys)),
+                                           text_key=text_key(article.text), near=near)
             if result.outcome == "published":
                 counts["published"] += 1
+                if result.duplicate_of:
+                    counts["near_duplicates"] += 1
+            elif result.outcome == "near_dropped":
+                counts["near_duplicates"] += 1
             elif result.outcome == "already":
                 counts["already"] += 1
             else:

@@ -120,6 +120,8 @@ class Article:
     author: str | None = None
     language: str | None = None
     duplicate_of: str | None = None
+    # Near-duplicate cluster: the id of the cluster's first article (its own id when it is the first).
+    cluster: str | None = None
     extraction: str = "page"  # "page": from the article's page; "feed": the feed's own content
     fallback_reason: str | None = None  # why the page was not used, when extraction == "feed"
     guid: str | None = None

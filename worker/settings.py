@@ -51,6 +51,16 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r} must be one of: {', '.join(choices)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a feedstream process needs to know, from its environment."""
@@ -77,6 +87,17 @@ class Settings:
     robots_ttl: int = 86400
     # Polls in a row that must see the same permanent redirect before the feed moves.
     redirect_adopt_after: int = 3
+    # Near-duplicates across publishers: "mark" publishes a copy with duplicate_of/cluster,
+    # "drop" does not publish it (but counts it), "off" skips the check.
+    near_duplicates: str = "mark"
+    # How long an article stays in the near-duplicate index (its copies are caught this long).
+    near_window_days: float = 30.0
+
+    def store_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``Store`` that come from these settings."""
+        return {"stream": self.stream, "prefix": self.prefix, "claim_ttl": self.dedupe_days * 86400,
+                "stream_maxlen": self.stream_maxlen, "near_window": int(self.near_window_days * 86400),
+                "near_mode": self.near_duplicates}
 
     @property
     def allow_private(self) -> bool:
@@ -102,6 +123,8 @@ class Settings:
             dashboard_port=int(_number(env, "FEEDSTREAM_DASHBOARD_PORT", 9181, 0)),
             stream_maxlen=int(_number(env, "FEEDSTREAM_STREAM_MAXLEN", 100_000, 0)),
             **_politeness(env),
+            near_duplicates=_choice(env, "FEEDSTREAM_NEAR_DUPLICATES", ("mark", "drop", "off"), "mark"),
+            near_window_days=_number(env, "FEEDSTREAM_NEAR_WINDOW_DAYS", 30.0, 0.001),
         )
 
 

@@ -11,11 +11,14 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:host:{host}:not_before``  string, epoch before which nobody fetches from the host (Retry-After)
 - ``{p}:host:{host}:inflight``    zset, request token -> lease expiry: the per-host semaphore
 - ``{p}:host:{host}:robots``      string, the host's robots.txt body (empty: allow all), with a TTL
+- ``{p}:nd:band:{band}:{hash}`` string, LSH band bucket -> first article id with it (expires with the window)
+- ``{p}:nd:sig:{id}``         string, "<cluster id>|<packed MinHash>" (expires with the window)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,15 +30,34 @@ from redis.retry import Retry
 
 from .models import Article
 
+NEAR_MODES = ("mark", "drop", "off")
+
 SEEN_WINDOW_SECONDS = 90 * 24 * 3600
 
-# The dedupe claims and the XADD are one step: a retried or re-delivered job
-# finds its own id on the claim ("already") and publishes nothing, so no crash
-# between the two can publish twice or lose the article.
-# KEYS: stream, counters, claim keys (URL claim first)
-# ARGV: article id, article json, claim ttl seconds, maxlen (0: no trim), url, feed
+# The dedupe claims, the near-duplicate check and the XADD are one step: a
+# retried or re-delivered job finds its own id on the claim ("already") and
+# publishes nothing, so no crash between them can publish twice or lose the
+# article; and two workers publishing copies of one story at the same moment are
+# serialised by Redis, so the second always sees the first's bands.
+#
+# Near-duplicates (see worker/minhash.py): each LSH band key holds the id of the
+# first article that had that band (SET NX, expiring with the window); the
+# article's own signature key holds "<cluster id>|<packed MinHash>". Candidates
+# from the bands only count when their stored signature agrees with ours on at
+# least ARGV[10] values. The signature keys are named from the candidate ids
+# found in the buckets (ARGV[12] .. id), so this script is for a single Redis
+# server or a replicated one, not Redis Cluster.
+#
+# The article JSON arrives without its closing brace and without
+# duplicate_of/cluster, which only this script can decide; it appends them.
+# KEYS: stream, counters, claim keys (URL claim first; ARGV[7] of them),
+#       own signature key, band keys (none when there is no signature)
+# ARGV: 1 article id, 2 article json head, 3 claim ttl seconds, 4 maxlen (0: no trim), 5 url, 6 feed,
+#       7 number of claim keys, 8 near mode (off|mark|drop), 9 packed signature ('' for none),
+#       10 agreeing values needed, 11 near window seconds, 12 signature key prefix
 _PUBLISH_LUA = """
-for i = 3, #KEYS do
+local nclaims = tonumber(ARGV[7])
+for i = 3, 2 + nclaims do
   local owner = redis.call('GET', KEYS[i])
   if owner then
     if owner == ARGV[1] then
@@ -45,18 +67,74 @@ for i = 3, #KEYS do
     return {'duplicate', owner}
   end
 end
+local mode = ARGV[8]
+local sig = ARGV[9]
+local sigkey = 3 + nclaims
+local cluster = ARGV[1]
+local near = false
+if mode ~= 'off' and sig ~= '' then
+  local need = tonumber(ARGV[10])
+  local values = string.len(sig) / 4
+  local best = -1
+  local tried = {}
+  for i = sigkey + 1, #KEYS do
+    local cand = redis.call('GET', KEYS[i])
+    if cand and cand ~= ARGV[1] and not tried[cand] then
+      tried[cand] = true
+      local stored = redis.call('GET', ARGV[12] .. cand)
+      if stored then
+        local bar = string.find(stored, '|', 1, true)
+        local other = string.sub(stored, bar + 1)
+        if string.len(other) == string.len(sig) then
+          local same = 0
+          for j = 1, 4 * values, 4 do
+            if string.sub(sig, j, j + 3) == string.sub(other, j, j + 3) then
+              same = same + 1
+            end
+          end
+          if same >= need and same > best then
+            best = same
+            cluster = string.sub(stored, 1, bar - 1)
+            near = true
+          end
+        end
+      end
+    end
+  end
+  for i = sigkey + 1, #KEYS do
+    redis.call('SET', KEYS[i], ARGV[1], 'NX', 'EX', ARGV[11])
+  end
+  redis.call('SET', KEYS[sigkey], cluster .. '|' .. sig, 'EX', ARGV[11])
+end
+if near and mode == 'drop' then
+  for i = 3, 2 + nclaims do
+    redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[3])
+  end
+  redis.call('HINCRBY', KEYS[2], 'duplicates_near_dropped', 1)
+  return {'near_dropped', cluster}
+end
+local doc
+if near then
+  doc = ARGV[2] .. ',"duplicate_of":"' .. cluster .. '","cluster":"' .. cluster .. '"}'
+else
+  doc = ARGV[2] .. ',"duplicate_of":null,"cluster":"' .. cluster .. '"}'
+end
 local sid
 if tonumber(ARGV[4]) > 0 then
   sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
-                   'article', ARGV[2], 'id', ARGV[1], 'url', ARGV[5], 'feed', ARGV[6])
+                   'article', doc, 'id', ARGV[1], 'url', ARGV[5], 'feed', ARGV[6])
 else
   sid = redis.call('XADD', KEYS[1], '*',
-                   'article', ARGV[2], 'id', ARGV[1], 'url', ARGV[5], 'feed', ARGV[6])
+                   'article', doc, 'id', ARGV[1], 'url', ARGV[5], 'feed', ARGV[6])
 end
-for i = 3, #KEYS do
+for i = 3, 2 + nclaims do
   redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[3])
 end
 redis.call('HINCRBY', KEYS[2], 'published', 1)
+if near then
+  redis.call('HINCRBY', KEYS[2], 'duplicates_near', 1)
+  return {'published', sid, cluster}
+end
 return {'published', sid}
 """
 
@@ -102,12 +180,33 @@ return 0
 
 @dataclass(frozen=True)
 class PublishResult:
-    """What the atomic publish did: ``published``, ``already`` (a retry) or ``duplicate``."""
+    """What the atomic publish did.
+
+    ``published`` (``duplicate_of`` set when it went out marked as a near-copy),
+    ``already`` (a retry), ``duplicate`` (exact: not published) or
+    ``near_dropped`` (a near-copy under mode ``drop``: not published).
+    """
 
     outcome: str
     article_id: str
     stream_id: str | None = None  # set when published
-    duplicate_of: str | None = None  # set when duplicate: the earlier article's id
+    duplicate_of: str | None = None  # the earlier article's id (exact) or the cluster's first article (near)
+    cluster: str | None = None  # near-duplicate cluster id, when published or near_dropped
+
+
+@dataclass(frozen=True)
+class NearKey:
+    """What the near-duplicate index needs of one article: its packed MinHash and band keys."""
+
+    packed: bytes
+    bands: Sequence[str]
+    min_agree: int  # values of the stored signature that must agree for a candidate to count
+
+
+def article_json_head(article: Article) -> str:
+    """The article's JSON without ``duplicate_of``/``cluster`` and the closing brace (the publish script adds them)."""
+    doc = {k: v for k, v in json.loads(article.to_json()).items() if k not in ("duplicate_of", "cluster")}
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))[:-1]
 
 
 def connect(url: str) -> redis.Redis:
@@ -130,8 +229,13 @@ class Store:
     """Feed state, deduplication claims, the stream and counters, over one Redis client."""
 
     def __init__(self, client: redis.Redis, *, stream: str = "articles", prefix: str = "feedstream",
-                 claim_ttl: int = 90 * 24 * 3600, stream_maxlen: int = 100_000) -> None:
+                 claim_ttl: int = 90 * 24 * 3600, stream_maxlen: int = 100_000,
+                 near_window: int = 30 * 24 * 3600, near_mode: str = "mark") -> None:
+        if near_mode not in NEAR_MODES:
+            raise ValueError(f"near_mode must be one of {NEAR_MODES}, not {near_mode!r}")
         self.redis = client
+        self.near_window = near_window
+        self.near_mode = near_mode
         self.stream = stream
         self.prefix = prefix
         self.claim_ttl = claim_ttl
@@ -316,20 +420,39 @@ class Store:
         owners = self.redis.mget([self._key("claim", "url", key) for key in url_keys])
         return [_text(owner) if owner else None for owner in owners]
 
-    def publish(self, article: Article, *, url_keys: Sequence[str], text_key: str | None) -> PublishResult:
-        """Claim the article's URLs (and text) and XADD it, in one atomic step."""
+    def publish(self, article: Article, *, url_keys: Sequence[str], text_key: str | None,
+                near: NearKey | None = None) -> PublishResult:
+        """Claim the article's URLs (and text), check it for near-copies and XADD it, in one atomic step.
+
+        With ``near`` and a near mode other than ``off``, an article whose
+        signature agrees with a stored one (found through a shared band) is
+        published with ``duplicate_of``/``cluster`` set to that cluster's first
+        article (``mark``) or not published (``drop``); either way its own
+        bands and signature are indexed for ``near_window`` seconds.
+        """
         claims = [self._key("claim", "url", key) for key in url_keys]
         if text_key:
             claims.append(self._key("claim", "text", text_key))
-        outcome, value = self._publish(
-            keys=[self.stream, self.counters_key, *claims],
-            args=[article.id, article.to_json(), self.claim_ttl, self.stream_maxlen, article.url, article.feed],
+        near_keys: list[str] = []
+        packed, need = b"", 0
+        if near is not None and self.near_mode != "off":
+            near_keys = [self._key("nd", "sig", article.id), *(self._key("nd", "band", b) for b in near.bands)]
+            packed, need = near.packed, near.min_agree
+        reply = self._publish(
+            keys=[self.stream, self.counters_key, *claims, *near_keys],
+            args=[article.id, article_json_head(article), self.claim_ttl, self.stream_maxlen, article.url,
+                  article.feed, len(claims), self.near_mode, packed, need, self.near_window,
+                  self._key("nd", "sig", "")],
         )
-        outcome, value = _text(outcome), _text(value)
+        outcome, value = _text(reply[0]), _text(reply[1])
         if outcome == "published":
-            return PublishResult(outcome, article.id, stream_id=value)
+            cluster = _text(reply[2]) if len(reply) > 2 else article.id
+            return PublishResult(outcome, article.id, stream_id=value,
+                                 duplicate_of=cluster if len(reply) > 2 else None, cluster=cluster)
         if outcome == "already":
             return PublishResult(outcome, article.id)
+        if outcome == "near_dropped":
+            return PublishResult(outcome, article.id, duplicate_of=value, cluster=value)
         return PublishResult(outcome, article.id, duplicate_of=value)
 
     # -- counters -------------------------------------------------------------
