@@ -45,7 +45,8 @@ def redirect_to(site: Site, path: str, location: str, status: int) -> str:
 def test_permanent_redirect_is_adopted_after_three_polls(site: Site, redis_client: redis.Redis, redis_url: str,
                                                          feeds_file: Path, status: int) -> None:
     items = serve_stories(site, range(200, 202))
-    new = site.add("/new.xml", rss2("F", items), "application/rss+xml")
+    # With an ETag, polls 2 and 3 end in 304s: the move must be counted on those too.
+    new = site.add("/new.xml", rss2("F", items), "application/rss+xml", headers={"ETag": '"n1"'})
     old = redirect_to(site, "/old.xml", new, status)
     temp_target = site.add("/temp-target.xml", rss2("T", []), "application/rss+xml")
     temp = redirect_to(site, "/temp.xml", temp_target, 302)
@@ -56,9 +57,10 @@ def test_permanent_redirect_is_adopted_after_three_polls(site: Site, redis_clien
         state = context.store.feed_status("moved")
         assert state["moved_to"] == new and state["moved_polls"] == str(poll)
         assert "adopted_url" not in state
+    assert context.store.feed_status("moved")["last_status"] == "304"
     run_burst(context)
     state = context.store.feed_status("moved")
-    assert state["adopted_url"] == new and state["adopted_from"] == old
+    assert state["adopted_url"] == new and state["adopted_from"] == old and state["last_status"] == "304"
     assert "moved_to" not in state
     old_hits = len(site.hits("/old.xml"))
     assert old_hits == 3
