@@ -34,13 +34,10 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)  ## figures for the README (needs ../shared/corpus beside the clone)
 	$(BIN)/python bench/extraction.py
-<<<<<<< HEAD
 	$(BIN)/python bench/pipeline.py --plot docs/bench/throughput.png
 	$(BIN)/python bench/polls.py
-=======
-	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/hostile.py
->>>>>>> issue3
+	$(BIN)/python bench/dedupe.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info
