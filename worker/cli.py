@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -24,6 +25,7 @@ import redis
 from rq import Queue
 
 from . import __version__
+from .consumer import Consumer
 from .embedded import EmbeddedRedis
 from .errors import ConfigError
 from .jobs import POLL_QUEUE, enqueue_poll
@@ -204,6 +206,17 @@ def tail(store: Store, follow: bool, from_start: bool, count: int, out: TextIO =
             return
 
 
+def tail_group(client: redis.Redis, stream: str, group: str, consumer: str, follow: bool, from_start: bool,
+               out: TextIO = sys.stdout, stop: threading.Event | None = None) -> int:
+    """Print articles as a member of a consumer group, acknowledging each once printed."""
+
+    def _print(article: dict[str, object]) -> None:
+        print(json.dumps(article, ensure_ascii=False), file=out, flush=True)
+
+    reader = Consumer(client, stream=stream, group=group, consumer=consumer, from_start=from_start)
+    return reader.run(_print, follow=follow, stop=stop).handled
+
+
 def _when(value: str | None) -> str:
     return value.replace("T", " ").replace("Z", "") if value else "-"
 
@@ -258,7 +271,10 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("scheduler", help="the scheduler only (Procfile: scheduler)")
     tail_cmd = commands.add_parser("tail", help="print articles from the stream as JSON lines")
     tail_cmd.add_argument("-f", "--follow", action="store_true", help="wait for new articles")
-    tail_cmd.add_argument("--from-start", action="store_true", help="from the oldest entry")
+    tail_cmd.add_argument("--from-start", action="store_true",
+                          help="from the oldest entry (with --group: where a new group starts)")
+    tail_cmd.add_argument("--group", help="read as a consumer group member: each article once per group, acked")
+    tail_cmd.add_argument("--consumer", help="this reader's name within --group (default: tail-<host>-<pid>)")
     tail_cmd.add_argument("-n", type=int, default=10, help="how many recent articles (default 10)")
     status = commands.add_parser("status", help="feed health")
     status.add_argument("--json", action="store_true", help="as JSON")
@@ -267,7 +283,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``feedstream`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "consumer", None) and not getattr(args, "group", None):
+        parser.error("--consumer needs --group")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         edge = _open_edge(need_feeds=args.command != "tail")
@@ -288,6 +307,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 run_forever(edge.store, Queue(POLL_QUEUE, connection=edge.store.redis),
                             [feed.name for feed in edge.feeds], stop)
+        elif args.command == "tail" and args.group:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            consumer = args.consumer or f"tail-{socket.gethostname()}-{os.getpid()}"
+            with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+                tail_group(edge.store.redis, edge.settings.stream, args.group, consumer, args.follow,
+                           args.from_start, stop=stop)
         elif args.command == "tail":
             with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
                 tail(edge.store, args.follow, args.from_start, args.n)
