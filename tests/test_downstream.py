@@ -22,7 +22,8 @@ SCHEMA = json.loads((ROOT / "docs" / "article.schema.json").read_text())
 
 
 def burst_of_every_kind(site: Site, redis_url: str, feeds_file: Path) -> None:
-    """Page extractions in three feed formats, a 404 page (feed fallback) and a duplicate."""
+    """Page extractions in three feed formats, a 404 page (feed fallback), the same link in two feeds and
+    the same text under another link (a duplicate): 7 articles published, 8 pages fetched (one 404)."""
     items = []
     for n in range(6):
         s = story(n)
@@ -34,7 +35,8 @@ def burst_of_every_kind(site: Site, redis_url: str, feeds_file: Path) -> None:
                         "application/rss+xml"),
         "atom": site.add("/atom.xml", atom("Atom", [*items[2:4], (shared[0], shared[1] + "?utm_source=x")]),
                          "application/atom+xml"),
-        "rdf": site.add("/rdf.xml", rss1("RDF", items[4:]), "application/rdf+xml"),
+        "rdf": site.add("/rdf.xml", rss1("RDF", [*items[4:], (items[5][0], site.add(
+            f"/mirror/{items[5][0].slug}/", telecoms_page(items[5][0])))]), "application/rdf+xml"),
     }
     run_burst(make_context(redis_url, write_feeds(feeds_file, feeds)))
 

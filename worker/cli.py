@@ -29,11 +29,12 @@ from .consumer import Consumer
 from .embedded import EmbeddedRedis
 from .errors import ConfigError
 from .jobs import POLL_QUEUE, enqueue_poll
+from .metrics import make_app, serve
 from .models import Feed
-from .rqworker import pending_work, run_pool
-from .scheduler import run_forever
+from .rqworker import pending_work, queue_depths, run_pool, worker_count
+from .scheduler import TICK_SECONDS, run_forever
 from .settings import Settings, load_feeds
-from .store import Store, connect
+from .store import Store, connect, connect_quick
 
 EXIT_CANNOT_RUN = 2
 
@@ -146,6 +147,7 @@ def _serve(edge: Edge, processes: int, dashboard: bool) -> int:
         "scheduler": [python, "-m", "worker", "scheduler"],
         "worker": [python, "-m", "worker", "worker", "--processes", str(processes)],
     }
+    commands["metrics"] = [python, "-m", "worker", "metrics", "--port", str(edge.settings.metrics_port)]
     if dashboard:
         commands["dashboard"] = [python, "-m", "rq_dashboard", "--redis-url", edge.redis_url,
                                  "--bind", "127.0.0.1", "--port", str(edge.settings.dashboard_port)]
@@ -161,6 +163,7 @@ def _serve(edge: Edge, processes: int, dashboard: bool) -> int:
         children[name] = subprocess.Popen(command)
     if dashboard:
         _say(f"rq-dashboard on http://127.0.0.1:{edge.settings.dashboard_port}/")
+    _say(f"metrics on http://127.0.0.1:{edge.settings.metrics_port}/metrics, health on /healthz")
     _say(f"polling {len(edge.feeds)} feed(s) with {processes} worker process(es); "
          f"articles go to the stream {edge.settings.stream!r}. Ctrl-C stops.")
     restarts: dict[str, float] = {}
@@ -215,6 +218,19 @@ def tail_group(client: redis.Redis, stream: str, group: str, consumer: str, foll
 
     reader = Consumer(client, stream=stream, group=group, consumer=consumer, from_start=from_start)
     return reader.run(_print, follow=follow, stop=stop).handled
+
+
+# /healthz fails when the scheduler has not ticked for this long: several ticks, with room for a slow
+# Redis round trip or a busy machine (a tick is TICK_SECONDS).
+HEALTH_STALE_SECONDS = max(3 * TICK_SECONDS, 15.0)
+
+
+def metrics_server(edge: Edge, host: str, port: int, stop: threading.Event) -> None:
+    """Serve /metrics and /healthz until ``stop``; reads Redis with a fail-fast client."""
+    quick = connect_quick(edge.redis_url)
+    store = Store(quick, stream=edge.settings.stream, prefix=edge.settings.prefix)
+    app = make_app(store, lambda: queue_depths(quick), lambda: worker_count(quick), HEALTH_STALE_SECONDS)
+    serve(app, host, port, stop)
 
 
 def _when(value: str | None) -> str:
@@ -276,6 +292,9 @@ def _parser() -> argparse.ArgumentParser:
     tail_cmd.add_argument("--group", help="read as a consumer group member: each article once per group, acked")
     tail_cmd.add_argument("--consumer", help="this reader's name within --group (default: tail-<host>-<pid>)")
     tail_cmd.add_argument("-n", type=int, default=10, help="how many recent articles (default 10)")
+    metrics = commands.add_parser("metrics", help="serve /metrics and /healthz (Procfile: metrics)")
+    metrics.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    metrics.add_argument("--port", type=int, default=None, help="port (default FEEDSTREAM_METRICS_PORT or 9184)")
     status = commands.add_parser("status", help="feed health")
     status.add_argument("--json", action="store_true", help="as JSON")
     return parser
@@ -289,7 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--consumer needs --group")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        edge = _open_edge(need_feeds=args.command != "tail")
+        edge = _open_edge(need_feeds=args.command not in ("tail", "metrics"))
     except CannotRun as exc:
         _say(str(exc))
         return EXIT_CANNOT_RUN
@@ -307,6 +326,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt):
                 run_forever(edge.store, Queue(POLL_QUEUE, connection=edge.store.redis),
                             [feed.name for feed in edge.feeds], stop)
+        elif args.command == "metrics":
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            port = edge.settings.metrics_port if args.port is None else args.port
+            _say(f"metrics on http://{args.bind}:{port}/metrics, health on /healthz")
+            metrics_server(edge, args.bind, port, stop)
         elif args.command == "tail" and args.group:
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())

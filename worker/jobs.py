@@ -153,8 +153,10 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
     base = {"url": feed.url, "last_poll": _iso(now)}
     try:
         fetched = context.http.get(feed.url, etag=etag, last_modified=last_modified, accept=FEED_ACCEPT)
+        store.count_http("feed", fetched.status)
         parsed = parse_feed(fetched.body, url=fetched.url, headers=fetched.headers)
     except NotModified:
+        store.count_http("feed", 304)
         store.record_poll(feed.name, {**base, "last_status": 304, "last_success": _iso(now),
                                       "last_new": 0}, error=False)
         store.schedule(feed.name, now + feed.interval)
@@ -163,6 +165,8 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
     except (FetchError, ParseError) as exc:
         errors = int(store.feed_status(feed.name).get("consecutive_errors", "0")) + 1
         status = getattr(exc, "status", None)
+        if isinstance(exc, FetchError):
+            store.count_http("feed", status or "error")
         delay = _next_poll_after_error(feed, errors, getattr(exc, "retry_after", None))
         store.record_poll(feed.name, {**base, "last_status": status or "error", "last_error": str(exc),
                                       "next_poll": _iso(now + delay)}, error=True)
@@ -199,12 +203,30 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
 
 # -- extract and publish --------------------------------------------------------------
 
+def _seconds_since(iso: str | None) -> float | None:
+    """Seconds from an ISO 8601 UTC time to now (the publish delay metric); None when absent or unreadable."""
+    if not iso:
+        return None
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return time.time() - when.timestamp()
+
+
 class PagesUnavailable(Exception):
     """Some pages failed for reasons that may pass; RQ retries the job (published ones are skipped)."""
 
 
 def _article_from_page(context: Context, entry: Entry) -> Article:
-    fetched = context.http.get(entry.url, accept=PAGE_ACCEPT)
+    try:
+        fetched = context.http.get(entry.url, accept=PAGE_ACCEPT)
+    except FetchError as exc:
+        context.store.count_http("page", exc.status or "error")
+        raise
+    context.store.count_http("page", fetched.status)
     html = decode_html(fetched.body, fetched.content_type)
     page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags)
     url = canonical_url(fetched.url)
@@ -262,6 +284,9 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
         result = context.store.publish(article, url_keys=keys, text_key=text_key(article.text))
         if result.outcome == "published":
             counts["published"] += 1
+            delay = _seconds_since(article.published)
+            if delay is not None:
+                context.store.observe_delay(delay)
         elif result.outcome == "already":
             counts["already"] += 1
         else:
