@@ -37,6 +37,7 @@ from .settings import Settings, load_feeds
 from .store import Store, connect, connect_quick
 
 EXIT_CANNOT_RUN = 2
+SHUTDOWN_GRACE_SECONDS = 300
 
 
 class CannotRun(Exception):
@@ -159,8 +160,15 @@ def _serve(edge: Edge, processes: int, dashboard: bool) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # Children get their own session: a terminal's Ctrl-C (or a process manager signalling our
+    # group) reaches only us, and each child gets exactly one SIGTERM from us below. RQ treats a
+    # second signal more than a second after the first as a cold shutdown, which would cut the job
+    # in hand short.
+    def _start(command: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, start_new_session=True)
+
     for name, command in commands.items():
-        children[name] = subprocess.Popen(command)
+        children[name] = _start(command)
     if dashboard:
         _say(f"rq-dashboard on http://127.0.0.1:{edge.settings.dashboard_port}/")
     _say(f"metrics on http://127.0.0.1:{edge.settings.metrics_port}/metrics, health on /healthz")
@@ -175,14 +183,17 @@ def _serve(edge: Edge, processes: int, dashboard: bool) -> int:
                     continue
                 _say(f"{name} exited with {child.returncode}; restarting it")
                 restarts[name] = time.monotonic()
-                children[name] = subprocess.Popen(commands[name])
+                children[name] = _start(commands[name])
     _say("stopping: workers finish the job in hand")
     for child in children.values():
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGTERM)
+    # An extract job may run for minutes (a batch of slow pages); give it the time rather than
+    # cut it short. A job killed anyway is recovered by RQ's maintenance pass, and the atomic publish
+    # keeps its re-run from doubling anything.
     for child in children.values():
         try:
-            child.wait(timeout=60)
+            child.wait(timeout=SHUTDOWN_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             child.kill()
     return 0
