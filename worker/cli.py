@@ -98,7 +98,53 @@ def _close_edge(edge: Edge) -> None:
 
 # -- run --burst ------------------------------------------------------------------------
 
-def burst(edge: Edge, processes: int, out: TextIO = sys.stdout) -> dict[str, int]:
+class Progress:
+    """Burst progress from the Redis counters: one updating line on a terminal, log lines otherwise."""
+
+    TTY_EVERY = 0.25  # seconds between redraws of the terminal line
+    LOG_EVERY = 5.0  # seconds between log lines when not on a terminal (only when something changed)
+
+    def __init__(self, store: Store, before: dict[str, int], feeds: int, out: TextIO) -> None:
+        self.store, self.before, self.feeds, self.out = store, before, feeds, out
+        self.tty = out.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+        self._last = ""
+
+    def line(self) -> str:
+        now = self.store.counters()
+        delta = {k: now.get(k, 0) - self.before.get(k, 0) for k in now}
+        polled = sum(delta.get(k, 0) for k in ("polls_ok", "polls_not_modified", "polls_failed"))
+        return (f"progress: {polled}/{self.feeds} feeds polled, {delta.get('entries_done', 0)}/"
+                f"{delta.get('entries_new', 0)} articles done ({delta.get('published', 0)} published)")
+
+    def _show(self, text: str, final: bool = False) -> None:
+        if self.tty:
+            # \r + erase-line redraws in place; the last one ends the line.
+            self.out.write(f"\r\x1b[K{text}" + ("\n" if final else ""))
+        elif text != self._last or final:
+            self.out.write(f"feedstream: {text}\n")
+        self.out.flush()
+        self._last = text
+
+    def _run(self) -> None:
+        every = self.TTY_EVERY if self.tty else self.LOG_EVERY
+        while not self._stop.wait(every):
+            with contextlib.suppress(redis.RedisError):
+                self._show(self.line())
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(redis.RedisError):
+            self._show(self.line(), final=True)
+
+
+def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
+          progress_out: TextIO | None = None) -> dict[str, int]:
     """Poll every feed once, finish all the work that makes, print a summary."""
     store = edge.store
     started = time.monotonic()
@@ -107,14 +153,19 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout) -> dict[str, int
     poll_queue = Queue(POLL_QUEUE, connection=store.redis)
     for feed in edge.feeds:
         enqueue_poll(poll_queue, feed.name)
-    while True:
-        run_pool(store.redis, processes, burst=True, logging_level="WARNING")
-        busy, next_retry = pending_work(store.redis)
-        if busy:
-            continue
-        if next_retry is None:
-            break
-        time.sleep(max(0.0, next_retry - time.time()) + 0.2)
+    progress = Progress(store, before, len(edge.feeds), progress_out or sys.stderr)
+    progress.start()
+    try:
+        while True:
+            run_pool(store.redis, processes, burst=True, logging_level="WARNING")
+            busy, next_retry = pending_work(store.redis)
+            if busy:
+                continue
+            if next_retry is None:
+                break
+            time.sleep(max(0.0, next_retry - time.time()) + 0.2)
+    finally:
+        progress.stop()
     after = store.counters()
     delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
     elapsed = time.monotonic() - started

@@ -291,7 +291,9 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
             counts["already"] += 1
         else:
             counts["duplicates"] += 1
-    context.store.count({"fallbacks": counts["fallbacks"], "retried_pages": len(deferred)})
+    # entries_done: finished one way or another (published, already there, duplicate), for progress.
+    context.store.count({"fallbacks": counts["fallbacks"], "retried_pages": len(deferred),
+                         "entries_done": len(entries) - len(deferred)})
     if deferred:
         counts["deferred"] = len(deferred)
         raise PagesUnavailable(f"fetch: {len(deferred)} page(s) will be retried: " + "; ".join(deferred[:3]))
