@@ -166,3 +166,21 @@ def test_metrics_rejects_a_bad_port(argv: list[str], redis_url: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "worker", *argv], env=_env(redis_url), capture_output=True,
                           text=True, timeout=30)
     assert proc.returncode == 2 and "invalid int value" in proc.stderr
+
+
+def test_delay_histogram_buckets_are_cumulative_and_bounds_inclusive(redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    for seconds in (-5, 0, 60, 61, 10**9):  # a future-dated article counts as no delay
+        store.observe_delay(seconds)
+    buckets, total = store.delay_histogram()
+    as_dict = dict(buckets)
+    assert as_dict["60"] == 3 and as_dict["300"] == 4 and as_dict["604800"] == 4 and as_dict["+Inf"] == 5
+    assert buckets[-1][0] == "+Inf" and [c for _, c in buckets] == sorted(c for _, c in buckets)
+    assert total == 60 + 61 + 10**9
+
+
+def test_http_counts_by_kind_and_status(redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    for kind, status in (("feed", 200), ("feed", 200), ("page", 404), ("page", "error")):
+        store.count_http(kind, status)
+    assert store.http_counts() == {("feed", "200"): 2, ("page", "404"): 1, ("page", "error"): 1}
