@@ -147,3 +147,27 @@ def test_consumer_accepts_a_url(redis_client: redis.Redis, redis_url: str) -> No
     seen: list[str] = []
     Consumer(redis_url, group="g", consumer="c", from_start=True).run(lambda a: seen.append(a["id"]), follow=False)
     assert seen == ["u"]
+
+
+def test_entry_deleted_while_pending_is_skipped_not_fatal(redis_client: redis.Redis) -> None:
+    gone = add(redis_client, "gone")
+    add(redis_client, "kept")
+    first = Consumer(redis_client, group="g", consumer="first", from_start=True)
+    assert len(first.read()) == 2  # both pending on "first", which then dies
+    redis_client.xdel("articles", gone)  # e.g. trimmed by MAXLEN before anyone acked it
+    seen: list[str] = []
+    Consumer(redis_client, group="g", consumer="second", claim_idle=0).run(lambda a: seen.append(a["id"]),
+                                                                          follow=False)
+    assert seen == ["kept"]
+    assert pending(redis_client, "g") == 0
+
+
+def test_restarted_consumer_skips_its_own_pending_entry_that_was_deleted(redis_client: redis.Redis) -> None:
+    gone = add(redis_client, "gone")
+    add(redis_client, "kept")
+    assert len(Consumer(redis_client, group="g", consumer="c", from_start=True).read()) == 2
+    redis_client.xdel("articles", gone)
+    seen: list[str] = []
+    Consumer(redis_client, group="g", consumer="c").run(lambda a: seen.append(a["id"]), follow=False)
+    assert seen == ["kept"]
+    assert pending(redis_client, "g") == 0

@@ -117,8 +117,10 @@ class Consumer:
         deliveries = []
         for entry_id, fields in items or []:
             if entry_id is None:
+                # Redis < 7 answers XAUTOCLAIM of a deleted entry with a bare nil: find it by its id.
+                self._ack_deleted()
                 continue
-            if fields is None:
+            if not fields:
                 # The entry was trimmed from the stream (MAXLEN) while pending: nothing left to handle.
                 self.redis.xack(self.stream, self.group, entry_id)
                 log.warning("%s: entry %s was trimmed before it was acknowledged", self.stream, _text(entry_id))
@@ -126,6 +128,16 @@ class Consumer:
             deliveries.append(Delivery(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()},
                                        claimed))
         return deliveries
+
+    def _ack_deleted(self) -> None:
+        """Acknowledge our pending entries that no longer exist in the stream (trimmed or deleted)."""
+        rows = self.redis.xpending_range(self.stream, self.group, min="-", max="+", count=1000,
+                                         consumername=self.consumer)
+        for row in rows:
+            entry_id = row["message_id"]
+            if not self.redis.xrange(self.stream, min=entry_id, max=entry_id, count=1):
+                self.redis.xack(self.stream, self.group, entry_id)
+                log.warning("%s: entry %s was trimmed before it was acknowledged", self.stream, _text(entry_id))
 
     def _own_pending(self) -> list[Delivery]:
         # After a restart under the same name, our own unacknowledged entries come back first.
