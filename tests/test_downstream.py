@@ -119,3 +119,15 @@ def test_example_app_prints_each_headline(
     assert len(lines) == 3
     for line, title in zip(lines, titles, strict=True):
         assert title in line and "[f]" in line
+
+
+def test_status_shows_queues_workers_the_stream_and_its_groups(
+        site: Site, redis_client: redis.Redis, redis_url: str, feeds_file: Path) -> None:
+    burst_of_every_kind(site, redis_url, feeds_file)
+    redis_client.xgroup_create("articles", "readers", id="0")
+    redis_client.xreadgroup("readers", "r1", {"articles": ">"}, count=2)
+    proc = subprocess.run([sys.executable, "-m", "worker", "status"], env=_env(redis_url,
+                          FEEDSTREAM_FEEDS=str(feeds_file)), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "queues: poll 0 queued, 0 running" in proc.stdout
+    assert "stream 'articles': 7 entries; consumer groups: readers (1 consumer(s), 2 unacked)" in proc.stdout

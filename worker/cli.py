@@ -333,6 +333,20 @@ def _print_status(rows: list[dict[str, object]], out: TextIO) -> None:
             print(f"{'':<20} last error: {row['last_error']}", file=out)
 
 
+def _print_operations(edge: Edge, out: TextIO) -> None:
+    """Below the feed table: queues, workers, the stream and its consumer groups."""
+    connection = edge.store.redis
+    depths = queue_depths(connection)
+    queues = "; ".join(f"{name} {d['queued']} queued, {d['started']} running, {d['scheduled']} waiting to retry, "
+                       f"{d['failed']} failed" for name, d in depths.items())
+    print(f"\nqueues: {queues}", file=out)
+    print(f"workers: {worker_count(connection)} alive", file=out)
+    groups = edge.store.stream_groups()
+    group_text = ", ".join(f"{g['name']} ({g['consumers']} consumer(s), {g['pending']} unacked)" for g in groups)
+    print(f"stream {edge.store.stream!r}: {edge.store.stream_length()} entries; consumer groups: "
+          f"{group_text or 'none'}", file=out)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
@@ -411,6 +425,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(rows, indent=2))
             else:
                 _print_status(rows, sys.stdout)
+                _print_operations(edge, sys.stdout)
         return 0
     except redis.ConnectionError as exc:
         _say(f"lost Redis at {edge.redis_url}: {exc}")
