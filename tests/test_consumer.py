@@ -171,3 +171,18 @@ def test_restarted_consumer_skips_its_own_pending_entry_that_was_deleted(redis_c
     Consumer(redis_client, group="g", consumer="c").run(lambda a: seen.append(a["id"]), follow=False)
     assert seen == ["kept"]
     assert pending(redis_client, "g") == 0
+
+
+def test_entry_whose_handler_kills_every_consumer_is_dead_lettered(redis_client: redis.Redis) -> None:
+    crasher = add(redis_client, "crasher")
+    for n in range(3):  # three consumers each read it and die before finishing (no ack, no failure recorded)
+        reader = Consumer(redis_client, group="g", consumer=f"dies-{n}", claim_idle=0, max_deliveries=3,
+                          from_start=True)
+        assert [d.id for d in reader.read()] == [crasher]
+    calls: list[str] = []
+    survivor = Consumer(redis_client, group="g", consumer="survivor", claim_idle=0, max_deliveries=3)
+    outcome = survivor.run(lambda a: calls.append(a["id"]), follow=False)
+    assert calls == [] and outcome.dead == 1  # the 4th delivery is past the limit: not handed to the handler
+    dead = redis_client.xrange("articles:dead")
+    assert dead[0][1][b"source_id"].decode() == crasher and dead[0][1][b"deliveries"] == b"4"
+    assert pending(redis_client, "g") == 0
