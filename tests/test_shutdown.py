@@ -112,7 +112,7 @@ def test_sigterm_to_the_scheduler_stops_it_cleanly(redis_client: redis.Redis, re
     scheduler.send_signal(signal.SIGTERM)
     output, _ = scheduler.communicate(timeout=60)
     assert scheduler.returncode == 0, output
-    assert Queue(POLL_QUEUE, connection=redis_client).job_ids == ["poll-f"]
+    assert Queue(POLL_QUEUE, connection=redis_client).count == 1  # its one poll, queued once
 
 
 def test_sigterm_to_run_mid_run_loses_and_doubles_nothing(site: Site, tmp_path: Path, redis_client: redis.Redis,

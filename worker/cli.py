@@ -176,12 +176,14 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
 def _print_summary(edge: Edge, delta: dict[str, int], elapsed: float, out: TextIO) -> None:
     polled = delta.get("polls_ok", 0) + delta.get("polls_not_modified", 0) + delta.get("polls_failed", 0)
     published = delta.get("published", 0)
+    # Rate over entries handled (published or found to be duplicates): every one was fetched and extracted.
+    handled = published + delta.get("duplicates_exact", 0)
     print(
         f"feedstream: burst done in {elapsed:.1f} s: {polled} feed(s) polled "
         f"({delta.get('polls_ok', 0)} ok, {delta.get('polls_not_modified', 0)} not modified, "
         f"{delta.get('polls_failed', 0)} failed), {delta.get('entries_new', 0)} new entries, "
         f"{published} article(s) published, {delta.get('duplicates_exact', 0)} duplicate(s) skipped, "
-        f"{delta.get('fallbacks', 0)} from feed content; {published / elapsed if elapsed else 0:.1f} articles/s",
+        f"{delta.get('fallbacks', 0)} from feed content; {handled / elapsed if elapsed else 0:.1f} entries/s",
         file=out, flush=True,
     )
     for feed in edge.feeds:

@@ -11,9 +11,10 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
@@ -23,10 +24,11 @@ from .errors import ExtractError, FetchError, NotModified, ParseError
 from .extract import decode_html, extract_article, text_from_html_fragment
 from .feeds import parse_feed
 from .http import HttpClient
-from .models import Article, Entry, Feed
+from .models import Article, Entry, Feed, Fetched
 from .settings import Settings, load_feeds
 from .store import Store, connect
 
+T = TypeVar("T")
 log = logging.getLogger("feedstream.jobs")
 
 POLL_QUEUE = "poll"
@@ -34,7 +36,14 @@ EXTRACT_QUEUE = "extract"
 # Articles per extract job: large enough that RQ's per-job cost (a few Redis round
 # trips) is small next to extraction, small enough that a retry redoes little.
 EXTRACT_BATCH = 8
+# Page downloads in flight per extract job; a batch's pages (at most EXTRACT_BATCH bodies,
+# each under the size cap) may be held in memory at once.
+PAGE_PREFETCH = 3
+POLL_BATCH = 16
+POLL_THREADS = 8
 POLL_TIMEOUT = 120
+# Each poll ends within its HTTP deadline; a batch runs POLL_THREADS at a time.
+POLL_BATCH_TIMEOUT = POLL_TIMEOUT + 60
 MAX_BACKOFF = 6 * 3600
 # A server's Retry-After is honoured up to a day; beyond that it is more likely a
 # mistake than a plan, and the feed would silently stop.
@@ -107,7 +116,28 @@ def enqueue_poll(queue: Queue, feed_name: str) -> bool:
     return True
 
 
-def _batches(items: Sequence[Entry], size: int) -> Iterator[Sequence[Entry]]:
+def enqueue_polls(queue: Queue, feed_names: Sequence[str]) -> int:
+    """Queue polls of many due feeds, POLL_BATCH per job, in one round trip; returns the jobs queued.
+
+    One job per feed would spend more on RQ's own bookkeeping (~25 Redis commands
+    per job) than a 304 poll costs; :func:`poll_feeds` keeps a feed from being
+    polled twice at once with a per-feed lock instead of RQ's unique job id.
+    """
+    jobs = [
+        Queue.prepare_data(
+            poll_feeds, args=(list(batch),), timeout=POLL_BATCH_TIMEOUT, result_ttl=0, failure_ttl=60,
+            description=f"poll {len(batch)} feed(s): {', '.join(batch[:3])}{', ...' if len(batch) > 3 else ''}",
+        )
+        for batch in _batches(list(feed_names), POLL_BATCH)
+    ]
+    if jobs:
+        with queue.connection.pipeline() as pipe:
+            queue.enqueue_many(jobs, pipeline=pipe)
+            pipe.execute()
+    return len(jobs)
+
+
+def _batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
@@ -120,7 +150,7 @@ def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
             extract_entries,
             args=([entry.to_dict() for entry in batch],),
             timeout=int(len(batch) * (deadline + 10) + 30),
-            result_ttl=3600,
+            result_ttl=0,  # a finished batch leaves nothing behind: its counts are in the counters
             failure_ttl=7 * 86400,
             retry=Retry(max=2, interval=[5, 30]),
             description=f"extract {len(batch)} from {batch[0].feed}",
@@ -139,6 +169,25 @@ def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
 def _next_poll_after_error(feed: Feed, errors: int, retry_after: float | None) -> float:
     backoff = min(feed.interval * (2 ** max(errors - 1, 0)), MAX_BACKOFF) * random.uniform(0.9, 1.1)
     return max(backoff, min(retry_after or 0.0, MAX_RETRY_AFTER))
+
+
+def poll_feeds(feed_names: list[str]) -> list[dict[str, Any]]:
+    """Poll several feeds at once (threads: the waits overlap); skips any another poll holds."""
+    store = current_context().store
+    held = store.acquire_polls(feed_names, POLL_BATCH_TIMEOUT + 30)
+    try:
+        with ThreadPoolExecutor(max_workers=POLL_THREADS, thread_name_prefix="poll") as pool:
+            return list(pool.map(_poll_one, held))
+    finally:
+        store.release_polls(held)
+
+
+def _poll_one(feed_name: str) -> dict[str, Any]:
+    try:
+        return poll_feed(feed_name)
+    except Exception as exc:  # one feed's bug must not cost the others in the batch their poll
+        log.exception("polling %s", feed_name)
+        return {"feed": feed_name, "outcome": f"poll: unexpected {type(exc).__name__}: {exc}"}
 
 
 def poll_feed(feed_name: str) -> dict[str, Any]:
@@ -220,19 +269,24 @@ class PagesUnavailable(Exception):
     """Some pages failed for reasons that may pass; RQ retries the job (published ones are skipped)."""
 
 
-def _article_from_page(context: Context, entry: Entry) -> Article:
+def _fetch_page(context: Context, entry: Entry) -> Fetched:
     try:
         fetched = context.http.get(entry.url, accept=PAGE_ACCEPT)
     except FetchError as exc:
         context.store.count_http("page", exc.status or "error")
         raise
     context.store.count_http("page", fetched.status)
+    return fetched
+
+
+def _article_from_page(entry: Entry, fetched: Fetched) -> Article:
     html = decode_html(fetched.body, fetched.content_type)
-    page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags)
+    page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags,
+                           entry_author=entry.author, entry_published=entry.published)
     url = canonical_url(fetched.url)
     return Article(
         id=article_id(url), url=url, title=page.title or entry.title, text=page.text, feed=entry.feed,
-        published=entry.published or page.published, author=page.author or entry.author,
+        published=page.published or entry.published, author=page.author or entry.author,
         language=page.language, guid=entry.guid, tags=entry.tags, extraction="page",
     )
 
@@ -247,6 +301,23 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
     )
 
 
+def _article_or_reason(
+    entry: Entry, download: Future[Fetched] | None, final_attempt: bool
+) -> tuple[Article | None, str | None, bool]:
+    """(article from the page, or None and why not, and whether to retry the page later)."""
+    if download is None:  # the feed is configured to publish its own content
+        return None, None, False
+    try:
+        return _article_from_page(entry, download.result()), None, False
+    except FetchError as exc:
+        return None, str(exc), exc.transient and not final_attempt
+    except ExtractError as exc:
+        return None, str(exc), False
+    except Exception as exc:  # a bug or a pathological page must not lose the entry
+        log.exception("extracting %s", entry.url)
+        return None, f"extract: unexpected {type(exc).__name__}: {exc}", False
+
+
 def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     """Fetch, extract and publish each entry exactly once; fall back to the feed's content."""
     context = current_context()
@@ -254,43 +325,42 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     final_attempt = job is None or not job.retries_left
     counts = {"published": 0, "already": 0, "duplicates": 0, "fallbacks": 0, "deferred": 0}
     deferred: list[str] = []
-    for raw in entries:
-        entry = Entry.from_dict(raw)
-        entry_key = url_key(entry.url)
-        if context.store.published_id(entry_key):
-            counts["already"] += 1
-            continue
-        feed = context.feeds.get(entry.feed)
-        reason: str | None = None
-        article: Article | None = None
-        if feed is None or feed.full_text:
-            try:
-                article = _article_from_page(context, entry)
-            except FetchError as exc:
-                if exc.transient and not final_attempt:
-                    deferred.append(f"{entry.url}: {exc}")
-                    continue
-                reason = str(exc)
-            except ExtractError as exc:
-                reason = str(exc)
-            except Exception as exc:  # a bug or a pathological page must not lose the entry
-                log.exception("extracting %s", entry.url)
-                reason = f"extract: unexpected {type(exc).__name__}: {exc}"
-        if article is None:
-            article = _article_from_feed(entry, reason)
-            counts["fallbacks"] += 1
-        keys = list(dict.fromkeys([url_key(article.url), entry_key]))
-        article.fetched_at = _iso(time.time())
-        result = context.store.publish(article, url_keys=keys, text_key=text_key(article.text))
-        if result.outcome == "published":
-            counts["published"] += 1
-            delay = _seconds_since(article.published)
-            if delay is not None:
-                context.store.observe_delay(delay)
-        elif result.outcome == "already":
+    pending: list[tuple[Entry, str]] = []
+    batch = [Entry.from_dict(raw) for raw in entries]
+    keys = [url_key(entry.url) for entry in batch]
+    for entry, entry_key, owner in zip(batch, keys, context.store.published_ids(keys), strict=True):
+        if owner:
             counts["already"] += 1
         else:
-            counts["duplicates"] += 1
+            pending.append((entry, entry_key))
+    # Pages download in background threads while this one extracts: the network wait
+    # hides behind the CPU-bound extraction instead of idling the core (issue 7).
+    with ThreadPoolExecutor(max_workers=PAGE_PREFETCH, thread_name_prefix="prefetch") as fetcher:
+        downloads = {
+            entry_key: fetcher.submit(_fetch_page, context, entry)
+            for entry, entry_key in pending
+            if (feed := context.feeds.get(entry.feed)) is None or feed.full_text
+        }
+        for entry, entry_key in pending:
+            article, reason, transient = _article_or_reason(entry, downloads.get(entry_key), final_attempt)
+            if transient:
+                deferred.append(f"{entry.url}: {reason}")
+                continue
+            if article is None:
+                article = _article_from_feed(entry, reason)
+                counts["fallbacks"] += 1
+            keys = list(dict.fromkeys([url_key(article.url), entry_key]))
+            article.fetched_at = _iso(time.time())
+            result = context.store.publish(article, url_keys=keys, text_key=text_key(article.text))
+            if result.outcome == "published":
+                counts["published"] += 1
+                delay = _seconds_since(article.published)
+                if delay is not None:
+                    context.store.observe_delay(delay)
+            elif result.outcome == "already":
+                counts["already"] += 1
+            else:
+                counts["duplicates"] += 1
     # entries_done: finished one way or another (published, already there, duplicate), for progress.
     context.store.count({"fallbacks": counts["fallbacks"], "retried_pages": len(deferred),
                          "entries_done": len(entries) - len(deferred)})

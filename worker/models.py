@@ -59,7 +59,9 @@ class Entry:
     title: str = ""
     author: str | None = None
     published: str | None = None  # ISO 8601 UTC
-    content_html: str | None = None  # the feed's full content (content:encoded, atom:content)
+    # The feed's full content (content:encoded, atom:content) and summary, as the feed
+    # gave them: unsanitised, so turned into text (never passed on as HTML).
+    content_html: str | None = None
     summary_html: str | None = None
     tags: list[str] = field(default_factory=list)
     feed: str = ""

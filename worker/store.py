@@ -169,6 +169,17 @@ class Store:
         raw = self.redis.hgetall(self.feed_key(name))
         return {_text(k): _text(v) for k, v in raw.items()}
 
+    def acquire_polls(self, names: Sequence[str], ttl: int) -> list[str]:
+        """The feeds among ``names`` that no other poll holds; each is held for ``ttl`` s or until released."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.set(self._key("polling", name), "1", nx=True, ex=ttl)
+        return [name for name, won in zip(names, pipe.execute(), strict=True) if won]
+
+    def release_polls(self, names: Sequence[str]) -> None:
+        if names:
+            self.redis.delete(*(self._key("polling", name) for name in names))
+
     def validators(self, name: str) -> tuple[str | None, str | None]:
         """The feed's stored ETag and Last-Modified, for a conditional GET."""
         etag, modified = self.redis.hmget(self.feed_key(name), ["etag", "last_modified"])
@@ -216,6 +227,13 @@ class Store:
         """The id of the article already published under this canonical URL, if any."""
         owner = self.redis.get(self._key("claim", "url", url_key))
         return _text(owner) if owner else None
+
+    def published_ids(self, url_keys: Sequence[str]) -> list[str | None]:
+        """:meth:`published_id` for many keys in one round trip."""
+        if not url_keys:
+            return []
+        owners = self.redis.mget([self._key("claim", "url", key) for key in url_keys])
+        return [_text(owner) if owner else None for owner in owners]
 
     def publish(self, article: Article, *, url_keys: Sequence[str], text_key: str | None) -> PublishResult:
         """Claim the article's URLs (and text) and XADD it, in one atomic step."""
