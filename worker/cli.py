@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -25,19 +26,22 @@ import redis
 from rq import Queue
 
 from . import __version__
+from .consumer import Consumer
 from .embedded import EmbeddedRedis
 from .errors import ConfigError
 from .jobs import POLL_QUEUE, enqueue_poll
+from .metrics import make_app, serve
 from .models import Feed
-from .rqworker import pending_work, run_pool
-from .scheduler import run_forever
+from .rqworker import pending_work, queue_depths, run_pool, worker_count
+from .scheduler import TICK_SECONDS, run_forever
 from .settings import Settings, load_feeds
-from .store import Store, connect
+from .store import Store, connect, connect_quick
 
 EXIT_CANNOT_RUN = 2
 # A burst waits for RQ retries scheduled this soon; later ones (a host's long
 # Retry-After) are left in the scheduled registry for the service to run.
 BURST_MAX_WAIT = 60
+SHUTDOWN_GRACE_SECONDS = 300
 
 
 class CannotRun(Exception):
@@ -97,7 +101,53 @@ def _close_edge(edge: Edge) -> None:
 
 # -- run --burst ------------------------------------------------------------------------
 
-def burst(edge: Edge, processes: int, out: TextIO = sys.stdout) -> dict[str, int]:
+class Progress:
+    """Burst progress from the Redis counters: one updating line on a terminal, log lines otherwise."""
+
+    TTY_EVERY = 0.25  # seconds between redraws of the terminal line
+    LOG_EVERY = 5.0  # seconds between log lines when not on a terminal (only when something changed)
+
+    def __init__(self, store: Store, before: dict[str, int], feeds: int, out: TextIO) -> None:
+        self.store, self.before, self.feeds, self.out = store, before, feeds, out
+        self.tty = out.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+        self._last = ""
+
+    def line(self) -> str:
+        now = self.store.counters()
+        delta = {k: now.get(k, 0) - self.before.get(k, 0) for k in now}
+        polled = sum(delta.get(k, 0) for k in ("polls_ok", "polls_not_modified", "polls_failed"))
+        return (f"progress: {polled}/{self.feeds} feeds polled, {delta.get('entries_done', 0)}/"
+                f"{delta.get('entries_new', 0)} articles done ({delta.get('published', 0)} published)")
+
+    def _show(self, text: str, final: bool = False) -> None:
+        if self.tty:
+            # \r + erase-line redraws in place; the last one ends the line.
+            self.out.write(f"\r\x1b[K{text}" + ("\n" if final else ""))
+        elif text != self._last or final:
+            self.out.write(f"feedstream: {text}\n")
+        self.out.flush()
+        self._last = text
+
+    def _run(self) -> None:
+        every = self.TTY_EVERY if self.tty else self.LOG_EVERY
+        while not self._stop.wait(every):
+            with contextlib.suppress(redis.RedisError):
+                self._show(self.line())
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(redis.RedisError):
+            self._show(self.line(), final=True)
+
+
+def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
+          progress_out: TextIO | None = None) -> dict[str, int]:
     """Poll every feed once, finish all the work that makes, print a summary."""
     store = edge.store
     started = time.monotonic()
@@ -106,19 +156,24 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout) -> dict[str, int
     poll_queue = Queue(POLL_QUEUE, connection=store.redis)
     for feed in edge.feeds:
         enqueue_poll(poll_queue, feed.name)
-    while True:
-        run_pool(store.redis, processes, burst=True, logging_level="WARNING")
-        busy, next_retry = pending_work(store.redis)
-        if busy:
-            continue
-        if next_retry is None:
-            break
-        if next_retry - time.time() > BURST_MAX_WAIT:
-            # e.g. pages held back by a host's Retry-After: they run when a worker is up then.
-            _say(f"work scheduled for {datetime.fromtimestamp(next_retry, UTC):%H:%M:%S} UTC is left for later",
-                 out)
-            break
-        time.sleep(max(0.0, next_retry - time.time()) + 0.2)
+    progress = Progress(store, before, len(edge.feeds), progress_out or sys.stderr)
+    progress.start()
+    try:
+        while True:
+            run_pool(store.redis, processes, burst=True, logging_level="WARNING")
+            busy, next_retry = pending_work(store.redis)
+            if busy:
+                continue
+            if next_retry is None:
+                break
+            if next_retry - time.time() > BURST_MAX_WAIT:
+                # e.g. pages held back by a host's Retry-After: they run when a worker is up then.
+                _say(f"work scheduled for {datetime.fromtimestamp(next_retry, UTC):%H:%M:%S} UTC is left for "
+                     "later", out)
+                break
+            time.sleep(max(0.0, next_retry - time.time()) + 0.2)
+    finally:
+        progress.stop()
     after = store.counters()
     delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
     elapsed = time.monotonic() - started
@@ -154,6 +209,7 @@ def _serve(edge: Edge, processes: int, dashboard: bool) -> int:
         "scheduler": [python, "-m", "worker", "scheduler"],
         "worker": [python, "-m", "worker", "worker", "--processes", str(processes)],
     }
+    commands["metrics"] = [python, "-m", "worker", "metrics", "--port", str(edge.settings.metrics_port)]
     if dashboard:
         commands["dashboard"] = [python, "-m", "rq_dashboard", "--redis-url", edge.redis_url,
                                  "--bind", "127.0.0.1", "--port", str(edge.settings.dashboard_port)]
@@ -165,10 +221,18 @@ def _serve(edge: Edge, processes: int, dashboard: bool) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # Children get their own session: a terminal's Ctrl-C (or a process manager signalling our
+    # group) reaches only us, and each child gets exactly one SIGTERM from us below. RQ treats a
+    # second signal more than a second after the first as a cold shutdown, which would cut the job
+    # in hand short.
+    def _start(command: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, start_new_session=True)
+
     for name, command in commands.items():
-        children[name] = subprocess.Popen(command)
+        children[name] = _start(command)
     if dashboard:
         _say(f"rq-dashboard on http://127.0.0.1:{edge.settings.dashboard_port}/")
+    _say(f"metrics on http://127.0.0.1:{edge.settings.metrics_port}/metrics, health on /healthz")
     _say(f"polling {len(edge.feeds)} feed(s) with {processes} worker process(es); "
          f"articles go to the stream {edge.settings.stream!r}. Ctrl-C stops.")
     restarts: dict[str, float] = {}
@@ -180,14 +244,17 @@ def _serve(edge: Edge, processes: int, dashboard: bool) -> int:
                     continue
                 _say(f"{name} exited with {child.returncode}; restarting it")
                 restarts[name] = time.monotonic()
-                children[name] = subprocess.Popen(commands[name])
+                children[name] = _start(commands[name])
     _say("stopping: workers finish the job in hand")
     for child in children.values():
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGTERM)
+    # An extract job may run for minutes (a batch of slow pages); give it the time rather than
+    # cut it short. A job killed anyway is recovered by RQ's maintenance pass, and the atomic publish
+    # keeps its re-run from doubling anything.
     for child in children.values():
         try:
-            child.wait(timeout=60)
+            child.wait(timeout=SHUTDOWN_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             child.kill()
     return 0
@@ -212,6 +279,30 @@ def tail(store: Store, follow: bool, from_start: bool, count: int, out: TextIO =
             after = entry_id
         if not entries and not follow:
             return
+
+
+def tail_group(client: redis.Redis, stream: str, group: str, consumer: str, follow: bool, from_start: bool,
+               out: TextIO = sys.stdout, stop: threading.Event | None = None) -> int:
+    """Print articles as a member of a consumer group, acknowledging each once printed."""
+
+    def _print(article: dict[str, object]) -> None:
+        print(json.dumps(article, ensure_ascii=False), file=out, flush=True)
+
+    reader = Consumer(client, stream=stream, group=group, consumer=consumer, from_start=from_start)
+    return reader.run(_print, follow=follow, stop=stop).handled
+
+
+# /healthz fails when the scheduler has not ticked for this long: several ticks, with room for a slow
+# Redis round trip or a busy machine (a tick is TICK_SECONDS).
+HEALTH_STALE_SECONDS = max(3 * TICK_SECONDS, 15.0)
+
+
+def metrics_server(edge: Edge, host: str, port: int, stop: threading.Event) -> None:
+    """Serve /metrics and /healthz until ``stop``; reads Redis with a fail-fast client."""
+    quick = connect_quick(edge.redis_url)
+    store = Store(quick, stream=edge.settings.stream, prefix=edge.settings.prefix)
+    app = make_app(store, lambda: queue_depths(quick), lambda: worker_count(quick), HEALTH_STALE_SECONDS)
+    serve(app, host, port, stop)
 
 
 def _when(value: str | None) -> str:
@@ -269,6 +360,20 @@ def _print_status(rows: list[dict[str, object]], out: TextIO) -> None:
             print(f"{'':<20} deferred: {row['deferred']}", file=out)
 
 
+def _print_operations(edge: Edge, out: TextIO) -> None:
+    """Below the feed table: queues, workers, the stream and its consumer groups."""
+    connection = edge.store.redis
+    depths = queue_depths(connection)
+    queues = "; ".join(f"{name} {d['queued']} queued, {d['started']} running, {d['scheduled']} waiting to retry, "
+                       f"{d['failed']} failed" for name, d in depths.items())
+    print(f"\nqueues: {queues}", file=out)
+    print(f"workers: {worker_count(connection)} alive", file=out)
+    groups = edge.store.stream_groups()
+    group_text = ", ".join(f"{g['name']} ({g['consumers']} consumer(s), {g['pending']} unacked)" for g in groups)
+    print(f"stream {edge.store.stream!r}: {edge.store.stream_length()} entries; consumer groups: "
+          f"{group_text or 'none'}", file=out)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
@@ -285,8 +390,14 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("scheduler", help="the scheduler only (Procfile: scheduler)")
     tail_cmd = commands.add_parser("tail", help="print articles from the stream as JSON lines")
     tail_cmd.add_argument("-f", "--follow", action="store_true", help="wait for new articles")
-    tail_cmd.add_argument("--from-start", action="store_true", help="from the oldest entry")
+    tail_cmd.add_argument("--from-start", action="store_true",
+                          help="from the oldest entry (with --group: where a new group starts)")
+    tail_cmd.add_argument("--group", help="read as a consumer group member: each article once per group, acked")
+    tail_cmd.add_argument("--consumer", help="this reader's name within --group (default: tail-<host>-<pid>)")
     tail_cmd.add_argument("-n", type=int, default=10, help="how many recent articles (default 10)")
+    metrics = commands.add_parser("metrics", help="serve /metrics and /healthz (Procfile: metrics)")
+    metrics.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    metrics.add_argument("--port", type=int, default=None, help="port (default FEEDSTREAM_METRICS_PORT or 9184)")
     status = commands.add_parser("status", help="feed health")
     status.add_argument("--json", action="store_true", help="as JSON")
     return parser
@@ -294,10 +405,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``feedstream`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "consumer", None) and not getattr(args, "group", None):
+        parser.error("--consumer needs --group")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        edge = _open_edge(need_feeds=args.command != "tail")
+        edge = _open_edge(need_feeds=args.command not in ("tail", "metrics"))
     except CannotRun as exc:
         _say(str(exc))
         return EXIT_CANNOT_RUN
@@ -316,6 +430,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                 run_forever(edge.store, Queue(POLL_QUEUE, connection=edge.store.redis),
                             [feed.name for feed in edge.feeds], stop,
                             feed_urls={feed.name: feed.url for feed in edge.feeds})
+        elif args.command == "metrics":
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            port = edge.settings.metrics_port if args.port is None else args.port
+            _say(f"metrics on http://{args.bind}:{port}/metrics, health on /healthz")
+            metrics_server(edge, args.bind, port, stop)
+        elif args.command == "tail" and args.group:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            consumer = args.consumer or f"tail-{socket.gethostname()}-{os.getpid()}"
+            with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+                tail_group(edge.store.redis, edge.settings.stream, args.group, consumer, args.follow,
+                           args.from_start, stop=stop)
         elif args.command == "tail":
             with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
                 tail(edge.store, args.follow, args.from_start, args.n)
@@ -325,6 +453,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(rows, indent=2))
             else:
                 _print_status(rows, sys.stdout)
+                _print_operations(edge, sys.stdout)
         return 0
     except redis.ConnectionError as exc:
         _say(f"lost Redis at {edge.redis_url}: {exc}")

@@ -20,7 +20,7 @@ from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 
 from .dedupe import article_id, canonical_url, guid_key, same_site, text_key, url_key
-from .errors import ExtractError, FetchError, HostDeferred, NotModified, ParseError
+from .errors import ExtractError, FetchError, HostDeferred, NotModified, ParseError, RobotsDisallowed
 from .extract import decode_html, extract_article, text_from_html_fragment
 from .feeds import parse_feed
 from .http import HttpClient
@@ -242,6 +242,7 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
     base: dict[str, str | int | float] = {"url": url, "last_poll": _iso(now)}
     try:
         fetched = context.fetcher.get(url, etag=etag, last_modified=last_modified, accept=FEED_ACCEPT)
+        store.count_http("feed", fetched.status)
         parsed = parse_feed(fetched.body, url=fetched.url, headers=fetched.headers)
     except HostDeferred as exc:
         # Not the feed's fault: no error counted, just a later slot.
@@ -251,6 +252,7 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
         store.count({"polls_deferred": 1})
         return {"feed": feed.name, "outcome": str(exc)}
     except NotModified as exc:
+        store.count_http("feed", 304)
         fields = {**base, "last_status": 304, "last_success": _iso(now), "last_new": 0}
         clear = _track_redirect(context, feed, status, url, exc.redirects, fields)
         interval = int(status.get("interval") or rhythm_interval([], now, limits))
@@ -262,6 +264,8 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
         return {"feed": feed.name, "outcome": "not modified"}
     except (FetchError, ParseError) as exc:
         http_status = getattr(exc, "status", None)
+        if isinstance(exc, FetchError):
+            store.count_http("feed", http_status or "error")
         if http_status == 410:
             store.record_poll(feed.name, {**base, "last_status": 410, "last_error": str(exc),
                                           "retired": f"gone: {exc}", "retired_url": url, "retired_at": _iso(now)},
@@ -311,12 +315,33 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
 
 # -- extract and publish --------------------------------------------------------------
 
+def _seconds_since(iso: str | None) -> float | None:
+    """Seconds from an ISO 8601 UTC time to now (the publish delay metric); None when absent or unreadable."""
+    if not iso:
+        return None
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return time.time() - when.timestamp()
+
+
 class PagesUnavailable(Exception):
     """Some pages failed for reasons that may pass; RQ retries the job (published ones are skipped)."""
 
 
 def _fetch_page(context: Context, entry: Entry) -> Fetched:
-    return context.fetcher.get(entry.url, accept=PAGE_ACCEPT, page=True)
+    try:
+        fetched = context.fetcher.get(entry.url, accept=PAGE_ACCEPT, page=True)
+    except (HostDeferred, RobotsDisallowed):
+        raise  # no request was made
+    except FetchError as exc:
+        context.store.count_http("page", exc.status or "error")
+        raise
+    context.store.count_http("page", fetched.status)
+    return fetched
 
 
 def _article_from_page(entry: Entry, fetched: Fetched) -> tuple[Article, str | None]:
@@ -443,6 +468,9 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
                 counts["published"] += 1
                 if result.duplicate_of:
                     counts["near_duplicates"] += 1
+                delay = _seconds_since(article.published)
+                if delay is not None:
+                    context.store.observe_delay(delay)
             elif result.outcome == "near_dropped":
                 counts["near_duplicates"] += 1
             elif result.outcome == "already":
@@ -452,8 +480,9 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     if held:
         _hold_extracts(context, held, held_until)
         counts["held"] = len(held)
+    # entries_done: finished one way or another (published, already there, duplicate), for progress.
     context.store.count({"fallbacks": counts["fallbacks"], "retried_pages": len(deferred),
-                         "held_pages": len(held)})
+                         "held_pages": len(held), "entries_done": len(entries) - len(deferred) - len(held)})
     if deferred:
         counts["deferred"] = len(deferred)
         raise PagesUnavailable(f"fetch: {len(deferred)} page(s) will be retried: " + "; ".join(deferred[:3]))

@@ -73,6 +73,7 @@ class Settings:
     prefix: str = "feedstream"  # namespace of every Redis key we own
     workers: int = 2
     dashboard_port: int = 9181
+    metrics_port: int = 9184  # feedstream metrics: /metrics and /healthz
     # Approximate MAXLEN for the stream; 0 keeps everything.
     stream_maxlen: int = 100_000
     # How long URL, GUID and text claims are remembered for deduplication.
@@ -121,6 +122,7 @@ class Settings:
             var_dir=Path(env.get("FEEDSTREAM_VAR") or "var"),
             workers=int(_number(env, "FEEDSTREAM_WORKERS", max(os.cpu_count() or 1, 1), 1)),
             dashboard_port=int(_number(env, "FEEDSTREAM_DASHBOARD_PORT", 9181, 0)),
+            metrics_port=int(_number(env, "FEEDSTREAM_METRICS_PORT", 9184, 0)),
             stream_maxlen=int(_number(env, "FEEDSTREAM_STREAM_MAXLEN", 100_000, 0)),
             **_politeness(env),
             near_duplicates=_choice(env, "FEEDSTREAM_NEAR_DUPLICATES", ("mark", "drop", "off"), "mark"),

@@ -13,6 +13,9 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:host:{host}:robots``      string, the host's robots.txt body (empty: allow all), with a TTL
 - ``{p}:nd:band:{band}:{hash}`` string, LSH band bucket -> first article id with it (expires with the window)
 - ``{p}:nd:sig:{id}``         string, "<cluster id>|<packed MinHash>" (expires with the window)
+- ``{p}:http``                hash, ``{kind}:{status}`` -> responses seen (kind: feed, page)
+- ``{p}:delay``               hash, publish-delay histogram: bucket upper bound -> count, ``sum``, ``count``
+- ``{p}:heartbeats``          hash, process -> epoch of its last sign of life
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.
 """
 
@@ -219,6 +222,16 @@ def connect(url: str) -> redis.Redis:
         socket_connect_timeout=5,
         socket_keepalive=True,
     )
+
+
+# Upper bounds (seconds) of the publish-delay histogram: a minute to a week.
+DELAY_BUCKETS: tuple[float, ...] = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400,
+                                    2 * 86400, 7 * 86400)
+
+
+def connect_quick(url: str) -> redis.Redis:
+    """A client that fails fast instead of retrying: for health checks, which must answer promptly."""
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
 
 
 def _text(value: Any) -> str:
@@ -465,6 +478,50 @@ class Store:
 
     def counters(self) -> dict[str, int]:
         return {_text(k): int(v) for k, v in self.redis.hgetall(self.counters_key).items()}
+
+    # -- operational figures (metrics) ------------------------------------------
+    def count_http(self, kind: str, status: int | str) -> None:
+        """One HTTP response (or ``error`` when none came) for a ``feed`` or ``page`` fetch."""
+        self.redis.hincrby(self._key("http"), f"{kind}:{status}", 1)
+
+    def http_counts(self) -> dict[tuple[str, str], int]:
+        counts = {}
+        for field, value in self.redis.hgetall(self._key("http")).items():
+            kind, _, status = _text(field).partition(":")
+            counts[(kind, status)] = int(value)
+        return counts
+
+    def observe_delay(self, seconds: float) -> None:
+        """Add one article's delay from its ``published`` time to its XADD to the histogram.
+
+        Buckets are stored non-cumulative (one HINCRBY each); the reader sums them up.
+        """
+        seconds = max(seconds, 0.0)
+        bucket = next((f"{b:g}" for b in DELAY_BUCKETS if seconds <= b), "+Inf")
+        key = self._key("delay")
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hincrby(key, bucket, 1)
+        pipe.hincrby(key, "count", 1)
+        pipe.hincrbyfloat(key, "sum", seconds)
+        pipe.execute()
+
+    def delay_histogram(self) -> tuple[list[tuple[str, int]], float]:
+        """(cumulative ``(le, count)`` pairs ending with ``+Inf``, sum of seconds)."""
+        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(self._key("delay")).items()}
+        running, buckets = 0, []
+        for bound in [f"{b:g}" for b in DELAY_BUCKETS] + ["+Inf"]:
+            running += int(raw.get(bound, 0))
+            buckets.append((bound, running))
+        return buckets, float(raw.get("sum", 0.0))
+
+    def stream_groups(self) -> list[dict[str, Any]]:
+        """Consumer groups on the stream: name, consumers, pending (read, not acked) entries."""
+        try:
+            groups = self.redis.xinfo_groups(self.stream)
+        except redis.ResponseError:  # no stream yet
+            return []
+        return [{"name": _text(g["name"]), "consumers": int(g["consumers"]), "pending": int(g["pending"])}
+                for g in groups]
 
     # -- the stream -------------------------------------------------------------
     def stream_length(self) -> int:
