@@ -233,13 +233,17 @@ _CTA = re.compile(
     | ^(?:subscribe|sign\s+up|signup)\b
     | ^(?:register|join)\s+(?:now|here|today|free|for\s+free|us|our)\b
     | ^(?:click|tap)\s+here\s+to\s+(?:subscribe|sign\s+up|register|get|receive)\b
+    | ^(?:click|tap)\s+here\s+for\s+(?:more\s+)?(?:info(?:rmation)?|details)\b
+    | \bdelivered\b[^.!?]{0,40}?\b(?:letterbox|letter\s+box|door|doorstep|mailbox)\b
+    | ^\d{1,3}\s+issues\s+for\b
     | ^follow\s+(?:us|[\w@.'’&-]+(?:\s+[\w@.'’&-]+){0,6})\s+on\s+
       (?:twitter|x|facebook|instagram|linkedin|youtube|tiktok|threads|bluesky|mastodon|flipboard)\b
     """,
     re.IGNORECASE | re.VERBOSE,
 )
 # every _CTA/_NEWSLETTER_HEADING alternative contains one of these (case-folded)
-_PROMO_KEYS = ("newsletter", "inbox", "subscri", "sign", "register", "join", "follow", "click", "tap")
+_PROMO_KEYS = ("newsletter", "inbox", "subscri", "sign", "register", "join", "follow", "click", "tap",
+               "deliver", "issues")
 _SENTENCE_SPLIT = re.compile(r"(?<=[.!?…])\s+")
 _PROMO_MAX_CHARS = 320  # a promo is a line or two; a long paragraph mentioning a newsletter is news
 # A newsletter box's own heading: "Pick Six Newsletter", "Our daily newsletter".
@@ -255,14 +259,16 @@ _SHARE_CORE = frozenset({
 _SHARE_WORDS = _SHARE_CORE | frozenset({
     "this", "the", "article", "story", "post", "page", "link", "url", "on", "via", "to", "with", "a",
     "an", "your", "it", "or", "and", "by", "friend", "friends", "save", "more", "options", "x",
-    "comment", "comments",
+    "comment", "comments", "like", "liked", "enjoyed", "if", "you", "please", "consider",
 })
 _SHARE_MAX_WORDS = 10
 _SHARE_MAX_CHARS = 120
 _FURNITURE_LINE = re.compile(
     r"""^(?:\d+\s+)?(?:comments?|leave\s+a\s+(?:comment|reply)|post\s+a\s+comment|add\s+a\s+comment
     |(?:show|view|load|see)\s+(?:all\s+)?(?:\d+\s+)?comments?|read\s+more|continue\s+reading
-    |read\s+(?:the\s+)?full\s+(?:story|article)|click\s+here\s+to\s+read\s+more)\s*[.:»›>…]*$
+    |read\s+(?:the\s+)?full\s+(?:story|article)|click\s+here\s+to\s+read\s+more
+    |tell\s+us\s+what\s+you\s+think|what\s+do\s+you\s+think|have\s+your\s+say
+    |join\s+the\s+(?:conversation|discussion))\s*[.:»›>…?!]*$
     # the footer WordPress appends to every feed item
     |^the\s+post\s+.{1,300}\s+appeared\s+first\s+on\s+.{1,120}$""",
     re.IGNORECASE | re.VERBOSE,
@@ -272,7 +278,9 @@ _FURNITURE_LINE = re.compile(
 _POINTER_LINE = re.compile(
     r"""^(?:read\s+more|read\s+also|also\s+read|see\s+also|related|more|recommended|read\s+next
     |related\s+(?:articles?|stories|story|posts?|content|coverage|reading|news|links?))
-    \s*(?:[:：»›>|]|\s[–—-])\s*\S""",
+    \s*(?:[:：»›>|]|\s[–—-])\s*\S
+    # "Also on example.com <headline>": a cross-link to another story of the site
+    |^(?:also|more)\s+on\s+[\w-]+(?:\.[\w-]+)*\.[a-z]{2,}\s+\S""",
     re.IGNORECASE | re.VERBOSE,
 )
 _POINTER_MAX_CHARS = 200
