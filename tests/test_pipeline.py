@@ -39,7 +39,7 @@ def test_rss2_atom_and_rss1_feeds_publish_each_article_body(
         doc = published[link]
         assert doc["text"] == s.body_text, link
         assert doc["title"] == s.title
-        assert doc["extraction"] == "page"
+        assert doc["extraction"] == "precision"
         assert doc["author"] == s.author
         assert doc["published"] == s.iso
         assert doc["language"] == "en"

@@ -214,12 +214,16 @@ def _fetch_page(context: Context, entry: Entry) -> Fetched:
 def _article_from_page(entry: Entry, fetched: Fetched) -> Article:
     html = decode_html(fetched.body, fetched.content_type)
     page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags,
-                           entry_author=entry.author, entry_published=entry.published)
+                           entry_author=entry.author, entry_published=entry.published,
+                           feed_html=entry.content_html or entry.summary_html)
     url = canonical_url(fetched.url)
     return Article(
         id=article_id(url), url=url, title=page.title or entry.title, text=page.text, feed=entry.feed,
         published=page.published or entry.published, author=page.author or entry.author,
-        language=page.language, guid=entry.guid, tags=entry.tags, extraction="page",
+        language=page.language, guid=entry.guid, tags=list(dict.fromkeys([*entry.tags, *page.tags])),
+        extraction=page.extraction, authors=page.authors or ([entry.author] if entry.author else []),
+        updated=page.updated, categories=page.categories, image=page.image, sitename=page.sitename,
+        description=page.description, word_count=page.word_count, markdown=page.markdown,
     )
 
 
@@ -230,6 +234,7 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
         id=article_id(url), url=url, title=entry.title, text=text, feed=entry.feed,
         published=entry.published, author=entry.author, guid=entry.guid, tags=entry.tags,
         extraction="feed", fallback_reason=reason,
+        authors=[entry.author] if entry.author else [], word_count=len(text.split()), markdown=text,
     )
 
 
