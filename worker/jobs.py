@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,6 +20,7 @@ from typing import Any
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 
+from . import boilerplate
 from .dedupe import article_id, canonical_url, guid_key, text_key, url_key
 from .errors import ExtractError, FetchError, NotModified, ParseError
 from .extract import decode_html, extract_article, text_from_html_fragment
@@ -29,6 +31,7 @@ from .settings import Settings, load_feeds
 from .store import Store, connect
 
 log = logging.getLogger("feedstream.jobs")
+_WORDS = re.compile(r"\w+")  # word_count counts as extract does
 
 POLL_QUEUE = "poll"
 EXTRACT_QUEUE = "extract"
@@ -234,8 +237,21 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
         id=article_id(url), url=url, title=entry.title, text=text, feed=entry.feed,
         published=entry.published, author=entry.author, guid=entry.guid, tags=entry.tags,
         extraction="feed", fallback_reason=reason,
-        authors=[entry.author] if entry.author else [], word_count=len(text.split()), markdown=text,
+        authors=[entry.author] if entry.author else [], word_count=len(_WORDS.findall(text)), markdown=text,
     )
+
+
+def _strip_learned_boilerplate(store: Store, article: Article) -> None:
+    """Drop paragraphs this feed's earlier articles carried too (publisher boilerplate), then learn this one's."""
+    paragraphs = article.text.split("\n\n")
+    fps = boilerplate.fingerprints(paragraphs)
+    kept, removed = boilerplate.strip_paragraphs(paragraphs, store.boilerplate_counts(article.feed, fps))
+    if removed:
+        article.text = "\n\n".join(kept)
+        article.markdown = boilerplate.strip_markdown(article.markdown, removed)
+        article.word_count = len(_WORDS.findall(article.text))
+        article.boilerplate_removed = len(removed)
+    store.learn_boilerplate(article.feed, article.id, fps, time.time())
 
 
 def _article_or_reason(
@@ -286,6 +302,7 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
             if article is None:
                 article = _article_from_feed(entry, reason)
                 counts["fallbacks"] += 1
+            _strip_learned_boilerplate(context.store, article)
             keys = list(dict.fromkeys([url_key(article.url), entry_key]))
             article.fetched_at = _iso(time.time())
             result = context.store.publish(article, url_keys=keys, text_key=text_key(article.text))

@@ -8,6 +8,8 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:claim:url:{key}``     string, canonical-URL claim -> article id
 - ``{p}:claim:text:{key}``    string, normalised-text claim -> article id
 - ``{p}:counters``            hash, monotonically increasing event counts
+- ``{p}:boiler:{name}``       hash, paragraph fingerprint -> distinct articles of the feed that carried it
+- ``{p}:boiler-seen:{name}``  zset, article ids already counted there -> when (so a retry counts nothing twice)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.
 """
 
@@ -69,6 +71,37 @@ return due
 """
 
 
+# Count an article's paragraph fingerprints once per distinct article, keep both keys
+# bounded (the seen ids to the latest 1000; past the cap, fingerprints seen in only one
+# article are forgotten: they are story text) and let an idle feed's keys expire.
+# KEYS: counts hash, seen zset; ARGV: article id, now, ttl seconds, cap, fingerprints...
+_LEARN_BOILERPLATE_LUA = """
+if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
+  return 0
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if redis.call('ZCARD', KEYS[2]) > 1000 then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -1001)
+end
+for i = 5, #ARGV do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+end
+if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[4]) then
+  local all = redis.call('HGETALL', KEYS[1])
+  for j = 1, #all, 2 do
+    if tonumber(all[j + 1]) <= 1 then
+      redis.call('HDEL', KEYS[1], all[j])
+    end
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+BOILERPLATE_TTL = 30 * 24 * 3600
+BOILERPLATE_CAP = 20_000  # fingerprints per feed before the once-seen ones are forgotten
+
+
 @dataclass(frozen=True)
 class PublishResult:
     """What the atomic publish did: ``published``, ``already`` (a retry) or ``duplicate``."""
@@ -107,6 +140,7 @@ class Store:
         self.stream_maxlen = stream_maxlen
         self._publish = client.register_script(_PUBLISH_LUA)
         self._claim_due = client.register_script(_CLAIM_DUE_LUA)
+        self._learn_boilerplate = client.register_script(_LEARN_BOILERPLATE_LUA)
 
     # -- keys ---------------------------------------------------------------
     def _key(self, *parts: str) -> str:
@@ -226,6 +260,24 @@ class Store:
         if outcome == "already":
             return PublishResult(outcome, article.id)
         return PublishResult(outcome, article.id, duplicate_of=value)
+
+    # -- learned boilerplate ---------------------------------------------------
+    def boilerplate_counts(self, feed: str, fingerprints: Sequence[str]) -> dict[str, int]:
+        """How many distinct earlier articles of the feed carried each paragraph fingerprint (absent: 0)."""
+        if not fingerprints:
+            return {}
+        values = self.redis.hmget(self._key("boiler", feed), list(fingerprints))
+        return {fp: int(v) for fp, v in zip(fingerprints, values, strict=True) if v is not None}
+
+    def learn_boilerplate(self, feed: str, article_id: str, fingerprints: Sequence[str], now: float) -> bool:
+        """Count the article's fingerprints for the feed, once per article id; False when already counted."""
+        if not fingerprints:
+            return False
+        done = self._learn_boilerplate(
+            keys=[self._key("boiler", feed), self._key("boiler-seen", feed)],
+            args=[article_id, now, BOILERPLATE_TTL, BOILERPLATE_CAP, *fingerprints],
+        )
+        return bool(done)
 
     # -- counters -------------------------------------------------------------
     def count(self, counts: Mapping[str, int]) -> None:
