@@ -35,7 +35,7 @@ from trafilatura.metadata import (
     extract_url,
 )
 
-__all__ = ["PageMeta", "declared_date", "declared_updated", "page_metadata", "rel_links", "search_date"]
+__all__ = ["PageMeta", "declared_date", "declared_updated", "page_metadata", "rel_links", "search_date", "sections"]
 
 
 @dataclass
@@ -81,7 +81,7 @@ def page_metadata(tree: HtmlElement, page: str, *, url: str, need_author: bool, 
         sitename=sitename,
         description=document.description or None,
         image=document.image or None,
-        categories=list(document.categories or []) or rel_links(page, "category"),
+        categories=list(document.categories or []) or rel_links(page, "category") or sections(page),
         tags=list(document.tags or []) or rel_links(page, "tag"),
     )
 
@@ -107,6 +107,24 @@ def rel_links(page: str, kind: str) -> list[str]:
                 if len(found) >= _MAX_REL_LINKS:
                     break
     return found
+
+
+_SECTION = re.compile(
+    r"""<meta\b[^>]{0,300}?property\s*=\s*["']article:section["'][^>]{0,300}?content\s*=\s*["']([^"']{1,100})["']"""
+    r"""|<meta\b[^>]{0,300}?content\s*=\s*["']([^"']{1,100})["'][^>]{0,300}?property\s*=\s*["']article:section["']""",
+    re.IGNORECASE,
+)
+
+
+def sections(page: str) -> list[str]:
+    """The page's OpenGraph ``article:section`` values (its category when no rel=category link names one)."""
+    head_end = page.find("</head", 0, _SCAN_CHARS)
+    found: list[str] = []
+    for match in _SECTION.finditer(page, 0, head_end if head_end >= 0 else _SCAN_CHARS):
+        value = " ".join(htmllib.unescape(match.group(1) or match.group(2)).split())
+        if value and value not in found:
+            found.append(value)
+    return found[:_MAX_REL_LINKS]
 
 
 # The publication date a page declares for itself, most specific first.
