@@ -226,3 +226,19 @@ def test_metadata_and_markdown_from_the_page() -> None:
     assert "- More launches in 2027.\n- Cheaper ground stations." in article.markdown
     assert article.text.startswith("The satellite report, part 0")
     assert "\n\nWhat comes next\n\n" in article.text  # text stays plain paragraphs
+
+
+def test_clean_paragraphs_drops_comment_prompts_cross_links_and_print_pitches() -> None:
+    body = ["The council approved the new cycle lanes on Tuesday after a long debate.", "Work starts in May."]
+    paragraphs = [
+        *body,
+        "Also on example.com Council rejects second bridge plan",
+        "Like this story? Share it with a friend!",
+        "Get Cycling Monthly delivered through your letterbox every month. 12 issues for £11.99. "
+        "Click here for more information.",
+        "Tell us what YOU think...",
+    ]
+    assert clean_paragraphs(paragraphs, title=None, labels=()) == body
+    # the same words inside real sentences stay
+    kept = ["Also on Tuesday, the council approved a budget.", "Tell us what you think, the mayor said, at the vote."]
+    assert clean_paragraphs(kept, title=None, labels=()) == kept

@@ -290,10 +290,10 @@ _RELATED_HEADING = re.compile(
     r"""^(?:articles?\s+you\s+(?:may|might)\s+(?:also\s+)?(?:like|enjoy)
     |you\s+(?:may|might)\s+(?:also\s+)?(?:like|enjoy|be\s+interested\s+in)
     |(?:more\s+)?related(?:\s+(?:articles?|stories|posts?|content|coverage|reading|news|links?))?
-    |more\s+(?:from|on|in|about)\s+.{1,60}
+    |more\s+(?:from|on|in|about)\s+(?:[^.,;!?]|\.(?=\w)){1,60}
     |more\s+(?:stories|articles|news|headlines|to\s+read)
     |recommended(?:\s+(?:for\s+you|stories|articles|reading|videos?))?
-    |(?:what\s+to\s+)?read\s+next|up\s+next|don'?t\s+miss|further\s+reading|also\s+on\s+.{1,40}
+    |(?:what\s+to\s+)?read\s+next|up\s+next|don'?t\s+miss|further\s+reading|also\s+on\s+(?:[^.,;!?]|\.(?=\w)){1,40}
     |(?:most\s+(?:popular|read|viewed|shared)|trending|popular)(?:\s+(?:now|today|stories|articles|posts))?
     |(?:latest|top)\s+(?:news|stories|articles|headlines)|more|see\s+also|read\s+more)
     \s*[:：»›>…]*$""",
