@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import redis
 
 from tests.pipeline_helpers import articles, make_context, run_burst, write_feeds
@@ -36,9 +37,10 @@ def test_strip_needs_threshold_articles_and_never_empties_an_article() -> None:
 def test_store_counts_each_article_once(redis_client: redis.Redis) -> None:
     store = Store(redis_client)
     fps = boilerplate.fingerprints(["one line here", BOILER])
-    assert store.learn_boilerplate("f", "article-1", fps, 1.0)
-    assert not store.learn_boilerplate("f", "article-1", fps, 2.0)  # a retried job counts nothing twice
-    assert store.learn_boilerplate("f", "article-2", fps[1:], 3.0)
+    assert store.learn_boilerplate("f", "article-1", fps, 1.0) == {}  # nothing earlier
+    assert store.learn_boilerplate("f", "article-1", fps, 2.0) == {}  # a retry: same answer, counts nothing twice
+    assert store.learn_boilerplate("f", "article-2", fps[1:], 3.0) == {fps[1]: 1}
+    assert store.learn_boilerplate("f", "article-2", fps[1:], 4.0) == {fps[1]: 1}
     assert store.boilerplate_counts("f", fps) == {fps[0]: 1, fps[1]: 2}
     assert store.boilerplate_counts("other", fps) == {}
     assert redis_client.ttl("feedstream:boiler:f") > 0
@@ -83,3 +85,17 @@ def test_boilerplate_recurring_in_five_articles_is_stripped_from_the_sixth_and_l
     run_burst(context)
     [doc] = [d for d in articles(redis_client) if d["feed"] == "other"]
     assert BOILER in doc["text"]
+
+
+def test_past_the_cap_fingerprints_seen_once_are_forgotten(
+        redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.store
+
+    monkeypatch.setattr(worker.store, "BOILERPLATE_CAP", 10)
+    store = Store(redis_client)
+    for n in range(6):
+        store.learn_boilerplate("f", f"a{n}", [f"story-{n}-1", f"story-{n}-2", "promo"], float(n))
+    counts = store.boilerplate_counts("f", ["promo", "story-5-1", "story-0-1"])
+    # the 5th article took the hash past 10 entries: the once-seen story lines went, the promo stayed
+    assert counts == {"promo": 6, "story-5-1": 1}
+    assert redis_client.hlen("feedstream:boiler:f") == 3

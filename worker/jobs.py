@@ -242,16 +242,16 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
 
 
 def _strip_learned_boilerplate(store: Store, article: Article) -> None:
-    """Drop paragraphs this feed's earlier articles carried too (publisher boilerplate), then learn this one's."""
+    """Drop paragraphs this feed's earlier articles carried too (publisher boilerplate); learn this one's."""
     paragraphs = article.text.split("\n\n")
     fps = boilerplate.fingerprints(paragraphs)
-    kept, removed = boilerplate.strip_paragraphs(paragraphs, store.boilerplate_counts(article.feed, fps))
+    kept, removed = boilerplate.strip_paragraphs(paragraphs, store.learn_boilerplate(article.feed, article.id, fps,
+                                                                                     time.time()))
     if removed:
         article.text = "\n\n".join(kept)
         article.markdown = boilerplate.strip_markdown(article.markdown, removed)
         article.word_count = len(_WORDS.findall(article.text))
         article.boilerplate_removed = len(removed)
-    store.learn_boilerplate(article.feed, article.id, fps, time.time())
 
 
 def _article_or_reason(

@@ -71,13 +71,24 @@ return due
 """
 
 
-# Count an article's paragraph fingerprints once per distinct article, keep both keys
-# bounded (the seen ids to the latest 1000; past the cap, fingerprints seen in only one
-# article are forgotten: they are story text) and let an idle feed's keys expire.
+# One round trip per article: return how many *earlier* distinct articles of the feed
+# carried each fingerprint, and count this article's (once per article id: a retried
+# job sees the same counts and adds nothing). Keeps both keys bounded (the seen ids to
+# the latest 1000; past the cap, fingerprints seen in only one article are forgotten:
+# they are story text) and lets an idle feed's keys expire.
 # KEYS: counts hash, seen zset; ARGV: article id, now, ttl seconds, cap, fingerprints...
 _LEARN_BOILERPLATE_LUA = """
-if redis.call('ZSCORE', KEYS[2], ARGV[1]) then
-  return 0
+local counts = {}
+local again = redis.call('ZSCORE', KEYS[2], ARGV[1])
+for i = 5, #ARGV do
+  local n = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if again and n > 0 then
+    n = n - 1
+  end
+  counts[#counts + 1] = n
+end
+if again then
+  return counts
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
 if redis.call('ZCARD', KEYS[2]) > 1000 then
@@ -96,7 +107,7 @@ if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[4]) then
 end
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
+return counts
 """
 BOILERPLATE_TTL = 30 * 24 * 3600
 BOILERPLATE_CAP = 20_000  # fingerprints per feed before the once-seen ones are forgotten
@@ -263,21 +274,26 @@ class Store:
 
     # -- learned boilerplate ---------------------------------------------------
     def boilerplate_counts(self, feed: str, fingerprints: Sequence[str]) -> dict[str, int]:
-        """How many distinct earlier articles of the feed carried each paragraph fingerprint (absent: 0)."""
+        """How many distinct articles of the feed carried each paragraph fingerprint (absent: 0)."""
         if not fingerprints:
             return {}
         values = self.redis.hmget(self._key("boiler", feed), list(fingerprints))
         return {fp: int(v) for fp, v in zip(fingerprints, values, strict=True) if v is not None}
 
-    def learn_boilerplate(self, feed: str, article_id: str, fingerprints: Sequence[str], now: float) -> bool:
-        """Count the article's fingerprints for the feed, once per article id; False when already counted."""
+    def learn_boilerplate(self, feed: str, article_id: str, fingerprints: Sequence[str],
+                          now: float) -> dict[str, int]:
+        """Count the article's paragraph fingerprints for the feed (once per article id), in one step.
+
+        Returns, per fingerprint, how many *other* earlier articles of the feed carried it: the
+        same answer on a retry of the same article, which then counts nothing again.
+        """
         if not fingerprints:
-            return False
-        done = self._learn_boilerplate(
+            return {}
+        counts = self._learn_boilerplate(
             keys=[self._key("boiler", feed), self._key("boiler-seen", feed)],
             args=[article_id, now, BOILERPLATE_TTL, BOILERPLATE_CAP, *fingerprints],
         )
-        return bool(done)
+        return {fp: int(n) for fp, n in zip(fingerprints, counts, strict=True) if int(n)}
 
     # -- counters -------------------------------------------------------------
     def count(self, counts: Mapping[str, int]) -> None:
