@@ -49,7 +49,9 @@ from .errors import ExtractError
 from .models import Extracted
 from .pagemeta import page_metadata
 
-__all__ = ["clean_paragraphs", "decode_html", "extract_article", "text_from_html_fragment", "warm_up"]
+__all__ = [
+    "clean_paragraphs", "decode_html", "detect_language", "extract_article", "text_from_html_fragment", "warm_up",
+]
 
 # Exceptions that malformed input can provoke inside trafilatura/lxml/htmldate.
 # Deliberately not bare ``Exception``: a job-timeout exception raised by the worker
@@ -646,6 +648,11 @@ def _language_identifier() -> Any:
 
             _langid_identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
     return _langid_identifier
+
+
+def detect_language(text: str) -> str | None:
+    """2-letter code of the text's language (py3langid), or None when unsure or under 200 characters."""
+    return _detect_language(text)
 
 
 def _detect_language(text: str) -> str | None:

@@ -23,7 +23,7 @@ from rq.exceptions import DuplicateJobError
 from . import boilerplate
 from .dedupe import article_id, canonical_url, guid_key, text_key, url_key
 from .errors import ExtractError, FetchError, NotModified, ParseError
-from .extract import decode_html, extract_article, text_from_html_fragment
+from .extract import decode_html, detect_language, extract_article, text_from_html_fragment
 from .feeds import parse_feed
 from .http import HttpClient
 from .models import Article, Entry, Feed, Fetched
@@ -238,6 +238,7 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
         published=entry.published, author=entry.author, guid=entry.guid, tags=entry.tags,
         extraction="feed", fallback_reason=reason,
         authors=[entry.author] if entry.author else [], word_count=len(_WORDS.findall(text)), markdown=text,
+        language=detect_language(text),
     )
 
 
