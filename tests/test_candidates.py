@@ -46,4 +46,5 @@ def test_feed_wins_when_the_page_found_another_text_and_not_when_link_heavy() ->
     links = Candidate("feed", paras("fibre", 20), link_density=0.9)
     assert choose(page, None, links).name == "precision"
     summary = Candidate("feed", paras("fibre", 2), link_density=0.0)  # a summary is no full text
+    assert not looks_weak(page, summary)  # so no second extraction is spent on it
     assert choose(page, None, summary).name == "precision"

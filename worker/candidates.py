@@ -80,16 +80,17 @@ def coverage(part: Candidate, whole: Candidate) -> float:
 def looks_weak(primary: Candidate, feed: Candidate | None) -> bool:
     """Whether the precision body deserves a second opinion (and the cost of a recall-mode extraction).
 
-    Only a witness can overrule it: with no feed content to agree with, a recall
+    Only a witness can overrule it: without a full-text feed to agree with, a recall
     candidate wins only over an unusable precision body (measured: on short pages
-    recall mostly adds furniture), so without a feed only an empty body is weak.
-    With one: a short body, or one covering less than ``AGREE`` of a full-text feed.
+    recall mostly adds furniture) and a summary never beats a usable page body, so
+    then only an unusable body is weak. With a full-text feed: a short body, or one
+    covering less than ``AGREE`` of the feed.
     """
     if not _acceptable(primary):
         return True
-    if feed is None:
+    if feed is None or feed.words < FEED_FULL_WORDS:
         return False
-    return primary.words < WEAK_WORDS or (feed.words >= FEED_FULL_WORDS and coverage(feed, primary) < AGREE)
+    return primary.words < WEAK_WORDS or coverage(feed, primary) < AGREE
 
 
 def _acceptable(candidate: Candidate) -> bool:
