@@ -52,7 +52,7 @@ def test_schema_validates_every_entry_a_burst_produces(
     burst_of_every_kind(site, redis_url, feeds_file)
     docs = articles(redis_client)
     assert len(docs) == 7
-    assert {d["extraction"] for d in docs} == {"page", "feed"}
+    assert {d["extraction"] for d in docs} >= {"precision", "feed"}
     validator = jsonschema.Draft202012Validator(SCHEMA)
     for doc in docs:
         errors = [f"{'/'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(doc)]
@@ -131,3 +131,11 @@ def test_status_shows_queues_workers_the_stream_and_its_groups(
     assert proc.returncode == 0, proc.stderr
     assert "queues: poll 0 queued, 0 running" in proc.stdout
     assert "stream 'articles': 7 entries; consumer groups: readers (1 consumer(s), 2 unacked)" in proc.stdout
+
+
+def test_schema_describes_every_article_field() -> None:
+    from dataclasses import fields
+
+    from worker.models import Article
+
+    assert {f.name for f in fields(Article)} <= set(SCHEMA["properties"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -19,9 +20,10 @@ from typing import Any, TypeVar
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 
+from . import boilerplate
 from .dedupe import article_id, canonical_url, guid_key, same_site, text_key, url_key
 from .errors import ExtractError, FetchError, HostDeferred, NotModified, ParseError, RobotsDisallowed
-from .extract import decode_html, extract_article, text_from_html_fragment
+from .extract import decode_html, detect_language, extract_article, text_from_html_fragment
 from .feeds import parse_feed
 from .http import HttpClient
 from .minhash import PERMUTATIONS, THRESHOLD, signature
@@ -33,6 +35,7 @@ from .store import NearKey, Store, connect
 
 T = TypeVar("T")
 log = logging.getLogger("feedstream.jobs")
+_WORDS = re.compile(r"\w+")  # word_count counts as extract does
 
 POLL_QUEUE = "poll"
 EXTRACT_QUEUE = "extract"
@@ -348,12 +351,16 @@ def _article_from_page(entry: Entry, fetched: Fetched) -> tuple[Article, str | N
     """The article from its page, and the page's own canonical link when it names one on the same site."""
     html = decode_html(fetched.body, fetched.content_type)
     page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags,
-                           entry_author=entry.author, entry_published=entry.published)
+                           entry_author=entry.author, entry_published=entry.published,
+                           feed_html=entry.content_html or entry.summary_html)
     url = canonical_url(fetched.url)
     article = Article(
         id=article_id(url), url=url, title=page.title or entry.title, text=page.text, feed=entry.feed,
         published=page.published or entry.published, author=page.author or entry.author,
-        language=page.language, guid=entry.guid, tags=entry.tags, extraction="page",
+        language=page.language, guid=entry.guid, tags=list(dict.fromkeys([*entry.tags, *page.tags])),
+        extraction=page.extraction, authors=page.authors or ([entry.author] if entry.author else []),
+        updated=page.updated, categories=page.categories, image=page.image, sitename=page.sitename,
+        description=page.description, word_count=page.word_count, markdown=page.markdown,
     )
     # A page's rel=canonical/og:url is another name for the same article, but only
     # when it points at its own site: a syndicated copy naming the original's
@@ -377,7 +384,22 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
         id=article_id(url), url=url, title=entry.title, text=text, feed=entry.feed,
         published=entry.published, author=entry.author, guid=entry.guid, tags=entry.tags,
         extraction="feed", fallback_reason=reason,
+        authors=[entry.author] if entry.author else [], word_count=len(_WORDS.findall(text)), markdown=text,
+        language=detect_language(text),
     )
+
+
+def _strip_learned_boilerplate(store: Store, article: Article) -> None:
+    """Drop paragraphs this feed's earlier articles carried too (publisher boilerplate); learn this one's."""
+    paragraphs = article.text.split("\n\n")
+    fps = boilerplate.fingerprints(paragraphs)
+    kept, removed = boilerplate.strip_paragraphs(paragraphs, store.learn_boilerplate(article.feed, article.id, fps,
+                                                                                     time.time()))
+    if removed:
+        article.text = "\n\n".join(kept)
+        article.markdown = boilerplate.strip_markdown(article.markdown, removed)
+        article.word_count = len(_WORDS.findall(article.text))
+        article.boilerplate_removed = len(removed)
 
 
 @dataclass
@@ -457,6 +479,7 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
             if article is None:
                 article = _article_from_feed(entry, outcome.reason)
                 counts["fallbacks"] += 1
+            _strip_learned_boilerplate(context.store, article)
             keys = [url_key(article.url), entry_key]
             if outcome.canonical:
                 keys.append(url_key(outcome.canonical))

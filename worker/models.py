@@ -105,6 +105,11 @@ class Extracted:
     image: str | None = None
     categories: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    authors: list[str] = field(default_factory=list)
+    updated: str | None = None  # ISO 8601 UTC: the page's declared last modification
+    markdown: str = ""  # the body as Markdown (headings, lists, emphasis, tables)
+    extraction: str = "precision"  # which candidate won: "precision", "recall" or "feed"
+    word_count: int = 0
 
 
 @dataclass
@@ -122,12 +127,24 @@ class Article:
     duplicate_of: str | None = None
     # Near-duplicate cluster: the id of the cluster's first article (its own id when it is the first).
     cluster: str | None = None
-    extraction: str = "page"  # "page": from the article's page; "feed": the feed's own content
+    # which body won: "precision"/"recall" (trafilatura's modes on the article's page) or "feed"
+    # (the feed's own content: chosen over the page, or the fallback when the page failed)
+    extraction: str = "precision"
     fallback_reason: str | None = None  # why the page was not used, when extraction == "feed"
     guid: str | None = None
     tags: list[str] = field(default_factory=list)
     fetched_at: str | None = None
     schema: int = ARTICLE_SCHEMA_VERSION
+    # rich metadata (additive to schema 1; see the README's article fields)
+    authors: list[str] = field(default_factory=list)
+    updated: str | None = None
+    categories: list[str] = field(default_factory=list)
+    image: str | None = None
+    sitename: str | None = None
+    description: str | None = None
+    word_count: int = 0
+    markdown: str = ""
+    boilerplate_removed: int = 0  # paragraphs stripped as this feed's learned boilerplate
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))

@@ -16,6 +16,8 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:http``                hash, ``{kind}:{status}`` -> responses seen (kind: feed, page)
 - ``{p}:delay``               hash, publish-delay histogram: bucket upper bound -> count, ``sum``, ``count``
 - ``{p}:heartbeats``          hash, process -> epoch of its last sign of life
+- ``{p}:boiler:{name}``       hash, paragraph fingerprint -> distinct articles of the feed that carried it
+- ``{p}:boiler-seen:{name}``  zset, article ids already counted there -> when (so a retry counts nothing twice)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.
 """
 
@@ -179,6 +181,46 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
 end
 return 0
 """
+# One round trip per article: return how many *earlier* distinct articles of the feed
+# carried each fingerprint, and count this article's (once per article id: a retried
+# job sees the same counts and adds nothing). Keeps both keys bounded (the seen ids to
+# the latest 1000; past the cap, fingerprints seen in only one article are forgotten:
+# they are story text) and lets an idle feed's keys expire.
+# KEYS: counts hash, seen zset; ARGV: article id, now, ttl seconds, cap, fingerprints...
+_LEARN_BOILERPLATE_LUA = """
+local counts = {}
+local again = redis.call('ZSCORE', KEYS[2], ARGV[1])
+for i = 5, #ARGV do
+  local n = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if again and n > 0 then
+    n = n - 1
+  end
+  counts[#counts + 1] = n
+end
+if again then
+  return counts
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if redis.call('ZCARD', KEYS[2]) > 1000 then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -1001)
+end
+for i = 5, #ARGV do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+end
+if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[4]) then
+  local all = redis.call('HGETALL', KEYS[1])
+  for j = 1, #all, 2 do
+    if tonumber(all[j + 1]) <= 1 then
+      redis.call('HDEL', KEYS[1], all[j])
+    end
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return counts
+"""
+BOILERPLATE_TTL = 30 * 24 * 3600
+BOILERPLATE_CAP = 20_000  # fingerprints per feed before the once-seen ones are forgotten
 
 
 @dataclass(frozen=True)
@@ -257,6 +299,7 @@ class Store:
         self._claim_due = client.register_script(_CLAIM_DUE_LUA)
         self._defer_host = client.register_script(_DEFER_HOST_LUA)
         self._acquire_slot = client.register_script(_ACQUIRE_SLOT_LUA)
+        self._learn_boilerplate = client.register_script(_LEARN_BOILERPLATE_LUA)
 
     # -- keys ---------------------------------------------------------------
     def _key(self, *parts: str) -> str:
@@ -467,6 +510,29 @@ class Store:
         if outcome == "near_dropped":
             return PublishResult(outcome, article.id, duplicate_of=value, cluster=value)
         return PublishResult(outcome, article.id, duplicate_of=value)
+
+    # -- learned boilerplate ---------------------------------------------------
+    def boilerplate_counts(self, feed: str, fingerprints: Sequence[str]) -> dict[str, int]:
+        """How many distinct articles of the feed carried each paragraph fingerprint (absent: 0)."""
+        if not fingerprints:
+            return {}
+        values = self.redis.hmget(self._key("boiler", feed), list(fingerprints))
+        return {fp: int(v) for fp, v in zip(fingerprints, values, strict=True) if v is not None}
+
+    def learn_boilerplate(self, feed: str, article_id: str, fingerprints: Sequence[str],
+                          now: float) -> dict[str, int]:
+        """Count the article's paragraph fingerprints for the feed (once per article id), in one step.
+
+        Returns, per fingerprint, how many *other* earlier articles of the feed carried it: the
+        same answer on a retry of the same article, which then counts nothing again.
+        """
+        if not fingerprints:
+            return {}
+        counts = self._learn_boilerplate(
+            keys=[self._key("boiler", feed), self._key("boiler-seen", feed)],
+            args=[article_id, now, BOILERPLATE_TTL, BOILERPLATE_CAP, *fingerprints],
+        )
+        return {fp: int(n) for fp, n in zip(fingerprints, counts, strict=True) if int(n)}
 
     # -- counters -------------------------------------------------------------
     def count(self, counts: Mapping[str, int]) -> None:
