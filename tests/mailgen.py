@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -73,4 +74,5 @@ def make_mail(*, subject: str = "Operators pool rural masts", sender: str = "Tel
 
 
 def mail_bytes(**kwargs: object) -> bytes:
-    return bytes(make_mail(**kwargs))  # type: ignore[arg-type]
+    """The mail as sent over SMTP: CRLF line ends (smtplib sends bytes as they are)."""
+    return make_mail(**kwargs).as_bytes(policy=policy.SMTP)  # type: ignore[arg-type]

@@ -74,3 +74,10 @@ def text_key(text: str) -> str | None:
     if normal.count(" ") < 20:
         return None
     return _digest(normal)
+
+
+def message_id_key(message_id: str) -> str:
+    """Hash of an email's Message-ID (angle brackets and case of the domain part ignored)."""
+    mid = message_id.strip().strip("<>").strip()
+    local, at, domain = mid.rpartition("@")
+    return _digest(f"mid\x00{local}{at}{domain.lower()}" if at else f"mid\x00{mid}")

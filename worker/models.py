@@ -121,6 +121,7 @@ class Article:
     tags: list[str] = field(default_factory=list)
     fetched_at: str | None = None
     schema: int = ARTICLE_SCHEMA_VERSION
+    list_id: str | None = None  # newsletters: the List-Id header (extraction == "newsletter")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
