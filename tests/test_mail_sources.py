@@ -238,3 +238,19 @@ def test_the_same_story_by_feed_and_by_newsletter_is_published_once(
     counters = context.store.counters()
     assert counters["duplicates_exact"] == 1
     assert counters["mails_ok"] == 1
+
+
+def test_a_digest_of_links_queues_each_linked_article_when_configured(
+        site: Site, redis_url: str, redis_client: redis.Redis, feeds_file: Path, tmp_path: Path) -> None:
+    stories = [story(n) for n in (31, 32)]
+    links = [site.add(f"/news/{s.slug}/", telecoms_page(s)) for s in stories]
+    extra = "".join(f'<p><a href="{link}">{s.title}</a></p>' for s, link in zip(stories, links, strict=True))
+    root = tmp_path / "Maildir"
+    mailbox.Maildir(root, create=True).add(mail_bytes(html=newsletter_html(extra=extra)))
+    context = maildir_context(redis_url, feeds_file, root, follow_links=True)
+    poll_mailbox("maildir-letters")
+    work(context)
+    docs = articles(redis_client)
+    assert [d["extraction"] for d in docs] == ["newsletter", "page", "page"]
+    assert [d["text"] for d in docs[1:]] == [s.body_text for s in stories]
+    assert all(d["feed"] == "maildir-letters" for d in docs)
