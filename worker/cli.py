@@ -290,6 +290,23 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "last_error": status.get("last_error"),
             "next_poll": datetime.fromtimestamp(next_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else None,
         })
+    for source in edge.newsletters:
+        status = edge.store.feed_status(source.name)
+        next_at = due.get(source.name)
+        rows.append({
+            "feed": source.name,
+            "url": f"{source.kind}:{source.address or source.path or f'{source.user}@{source.host}/{source.folder}'}",
+            "last_poll": status.get("last_poll") or status.get("last_mail"),
+            "http_status": status.get("last_status"),
+            "etag": None,
+            "last_modified": None,
+            "entries_seen": int(status.get("mails_published", 0)),
+            "consecutive_errors": int(status.get("consecutive_errors", 0)),
+            "last_error": status.get("last_error"),
+            "next_poll": datetime.fromtimestamp(next_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else None,
+            "mails_refused": int(status.get("mails_refused", 0)),
+            "last_refused": status.get("last_refused"),
+        })
     return rows
 
 

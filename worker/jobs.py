@@ -337,6 +337,8 @@ def ingest_mail(source_name: str, raw: bytes, origin: str = "") -> dict[str, Any
     store.record_poll(source.name, {**base, "last_status": result.outcome, "last_success": _iso(now),
                                     "title": letter.list_id or source.name}, error=False)
     store.count({"mails_ok": 1})
+    if result.outcome == "published":
+        store.add_feed_count(source.name, "mails_published", 1)
     followed = 0
     if source.follow_links and letter.links and result.outcome == "published":
         # a digest: each linked article becomes an entry of this source, extracted like a feed's
