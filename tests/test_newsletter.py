@@ -103,3 +103,27 @@ def test_too_many_relays_is_a_loop() -> None:
                     % (i, i + 1) for i in range(40))
     with pytest.raises(MailLoop, match="40 Received headers"):
         parse_newsletter(hops + raw)
+
+
+def test_mangled_mail_gives_a_newsletter_or_a_mail_error_and_nothing_else() -> None:
+    import random
+
+    seed = mail_bytes(html=newsletter_html(), headers={"Cc": "A <a@x>, broken <<@@>>, =?utf-8?b?!!?= <c@y>"})
+    rng = random.Random(8)
+    junk = [b"\x00", b"\xff", b"\r\n", b"--", b"=?", b"?=", b"<", b">", b"@", b"\"", b":", b";", b"boundary=",
+            b"Content-Type: multipart/mixed; boundary=\"b\"\r\n", b"=\r\n", b"charset=x-unknown"]
+    outcomes = {"ok": 0, "error": 0}
+    for _ in range(300):
+        raw = bytearray(seed)
+        for _ in range(rng.randint(1, 12)):
+            at = rng.randrange(len(raw))
+            if rng.random() < 0.5:
+                raw[at:at] = rng.choice(junk)
+            else:
+                del raw[at:at + rng.randint(1, 40)]
+        try:
+            parse_newsletter(bytes(raw))
+            outcomes["ok"] += 1
+        except MailError:
+            outcomes["error"] += 1
+    assert outcomes["ok"] and outcomes["error"]  # both paths were exercised
