@@ -143,6 +143,14 @@ def test_imaps_with_certificate_verification(tmp_path: Path) -> None:
                           states.append, ssl_context=trusted)
         assert count == 1 and got[0] and b"story-1@telecoms.example" in got[0]
         assert states[-1].last_uid == 1
+        # STARTTLS on the plain port reads the same mailbox (nothing new: the state says UID 1 was read)
+        starttls = NewsletterSource(name="starttls", kind="imap", host="127.0.0.1", port=server.port, user=USER,
+                                    security="starttls")
+        assert poll_imap(starttls, PASSWORD, states[-1], lambda *a: got.append(None), states.append,
+                         ssl_context=trusted) == 0
+        assert poll_imap(starttls, PASSWORD, ImapState(None, 0), lambda raw, size, origin: got.append(raw),
+                         states.append, ssl_context=trusted) == 1
+        assert got[-1] == got[0]
         # an untrusted certificate is refused, not read
         with pytest.raises(MailboxError, match="CERTIFICATE_VERIFY_FAILED"):
             poll_imap(source, PASSWORD, ImapState(None, 0), lambda *a: None, lambda s: None)
