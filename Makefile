@@ -42,6 +42,7 @@ imap-server:
 bench: $(STAMP)
 	$(BIN)/python bench/extraction.py
 	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/newsletters.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info
