@@ -63,16 +63,16 @@ def poll_maildir(source: NewsletterSource, handle: Handler, limit: int = 500) ->
             continue
         raw = None
         if size <= source.max_bytes:
-            key = name.split(":", 1)[0]
             try:
-                raw = box.get_bytes(key)
-            except KeyError:  # listed before the box's table was refreshed
-                box._refresh()
-                raw = box.get_bytes(key)
+                raw = box.get_bytes(name.split(":", 1)[0])  # re-lists the folders when the key is new to it
+            except KeyError:  # taken by another poller meanwhile
+                continue
         handle(raw, size, f"maildir:{subdir}/{name}")
-        base, _, _info = name.partition(":")
-        flags = _flags(name)
-        os.rename(current, root / "cur" / f"{base}:2,{''.join(sorted(set(flags) | {'S'}))}")
+        base = name.split(":", 1)[0]
+        try:
+            os.rename(current, root / "cur" / f"{base}:2,{''.join(sorted(set(_flags(name)) | {'S'}))}")
+        except FileNotFoundError:  # another poller filed it first; the Message-ID claim keeps it once
+            continue
         done += 1
     return done
 
