@@ -127,3 +127,13 @@ def test_mangled_mail_gives_a_newsletter_or_a_mail_error_and_nothing_else() -> N
         except MailError:
             outcomes["error"] += 1
     assert outcomes["ok"] and outcomes["error"]  # both paths were exercised
+
+
+def test_article_links_that_merely_look_like_account_pages_are_kept() -> None:
+    extra = ('<p><a href="https://www.telecoms.example/profile/ceo-interview">Profile: the CEO who bet on '
+             'rural masts</a></p><p><a href="https://www.telecoms.example/manage/network-ops">Managing network '
+             'operations at scale</a></p>')
+    letter = parse_newsletter(mail_bytes(html=newsletter_html(extra=extra)))
+    assert "Profile: the CEO who bet on rural masts" in letter.text
+    assert "Managing network operations at scale" in letter.text
+    assert len(letter.links) == 2

@@ -63,8 +63,9 @@ _FURNITURE_LINK = re.compile(
     (?:in\s+(?:your\s+|a\s+)?browser|online|on\s+(?:the\s+)?web)|web\s+version|online\s+version
     |(?:manage|update|change|edit)\s+(?:your\s+)?(?:e-?mail\s+)?(?:preferences|subscriptions?|profile|settings)
     |(?:e-?mail|subscription|communication)\s+(?:preferences|settings)
-    |forward\s+(?:this\s+(?:e-?mail\s+)?)?to\s+a\s+friend|\bprivacy\s+policy\b|having\s+trouble\s+viewing
-    |/unsubscribe|/optout|/preferences|/manage|/profile|list-manage\.com/(?:unsubscribe|profile|track)""",
+    |forward\s+(?:this\s+(?:e-?mail\s+)?)?to\s+a\s+friend|having\s+trouble\s+viewing
+    # addresses: only words no article link uses ("/profile/ceo-interview" is news)
+    |[/?&=_-]opt-?out\b|(?:e-?mail|manage|update)[_-]?preferences|list-manage\.com/(?:profile|track)""",
     re.IGNORECASE | re.VERBOSE,
 )
 _FURNITURE_BLOCK_MAX_CHARS = 300  # a block this short around a furniture link is furniture
