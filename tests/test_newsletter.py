@@ -137,3 +137,44 @@ def test_article_links_that_merely_look_like_account_pages_are_kept() -> None:
     assert "Profile: the CEO who bet on rural masts" in letter.text
     assert "Managing network operations at scale" in letter.text
     assert len(letter.links) == 2
+
+
+MAILCHIMP_LIKE = """<html><body><center><table class="bodyTable"><tr><td>
+<table><tr><td class="preheader"><span class="mcnPreviewText" style="display:none !important;">This week: masts,
+fibre and more</span></td><td><a href="https://us1.campaign-archive.com/?u=1&id=2">View this email in your
+browser</a></td></tr></table>
+<table><tr><td class="mcnTextContent"><h1>This week in telecoms</h1>
+{body}
+</td></tr></table>
+<table><tr><td class="footerContent"><em>Copyright © 2026 Telecoms Weekly, All rights reserved.</em><br>
+You are receiving this email because you opted in via our website.<br><br>
+<strong>Our mailing address is:</strong><br>Telecoms Weekly, 1 Example Street, London<br><br>
+Want to change how you receive these emails?<br>You can <a href="https://x.us1.list-manage.com/profile?u=1">update
+your preferences</a> or <a href="https://x.us1.list-manage.com/unsubscribe?u=1">unsubscribe from this list</a>.
+</td></tr></table>
+<img src="https://x.us1.list-manage.com/track/open.php?u=1" height="1" width="1">
+</td></tr></table></center></body></html>"""
+
+SUBSTACK_LIKE = """<html><body><div class="preview" style="display:none">masts, fibre</div>
+<table><tr><td><a href="https://telecoms.substack.com/p/masts?utm_source=email">Open in app</a></td>
+<td><a href="https://telecoms.substack.com/p/masts?r=1">Read online</a></td></tr></table>
+<div class="post"><h1>This week in telecoms</h1><h3>Masts, fibre and more</h3>
+{body}
+</div>
+<div class="footer"><p>Thanks for reading Telecoms Weekly! Subscribe for free to receive new posts.</p>
+<p>© 2026 Telecoms Weekly<br>548 Market Street, San Francisco</p>
+<p><a href="https://telecoms.substack.com/action/disable_email">Unsubscribe</a></p></div>
+</body></html>"""
+
+
+@pytest.mark.parametrize("template", [MAILCHIMP_LIKE, SUBSTACK_LIKE], ids=["mailchimp-like", "substack-like"])
+def test_common_newsletter_layouts_come_out_clean(template: str) -> None:
+    body = "".join(f"<p>{p}</p>" for p in STORY)
+    letter = parse_newsletter(mail_bytes(subject="This week in telecoms", html=template.format(body=body)))
+    assert_clean(letter.text)
+    for word in ("open in app", "read online", "copyright", "©", "rights reserved", "market street",
+                 "thanks for reading", "masts, fibre and more inside"):
+        assert word not in letter.text.casefold(), word
+    assert all(p in letter.text for p in STORY)
+    assert letter.text.endswith(STORY[-1])
+    assert not letter.text.startswith("This week in telecoms")

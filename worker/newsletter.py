@@ -64,6 +64,7 @@ _FURNITURE_LINK = re.compile(
     |(?:manage|update|change|edit)\s+(?:your\s+)?(?:e-?mail\s+)?(?:preferences|subscriptions?|profile|settings)
     |(?:e-?mail|subscription|communication)\s+(?:preferences|settings)
     |forward\s+(?:this\s+(?:e-?mail\s+)?)?to\s+a\s+friend|having\s+trouble\s+viewing
+    |^\s*(?:read|view|open)\s+(?:it\s+)?(?:online|in\s+(?:your\s+|a\s+|the\s+)?(?:browser|app))\s*$
     # addresses: only words no article link uses ("/profile/ceo-interview" is news)
     |[/?&=_-]opt-?out\b|(?:e-?mail|manage|update)[_-]?preferences|list-manage\.com/(?:profile|track)""",
     re.IGNORECASE | re.VERBOSE,
@@ -80,14 +81,16 @@ _FOOTER_LINE = re.compile(
     |don'?t\s+want\s+(?:to\s+receive\s+)?these\s+e-?mails|our\s+mailing\s+address\s+is
     |(?:copyright\s*)?(?:©|\(c\)|copyright)\s*(?:\d{4}|[A-Z])|want\s+to\s+change\s+how\s+you\s+receive
     |(?:manage|update)\s+(?:your\s+)?(?:e-?mail\s+)?(?:preferences|subscription)|sent\s+(?:with|via)\s+\w+
-    |forward\s+(?:this\s+(?:e-?mail\s+)?)?to\s+a\s+friend|add\s+us\s+to\s+your\s+address\s+book)""",
+    |forward\s+(?:this\s+(?:e-?mail\s+)?)?to\s+a\s+friend|add\s+us\s+to\s+your\s+address\s+book
+    |thanks?\s+(?:you\s+)?for\s+reading\b)""",
     re.IGNORECASE | re.VERBOSE,
 )
 _FOOTER_ZONE = 0.5  # a footer line counts only in the second half of the text
 # Single furniture lines anywhere (a plain-text newsletter's header).
 _FURNITURE_TEXT_LINE = re.compile(
     r"""^(?:\[?\s*)?(?:view\s+(?:this\s+|it\s+)?(?:e-?mail\s+|newsletter\s+)?(?:in\s+(?:your\s+|a\s+)?browser|online
-    |on\s+the\s+web)|web\s+version|having\s+trouble\s+viewing\s+this|forward\s+(?:this\s+)?to\s+a\s+friend
+    |on\s+the\s+web)|(?:read|open)\s+(?:it\s+)?(?:online|in\s+(?:your\s+|a\s+|the\s+)?(?:browser|app))
+    |web\s+version|having\s+trouble\s+viewing\s+this|forward\s+(?:this\s+)?to\s+a\s+friend
     |unsubscribe|manage\s+(?:your\s+)?(?:preferences|subscription))\b[^\n]{0,160}$""",
     re.IGNORECASE | re.VERBOSE,
 )
@@ -285,15 +288,17 @@ def parse_newsletter(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Newsl
             text, links = _html_text(_part_text(html_part))
         if not _usable(text) and plain_part is not None:
             text, links = _plain_text(_part_text(plain_part))
+        subject = _header(message, "Subject")
         paragraphs = _cut_footer([p for p in text.split("\n\n") if p.strip()])
-        text = "\n\n".join(paragraphs)
+        # the subject repeated as the body's first heading is the title, not the text
+        text = "\n\n".join(clean_paragraphs(paragraphs, title=subject, labels=()))
         if not _usable(text):
             raise MailError("no readable text in the message body")
         author, address = _author(message)
         message_id = _header(message, "Message-ID")
         return Newsletter(
             message_id=message_id.strip("<>") if message_id else None,
-            title=_header(message, "Subject") or "(no subject)",
+            title=subject or "(no subject)",
             text=text,
             author=author,
             author_address=address,
