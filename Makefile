@@ -39,9 +39,17 @@ imap-server:
 	  || echo "dovecot-imapd could not be installed: the IMAP tests will skip"; \
 	else echo "dovecot is missing and cannot be installed here (needs root and apt-get): the IMAP tests will skip"; fi
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## figures for the README (needs ../shared/corpus beside the clone)
 	$(BIN)/python bench/extraction.py
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/pipeline.py --plot docs/bench/throughput.png
+	$(BIN)/python bench/polls.py
+	$(BIN)/python bench/hostile.py
+	$(BIN)/python bench/dedupe.py
 	$(BIN)/python bench/newsletters.py
 
 clean:

@@ -125,3 +125,54 @@ def rss1(title: str, items: list[tuple[Story, str]]) -> str:
  xmlns:dc="http://purl.org/dc/elements/1.1/">
 <channel rdf:about="https://example.test/"><title>{escape(title)}</title><link>https://example.test/</link>
 <description>Test</description><items><rdf:Seq>{seq}</rdf:Seq></items></channel>{entries}</rdf:RDF>"""
+
+
+_WORD_TEXT = (
+    "council budget river harbour minister election school hospital railway bridge museum festival "
+    "drought farmers vaccine court ruling strike union airport runway tariff exports factory mayor "
+    "senate reform housing rents storm flood coastline fishery energy grid solar wind turbine pension "
+    "inflation lender bank merger startup chip satellite launch orbit telescope glacier wildfire forest "
+    "police inquiry witness verdict appeal charity donor stadium league transfer coach injury referee "
+    "ministry embassy border treaty summit ceasefire refugees shelter aid convoy harvest wheat prices "
+    "tourism hotel airline fares cruise port cargo shipping canal toll motorway cyclists pedestrians"
+)
+_WORDS = tuple(_WORD_TEXT.split())
+_LINKS = ("said on", "told reporters that", "warned that", "expects", "announced", "confirmed after",
+          "is reviewing", "rejected claims that", "will debate", "plans to expand")
+
+
+def wire_story(n: int, paragraphs: int = 6) -> Story:
+    """A news story whose wording is drawn at random (seeded by ``n``), so different stories share no phrasing."""
+    import random
+
+    rng = random.Random(n * 7919 + 13)
+    paras = []
+    for p in range(paragraphs):
+        sentences = []
+        for _ in range(3):
+            subject = " ".join(rng.sample(_WORDS, 3))
+            rest = " ".join(rng.sample(_WORDS, 6))
+            sentences.append(f"The {subject} {rng.choice(_LINKS)} {rest} in week {rng.randint(1, 52)}.")
+        paras.append(" ".join(sentences) + f" (Part {p + 1}.)")
+    return Story(slug=f"wire-{n}", title=f"Story {n}: {' '.join(rng.sample(_WORDS, 4))}",
+                 paragraphs=paras, author="Wire Staff")
+
+
+def partner_page(s: Story, *, dateline: str = "", canonical: str | None = None, cut_last: bool = True,
+                 headline: str | None = None) -> str:
+    """Another publisher's page carrying a syndicated copy: own template, dateline, last paragraph cut."""
+    paras = s.paragraphs[:-1] if cut_last and len(s.paragraphs) > 1 else list(s.paragraphs)
+    if dateline:
+        paras[0] = f"{dateline} — {paras[0]}"
+    body = "\n".join(f"<p>{escape(p)}</p>" for p in paras)
+    link = f'<link rel="canonical" href="{escape(canonical)}">' if canonical else ""
+    title = headline or s.title
+    return f"""<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)} | Partner Daily</title>
+{link}<meta property="og:title" content="{escape(title)}"><meta property="og:site_name" content="Partner Daily">
+</head><body><div id="top"><a href="/subscribe">Subscribe</a></div>
+<header><h2><a href="/">Partner Daily</a></h2><nav><a href="/world">World</a> <a href="/money">Money</a></nav></header>
+<div class="wrap"><div class="content"><h1 class="headline">{escape(title)}</h1>
+<p class="meta">From our wire partners</p><div class="story-body">{body}</div>
+<div class="more"><h4>More from Partner Daily</h4><ul><li><a href="/s/1">Weekend weather outlook</a></li></ul></div>
+</div><aside><h4>Trending</h4><ol><li><a href="/s/2">Five things to know today</a></li></ol></aside></div>
+<footer><p>&copy; 2026 Partner Daily.</p></footer></body></html>"""

@@ -254,3 +254,26 @@ def test_a_digest_of_links_queues_each_linked_article_when_configured(
     assert [d["extraction"] for d in docs] == ["newsletter", "page", "page"]
     assert [d["text"] for d in docs[1:]] == [s.body_text for s in stories]
     assert all(d["feed"] == "maildir-letters" for d in docs)
+
+
+def test_a_lightly_edited_newsletter_copy_of_a_feed_story_is_published_marked_duplicate(
+        site: Site, redis_url: str, redis_client: redis.Redis, feeds_file: Path, tmp_path: Path) -> None:
+    s = story(8)
+    link = site.add(f"/news/{s.slug}/", telecoms_page(s))
+    feed = site.add("/feed/", rss2("Telecoms.com", [(s, link)]), "application/rss+xml")
+    root = tmp_path / "Maildir"
+    edited = [*s.body_text.split("\n\n")]
+    edited[-1] = edited[-1].replace("investors weighed", "shareholders considered")  # the newsletter's edit
+    mailbox.Maildir(root, create=True).add(
+        mail_bytes(subject=s.title, html=newsletter_html(edited), message_id="<edited-story@telecoms.example>"))
+    config = write_config(feeds_file, feeds={"telecoms": feed}, newsletters=[
+        {"name": "telecoms-letter", "kind": "maildir", "path": str(root)}])
+    context = make_context(redis_url, config)
+    run_burst(context)
+    enqueue_poll(context.poll_queue, "telecoms-letter")
+    work(context)
+    original, copy = articles(redis_client)
+    assert (original["feed"], original["duplicate_of"]) == ("telecoms", None)
+    assert copy["feed"] == "telecoms-letter" and copy["extraction"] == "newsletter"
+    assert copy["duplicate_of"] == original["id"]
+    assert "shareholders considered" in copy["text"]

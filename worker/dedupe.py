@@ -15,6 +15,7 @@ import unicodedata
 from urllib.parse import urlsplit, urlunsplit
 
 from courlan import normalize_url
+from courlan.urlutils import get_tldinfo
 
 _WORD_RE = re.compile(r"\w+")
 
@@ -81,3 +82,19 @@ def message_id_key(message_id: str) -> str:
     mid = message_id.strip().strip("<>").strip()
     local, at, domain = mid.rpartition("@")
     return _digest(f"mid\x00{local}{at}{domain.lower()}" if at else f"mid\x00{mid}")
+
+
+def same_site(url: str, other: str) -> bool:
+    """Whether two links are on the same registered domain (``news.example.co.uk`` ~ ``www.example.co.uk``).
+
+    courlan's public-suffix lookup gives the registered domain; hosts it cannot
+    place (IP addresses, ``localhost``, private names) must match exactly,
+    port included.
+    """
+    try:
+        mine, theirs = get_tldinfo(url)[1], get_tldinfo(other)[1]
+        if mine and theirs:
+            return mine == theirs
+        return urlsplit(url).netloc.lower() == urlsplit(other).netloc.lower()
+    except (ValueError, TypeError):
+        return False

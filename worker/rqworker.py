@@ -9,28 +9,77 @@ restarts it.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
+from .extract import warm_up
 from .jobs import EXTRACT_QUEUE, POLL_QUEUE
 
 QUEUES = [POLL_QUEUE, EXTRACT_QUEUE]  # polls first: they are cheap and keep the schedule
 MAX_JOBS = 500
-# RQ's default maintenance pass runs every 10 minutes; abandoned jobs (a worker
-# killed mid-job) are only recovered then. A shorter pass recovers them within a minute.
-MAINTENANCE_INTERVAL = 30
+# Recovering abandoned jobs (a worker killed mid-job) within a minute.
+#
+# RQ marks a running job's entry in StartedJobRegistry with an expiry and only a
+# maintenance pass (StartedJobRegistry.cleanup, run by some live worker between
+# jobs) retries or fails the entries that expired. Out of the box, for a
+# SimpleWorker, that expiry is the job's timeout + 60 s (a SimpleWorker sends no
+# heartbeat while a job runs), the pass runs every 10 minutes, and an idle worker
+# blocks in BLPOP for worker_ttl - 15 = 405 s between passes: a killed worker's
+# job waits many minutes. So:
+# - while a job runs, a thread renews its entry every HEARTBEAT_EVERY seconds
+#   with an expiry of HEARTBEAT_TTL, so a dead worker's entry lapses within
+#   HEARTBEAT_TTL seconds while a slow but live job never does;
+# - the maintenance pass runs every MAINTENANCE_INTERVAL seconds, and idle
+#   workers wake at least every WORKER_TTL - 15 seconds to run it.
+# Worst case: 20 s (entry lapses) + 15 s (next pass), then RQ re-queues the job at
+# once (extract jobs' first retry has no delay), comfortably under a minute. A
+# delayed retry (a job abandoned a second time) goes through RQ's scheduler, and
+# when the killed worker was the one holding the scheduler lock, nothing moves
+# scheduled jobs until that lock's 61 s expiry: up to ~1.5 minutes then.
+HEARTBEAT_EVERY = 5
+HEARTBEAT_TTL = 20
+MAINTENANCE_INTERVAL = 15
+WORKER_TTL = 30
 
 
 class FeedstreamWorker(SimpleWorker):
-    """A SimpleWorker with a short maintenance interval that retires after MAX_JOBS jobs."""
+    """A SimpleWorker that heartbeats running jobs, recovers abandoned ones quickly and retires after MAX_JOBS."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("maintenance_interval", MAINTENANCE_INTERVAL)
+        kwargs.setdefault("worker_ttl", WORKER_TTL)
+        kwargs.setdefault("job_monitoring_interval", HEARTBEAT_EVERY)
         super().__init__(*args, **kwargs)
+
+    def get_heartbeat_ttl(self, job: Job, working_time: float = 0.0) -> int:
+        return HEARTBEAT_TTL
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        execution = self.prepare_execution(job)
+        done = threading.Event()
+
+        def beat() -> None:
+            while not done.wait(HEARTBEAT_EVERY):
+                try:
+                    self.maintain_heartbeats(job, execution)
+                except Exception:  # a missed beat only risks an early retry, which publishing makes harmless
+                    self.log.warning("heartbeat for job %s failed", job.id, exc_info=True)
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{job.id}", daemon=True)
+        thread.start()
+        try:
+            self.perform_job(job, queue, execution)
+        finally:
+            done.set()
+            thread.join()
+        self.set_state(WorkerStatus.IDLE)
 
     def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
         if not burst:
@@ -40,6 +89,7 @@ class FeedstreamWorker(SimpleWorker):
 
 def run_pool(connection: Redis, processes: int, *, burst: bool, logging_level: str = "INFO") -> None:
     """Run ``processes`` workers on our queues until stopped (or, with burst, until idle)."""
+    warm_up()  # workers are forked from here: they share the loaded model instead of each loading it
     pool = WorkerPool(QUEUES, connection=connection, num_workers=processes, worker_class=FeedstreamWorker)
     pool.start(burst=burst, logging_level=logging_level)
 

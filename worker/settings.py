@@ -51,6 +51,16 @@ def _number(env: Mapping[str, str], name: str, default: float, minimum: float) -
     return value
 
 
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value not in choices:
+        raise ConfigError(f"{name}={raw!r} must be one of: {', '.join(choices)}")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything a feedstream process needs to know, from its environment."""
@@ -67,12 +77,33 @@ class Settings:
     stream_maxlen: int = 100_000
     # How long URL, GUID and text claims are remembered for deduplication.
     dedupe_days: int = 90
+    # Politeness and schedule (issue 3): the adaptive interval's global bounds, the
+    # cap on error backoff, requests in flight per host across all workers, robots.txt.
+    min_interval: int = 300
+    max_interval: int = 86400
+    max_backoff: int = 6 * 3600
+    host_concurrency: int = 2
+    robots: bool = True
+    robots_ttl: int = 86400
+    # Polls in a row that must see the same permanent redirect before the feed moves.
+    redirect_adopt_after: int = 3
+    # Near-duplicates across publishers: "mark" publishes a copy with duplicate_of/cluster,
+    # "drop" does not publish it (but counts it), "off" skips the check.
+    near_duplicates: str = "mark"
+    # How long an article stays in the near-duplicate index (its copies are caught this long).
+    near_window_days: float = 30.0
     # `feedstream smtp`: where the newsletter SMTP endpoint listens
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     # `feedstream serve`: where the Atom / JSON Feed server listens
     serve_host: str = "127.0.0.1"
     serve_port: int = 8080
+
+    def store_options(self) -> dict[str, Any]:
+        """Keyword arguments for ``Store`` that come from these settings."""
+        return {"stream": self.stream, "prefix": self.prefix, "claim_ttl": self.dedupe_days * 86400,
+                "stream_maxlen": self.stream_maxlen, "near_window": int(self.near_window_days * 86400),
+                "near_mode": self.near_duplicates}
 
     @property
     def allow_private(self) -> bool:
@@ -97,12 +128,31 @@ class Settings:
             workers=int(_number(env, "FEEDSTREAM_WORKERS", max(os.cpu_count() or 1, 1), 1)),
             dashboard_port=int(_number(env, "FEEDSTREAM_DASHBOARD_PORT", 9181, 0)),
             stream_maxlen=int(_number(env, "FEEDSTREAM_STREAM_MAXLEN", 100_000, 0)),
+            **_politeness(env),
+            near_duplicates=_choice(env, "FEEDSTREAM_NEAR_DUPLICATES", ("mark", "drop", "off"), "mark"),
+            near_window_days=_number(env, "FEEDSTREAM_NEAR_WINDOW_DAYS", 30.0, 0.001),
             smtp_host=(env.get("FEEDSTREAM_SMTP_HOST") or "127.0.0.1").strip(),
             smtp_port=int(_number(env, "FEEDSTREAM_SMTP_PORT", 2525, 1)),
             serve_host=(env.get("FEEDSTREAM_SERVE_HOST") or "127.0.0.1").strip(),
             # a Procfile platform hands the web process its port in PORT
             serve_port=int(_number(env, "FEEDSTREAM_SERVE_PORT", _number(env, "PORT", 8080, 1), 1)),
         )
+
+
+def _politeness(env: Mapping[str, str]) -> dict[str, Any]:
+    min_interval = int(_number(env, "FEEDSTREAM_MIN_INTERVAL", 300, MIN_INTERVAL))
+    max_interval = int(_number(env, "FEEDSTREAM_MAX_INTERVAL", 86400, MIN_INTERVAL))
+    if max_interval < min_interval:
+        raise ConfigError(f"FEEDSTREAM_MAX_INTERVAL ({max_interval}) is below FEEDSTREAM_MIN_INTERVAL ({min_interval})")
+    return {
+        "min_interval": min_interval,
+        "max_interval": max_interval,
+        "max_backoff": int(_number(env, "FEEDSTREAM_MAX_BACKOFF", 6 * 3600, MIN_INTERVAL)),
+        "host_concurrency": int(_number(env, "FEEDSTREAM_HOST_CONCURRENCY", 2, 1)),
+        "robots": _flag(env, "FEEDSTREAM_ROBOTS", True),
+        "robots_ttl": int(_number(env, "FEEDSTREAM_ROBOTS_TTL", 86400, 60)),
+        "redirect_adopt_after": int(_number(env, "FEEDSTREAM_REDIRECT_ADOPT_AFTER", 3, 1)),
+    }
 
 
 def _read_doc(path: Path) -> dict[str, Any]:
@@ -144,7 +194,7 @@ def load_feeds(path: Path) -> list[Feed]:
 def _feed_from_table(table: Any, where: str) -> Feed:
     if not isinstance(table, dict):
         raise ConfigError(f"{where} is not a table")
-    known = {"name", "url", "interval", "full_text", "tags"}
+    known = {"name", "url", "interval", "full_text", "tags", "min_interval", "max_interval"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"{where} has unknown keys: {', '.join(unknown)}")
@@ -162,7 +212,17 @@ def _feed_from_table(table: Any, where: str) -> Feed:
     tags = table.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ConfigError(f"{where} ({name}): tags must be a list of strings")
-    return Feed(name=name, url=url, interval=interval, full_text=full_text, tags=tuple(tags))
+    bounds: dict[str, int] = {}
+    for key in ("min_interval", "max_interval"):
+        value = table.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < MIN_INTERVAL:
+            raise ConfigError(f"{where} ({name}): {key} must be whole seconds >= {MIN_INTERVAL}")
+        bounds[key] = value
+    if bounds.get("max_interval", 1 << 62) < bounds.get("min_interval", 0):
+        raise ConfigError(f"{where} ({name}): max_interval is below min_interval")
+    return Feed(name=name, url=url, interval=interval, full_text=full_text, tags=tuple(tags), **bounds)
 
 
 # -- newsletters ---------------------------------------------------------------------

@@ -10,11 +10,17 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:claim:mid:{key}``     string, newsletter Message-ID claim -> article id
 - ``{p}:counters``            hash, monotonically increasing event counts
 - ``{p}:imap:{name}``         hash, an IMAP source's ``uidvalidity`` and ``last_uid``
+- ``{p}:host:{host}:not_before``  string, epoch before which nobody fetches from the host (Retry-After)
+- ``{p}:host:{host}:inflight``    zset, request token -> lease expiry: the per-host semaphore
+- ``{p}:host:{host}:robots``      string, the host's robots.txt body (empty: allow all), with a TTL
+- ``{p}:nd:band:{band}:{hash}`` string, LSH band bucket -> first article id with it (expires with the window)
+- ``{p}:nd:sig:{id}``         string, "<cluster id>|<packed MinHash>" (expires with the window)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,15 +32,34 @@ from redis.retry import Retry
 
 from .models import Article
 
+NEAR_MODES = ("mark", "drop", "off")
+
 SEEN_WINDOW_SECONDS = 90 * 24 * 3600
 
-# The dedupe claims and the XADD are one step: a retried or re-delivered job
-# finds its own id on the claim ("already") and publishes nothing, so no crash
-# between the two can publish twice or lose the article.
-# KEYS: stream, counters, claim keys (URL claim first)
-# ARGV: article id, article json, claim ttl seconds, maxlen (0: no trim), url, feed
+# The dedupe claims, the near-duplicate check and the XADD are one step: a
+# retried or re-delivered job finds its own id on the claim ("already") and
+# publishes nothing, so no crash between them can publish twice or lose the
+# article; and two workers publishing copies of one story at the same moment are
+# serialised by Redis, so the second always sees the first's bands.
+#
+# Near-duplicates (see worker/minhash.py): each LSH band key holds the id of the
+# first article that had that band (SET NX, expiring with the window); the
+# article's own signature key holds "<cluster id>|<packed MinHash>". Candidates
+# from the bands only count when their stored signature agrees with ours on at
+# least ARGV[10] values. The signature keys are named from the candidate ids
+# found in the buckets (ARGV[12] .. id), so this script is for a single Redis
+# server or a replicated one, not Redis Cluster.
+#
+# The article JSON arrives without its closing brace and without
+# duplicate_of/cluster, which only this script can decide; it appends them.
+# KEYS: stream, counters, claim keys (URL claim first; ARGV[7] of them),
+#       own signature key, band keys (none when there is no signature)
+# ARGV: 1 article id, 2 article json head, 3 claim ttl seconds, 4 maxlen (0: no trim), 5 url, 6 feed,
+#       7 number of claim keys, 8 near mode (off|mark|drop), 9 packed signature ('' for none),
+#       10 agreeing values needed, 11 near window seconds, 12 signature key prefix
 _PUBLISH_LUA = """
-for i = 3, #KEYS do
+local nclaims = tonumber(ARGV[7])
+for i = 3, 2 + nclaims do
   local owner = redis.call('GET', KEYS[i])
   if owner then
     if owner == ARGV[1] then
@@ -44,18 +69,74 @@ for i = 3, #KEYS do
     return {'duplicate', owner}
   end
 end
+local mode = ARGV[8]
+local sig = ARGV[9]
+local sigkey = 3 + nclaims
+local cluster = ARGV[1]
+local near = false
+if mode ~= 'off' and sig ~= '' then
+  local need = tonumber(ARGV[10])
+  local values = string.len(sig) / 4
+  local best = -1
+  local tried = {}
+  for i = sigkey + 1, #KEYS do
+    local cand = redis.call('GET', KEYS[i])
+    if cand and cand ~= ARGV[1] and not tried[cand] then
+      tried[cand] = true
+      local stored = redis.call('GET', ARGV[12] .. cand)
+      if stored then
+        local bar = string.find(stored, '|', 1, true)
+        local other = string.sub(stored, bar + 1)
+        if string.len(other) == string.len(sig) then
+          local same = 0
+          for j = 1, 4 * values, 4 do
+            if string.sub(sig, j, j + 3) == string.sub(other, j, j + 3) then
+              same = same + 1
+            end
+          end
+          if same >= need and same > best then
+            best = same
+            cluster = string.sub(stored, 1, bar - 1)
+            near = true
+          end
+        end
+      end
+    end
+  end
+  for i = sigkey + 1, #KEYS do
+    redis.call('SET', KEYS[i], ARGV[1], 'NX', 'EX', ARGV[11])
+  end
+  redis.call('SET', KEYS[sigkey], cluster .. '|' .. sig, 'EX', ARGV[11])
+end
+if near and mode == 'drop' then
+  for i = 3, 2 + nclaims do
+    redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[3])
+  end
+  redis.call('HINCRBY', KEYS[2], 'duplicates_near_dropped', 1)
+  return {'near_dropped', cluster}
+end
+local doc
+if near then
+  doc = ARGV[2] .. ',"duplicate_of":"' .. cluster .. '","cluster":"' .. cluster .. '"}'
+else
+  doc = ARGV[2] .. ',"duplicate_of":null,"cluster":"' .. cluster .. '"}'
+end
 local sid
 if tonumber(ARGV[4]) > 0 then
   sid = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[4], '*',
-                   'article', ARGV[2], 'id', ARGV[1], 'url', ARGV[5], 'feed', ARGV[6])
+                   'article', doc, 'id', ARGV[1], 'url', ARGV[5], 'feed', ARGV[6])
 else
   sid = redis.call('XADD', KEYS[1], '*',
-                   'article', ARGV[2], 'id', ARGV[1], 'url', ARGV[5], 'feed', ARGV[6])
+                   'article', doc, 'id', ARGV[1], 'url', ARGV[5], 'feed', ARGV[6])
 end
-for i = 3, #KEYS do
+for i = 3, 2 + nclaims do
   redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[3])
 end
 redis.call('HINCRBY', KEYS[2], 'published', 1)
+if near then
+  redis.call('HINCRBY', KEYS[2], 'duplicates_near', 1)
+  return {'published', sid, cluster}
+end
 return {'published', sid}
 """
 
@@ -71,14 +152,63 @@ return due
 """
 
 
+# A host's "not before" only ever moves later: two workers hit by 429s with
+# different Retry-After values keep the longer wait.
+# KEYS: not_before key; ARGV: epoch, ttl ms
+_DEFER_HOST_LUA = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# A counting semaphore with leases: a slot whose holder died (killed worker) lapses
+# at its expiry instead of leaking. RQ's RateLimit counts jobs, not requests, and a
+# job here makes requests to several hosts (an extract batch, robots.txt), so the
+# slot is taken around each request instead.
+# KEYS: inflight zset; ARGV: token, limit, now, lease seconds
+_ACQUIRE_SLOT_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[4]), ARGV[1])
+  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4])) + 60)
+  return 1
+end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class PublishResult:
-    """What the atomic publish did: ``published``, ``already`` (a retry) or ``duplicate``."""
+    """What the atomic publish did.
+
+    ``published`` (``duplicate_of`` set when it went out marked as a near-copy),
+    ``already`` (a retry), ``duplicate`` (exact: not published) or
+    ``near_dropped`` (a near-copy under mode ``drop``: not published).
+    """
 
     outcome: str
     article_id: str
     stream_id: str | None = None  # set when published
-    duplicate_of: str | None = None  # set when duplicate: the earlier article's id
+    duplicate_of: str | None = None  # the earlier article's id (exact) or the cluster's first article (near)
+    cluster: str | None = None  # near-duplicate cluster id, when published or near_dropped
+
+
+@dataclass(frozen=True)
+class NearKey:
+    """What the near-duplicate index needs of one article: its packed MinHash and band keys."""
+
+    packed: bytes
+    bands: Sequence[str]
+    min_agree: int  # values of the stored signature that must agree for a candidate to count
+
+
+def article_json_head(article: Article) -> str:
+    """The article's JSON without ``duplicate_of``/``cluster`` and the closing brace (the publish script adds them)."""
+    doc = {k: v for k, v in json.loads(article.to_json()).items() if k not in ("duplicate_of", "cluster")}
+    return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))[:-1]
 
 
 def connect(url: str) -> redis.Redis:
@@ -101,14 +231,21 @@ class Store:
     """Feed state, deduplication claims, the stream and counters, over one Redis client."""
 
     def __init__(self, client: redis.Redis, *, stream: str = "articles", prefix: str = "feedstream",
-                 claim_ttl: int = 90 * 24 * 3600, stream_maxlen: int = 100_000) -> None:
+                 claim_ttl: int = 90 * 24 * 3600, stream_maxlen: int = 100_000,
+                 near_window: int = 30 * 24 * 3600, near_mode: str = "mark") -> None:
+        if near_mode not in NEAR_MODES:
+            raise ValueError(f"near_mode must be one of {NEAR_MODES}, not {near_mode!r}")
         self.redis = client
+        self.near_window = near_window
+        self.near_mode = near_mode
         self.stream = stream
         self.prefix = prefix
         self.claim_ttl = claim_ttl
         self.stream_maxlen = stream_maxlen
         self._publish = client.register_script(_PUBLISH_LUA)
         self._claim_due = client.register_script(_CLAIM_DUE_LUA)
+        self._defer_host = client.register_script(_DEFER_HOST_LUA)
+        self._acquire_slot = client.register_script(_ACQUIRE_SLOT_LUA)
 
     # -- keys ---------------------------------------------------------------
     def _key(self, *parts: str) -> str:
@@ -137,6 +274,17 @@ class Store:
             pipe.zrem(self.due_key, *stale)
         pipe.execute()
 
+    def revive(self, urls: Mapping[str, str], now: float) -> list[str]:
+        """Make retired feeds whose configured URL changed since they were retired due now."""
+        retired = [_text(n) for n in self.redis.zrangebyscore(self.due_key, "+inf", "+inf")]
+        revived = []
+        for name in retired:
+            gone_url = self.redis.hget(self.feed_key(name), "retired_url")
+            if name in urls and (gone_url is None or _text(gone_url) != urls[name]):
+                self.redis.zadd(self.due_key, {name: now}, xx=True)
+                revived.append(name)
+        return revived
+
     def claim_due(self, now: float, lease: float, limit: int = 1000) -> list[str]:
         """Feeds due by ``now``; each one's slot moves ``lease`` seconds on, atomically."""
         names = self._claim_due(keys=[self.due_key], args=[now, lease, limit])
@@ -157,6 +305,17 @@ class Store:
     def feed_status(self, name: str) -> dict[str, str]:
         raw = self.redis.hgetall(self.feed_key(name))
         return {_text(k): _text(v) for k, v in raw.items()}
+
+    def acquire_polls(self, names: Sequence[str], ttl: int) -> list[str]:
+        """The feeds among ``names`` that no other poll holds; each is held for ``ttl`` s or until released."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.set(self._key("polling", name), "1", nx=True, ex=ttl)
+        return [name for name, won in zip(names, pipe.execute(), strict=True) if won]
+
+    def release_polls(self, names: Sequence[str]) -> None:
+        if names:
+            self.redis.delete(*(self._key("polling", name) for name in names))
 
     def validators(self, name: str) -> tuple[str | None, str | None]:
         """The feed's stored ETag and Last-Modified, for a conditional GET."""
@@ -179,9 +338,59 @@ class Store:
         pipe.hincrby(key, "polls", 1)
         pipe.execute()
 
+    def record_deferral(self, name: str, fields: Mapping[str, str | int | float]) -> None:
+        """Note on the status why a poll was put off (not an error: the count stays)."""
+        self.redis.hset(self.feed_key(name), mapping={k: str(v) for k, v in fields.items()})
+
     def add_feed_count(self, name: str, field: str, amount: int) -> None:
         if amount:
             self.redis.hincrby(self.feed_key(name), field, amount)
+
+    def clear_feed_fields(self, name: str, fields: Iterable[str]) -> None:
+        names = list(fields)
+        if names:
+            self.redis.hdel(self.feed_key(name), *names)
+
+    def retire(self, name: str, fields: Mapping[str, str | int | float]) -> None:
+        """Stop polling the feed (e.g. HTTP 410): its slot moves to +inf, no scheduler claims it."""
+        pipe = self.redis.pipeline()
+        if fields:
+            pipe.hset(self.feed_key(name), mapping={k: str(v) for k, v in fields.items()})
+        pipe.zadd(self.due_key, {name: float("inf")}, xx=True)
+        pipe.execute()
+
+    # -- hosts: Retry-After, concurrency, robots.txt ------------------------------
+    def _host_key(self, host: str, what: str) -> str:
+        return self._key("host", host, what)
+
+    def defer_host(self, host: str, until: float, now: float) -> bool:
+        """Nobody fetches from ``host`` before ``until``; keeps a later time already set."""
+        ttl_ms = max(int((until - now) * 1000), 1) + 1000
+        return bool(self._defer_host(keys=[self._host_key(host, "not_before")], args=[repr(until), ttl_ms]))
+
+    def host_not_before(self, host: str) -> float | None:
+        value = self.redis.get(self._host_key(host, "not_before"))
+        return float(value) if value else None
+
+    def acquire_host_slot(self, host: str, token: str, limit: int, lease: float, now: float) -> bool:
+        """Take one of ``limit`` request slots for ``host``, held until released or ``lease`` passes."""
+        return bool(self._acquire_slot(keys=[self._host_key(host, "inflight")],
+                                       args=[token, limit, repr(now), repr(lease)]))
+
+    def release_host_slot(self, host: str, token: str) -> None:
+        self.redis.zrem(self._host_key(host, "inflight"), token)
+
+    def host_inflight(self, host: str, now: float) -> int:
+        """Unexpired slots held for ``host``."""
+        return int(self.redis.zcount(self._host_key(host, "inflight"), f"({now!r}", "+inf"))
+
+    def cached_robots(self, host: str) -> bytes | None:
+        """The host's cached robots.txt (b"" means allow all), or None when not cached."""
+        value = self.redis.get(self._host_key(host, "robots"))
+        return bytes(value) if value is not None else None
+
+    def cache_robots(self, host: str, body: bytes, ttl: int) -> None:
+        self.redis.set(self._host_key(host, "robots"), body, ex=max(int(ttl), 1))
 
     # -- seen items -----------------------------------------------------------
     def unseen(self, feed: str, guid_keys: Sequence[str]) -> list[bool]:
@@ -206,23 +415,49 @@ class Store:
         owner = self.redis.get(self._key("claim", "url", url_key))
         return _text(owner) if owner else None
 
+    def published_ids(self, url_keys: Sequence[str]) -> list[str | None]:
+        """:meth:`published_id` for many keys in one round trip."""
+        if not url_keys:
+            return []
+        owners = self.redis.mget([self._key("claim", "url", key) for key in url_keys])
+        return [_text(owner) if owner else None for owner in owners]
+
     def publish(self, article: Article, *, url_keys: Sequence[str], text_key: str | None,
-                message_key: str | None = None) -> PublishResult:
-        """Claim the article's URLs (and text, and a newsletter's Message-ID) and XADD it, in one atomic step."""
+                near: NearKey | None = None, message_key: str | None = None) -> PublishResult:
+        """Claim the article's URLs (and text, and a newsletter's Message-ID), check it for near-copies and XADD it.
+
+        One atomic step.
+        With ``near`` and a near mode other than ``off``, an article whose
+        signature agrees with a stored one (found through a shared band) is
+        published with ``duplicate_of``/``cluster`` set to that cluster's first
+        article (``mark``) or not published (``drop``); either way its own
+        bands and signature are indexed for ``near_window`` seconds.
+        """
         claims = [self._key("claim", "url", key) for key in url_keys]
         if message_key:
             claims.append(self._key("claim", "mid", message_key))
         if text_key:
             claims.append(self._key("claim", "text", text_key))
-        outcome, value = self._publish(
-            keys=[self.stream, self.counters_key, *claims],
-            args=[article.id, article.to_json(), self.claim_ttl, self.stream_maxlen, article.url, article.feed],
+        near_keys: list[str] = []
+        packed, need = b"", 0
+        if near is not None and self.near_mode != "off":
+            near_keys = [self._key("nd", "sig", article.id), *(self._key("nd", "band", b) for b in near.bands)]
+            packed, need = near.packed, near.min_agree
+        reply = self._publish(
+            keys=[self.stream, self.counters_key, *claims, *near_keys],
+            args=[article.id, article_json_head(article), self.claim_ttl, self.stream_maxlen, article.url,
+                  article.feed, len(claims), self.near_mode, packed, need, self.near_window,
+                  self._key("nd", "sig", "")],
         )
-        outcome, value = _text(outcome), _text(value)
+        outcome, value = _text(reply[0]), _text(reply[1])
         if outcome == "published":
-            return PublishResult(outcome, article.id, stream_id=value)
+            cluster = _text(reply[2]) if len(reply) > 2 else article.id
+            return PublishResult(outcome, article.id, stream_id=value,
+                                 duplicate_of=cluster if len(reply) > 2 else None, cluster=cluster)
         if outcome == "already":
             return PublishResult(outcome, article.id)
+        if outcome == "near_dropped":
+            return PublishResult(outcome, article.id, duplicate_of=value, cluster=value)
         return PublishResult(outcome, article.id, duplicate_of=value)
 
     # -- counters -------------------------------------------------------------
