@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -31,10 +31,10 @@ from .embedded import EmbeddedRedis
 from .errors import ConfigError
 from .jobs import POLL_QUEUE, enqueue_poll
 from .metrics import make_app, serve
-from .models import Feed
+from .models import Feed, NewsletterSource
 from .rqworker import pending_work, queue_depths, run_pool, worker_count
 from .scheduler import TICK_SECONDS, run_forever
-from .settings import Settings, load_feeds
+from .settings import Settings, load_feeds, load_newsletters
 from .store import Store, connect, connect_quick
 
 EXIT_CANNOT_RUN = 2
@@ -57,6 +57,12 @@ class Edge:
     redis_url: str
     store: Store
     embedded: EmbeddedRedis | None
+    newsletters: list[NewsletterSource] = field(default_factory=list)
+
+    @property
+    def scheduled(self) -> list[str]:
+        """Names the scheduler polls: every feed, and the mailboxes (IMAP, Maildir) among the newsletters."""
+        return [feed.name for feed in self.feeds] + [s.name for s in self.newsletters if s.kind != "smtp"]
 
 
 def _say(message: str, out: TextIO = sys.stderr) -> None:
@@ -67,6 +73,7 @@ def _open_edge(need_feeds: bool = True) -> Edge:
     try:
         settings = Settings.from_env()
         feeds = load_feeds(settings.feeds_path) if need_feeds else []
+        newsletters = load_newsletters(settings.feeds_path) if need_feeds else []
     except ConfigError as exc:
         raise CannotRun(str(exc)) from None
     embedded = None
@@ -90,7 +97,7 @@ def _open_edge(need_feeds: bool = True) -> Edge:
     # Children (workers, dashboard) find Redis the same way.
     os.environ["REDIS_URL"] = url
     store = Store(connect(url), **settings.store_options())
-    return Edge(settings, feeds, url, store, embedded)
+    return Edge(settings, feeds, url, store, embedded, newsletters)
 
 
 def _close_edge(edge: Edge) -> None:
@@ -152,10 +159,10 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
     store = edge.store
     started = time.monotonic()
     before = store.counters()
-    store.sync_feeds([feed.name for feed in edge.feeds], time.time())
+    store.sync_feeds(edge.scheduled, time.time())
     poll_queue = Queue(POLL_QUEUE, connection=store.redis)
-    for feed in edge.feeds:
-        enqueue_poll(poll_queue, feed.name)
+    for name in edge.scheduled:
+        enqueue_poll(poll_queue, name)
     progress = Progress(store, before, len(edge.feeds), progress_out or sys.stderr)
     progress.start()
     try:
@@ -260,6 +267,62 @@ def _serve(edge: Edge, processes: int, dashboard: bool) -> int:
     return 0
 
 
+# -- newsletters and feeds out ----------------------------------------------------------------
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+
+
+def run_smtp(edge: Edge) -> int:
+    """The newsletter SMTP endpoint until SIGTERM/Ctrl-C: accepted mail is queued for the workers."""
+    from .jobs import EXTRACT_QUEUE, enqueue_mail, record_mail_refused
+    from .smtp import start_smtp
+
+    sources = {s.name: s for s in edge.newsletters if s.kind == "smtp"}
+    if not sources:
+        _say("no [[newsletters]] with kind = \"smtp\" in the feeds file: nothing to receive")
+        return EXIT_CANNOT_RUN
+    queue = Queue(EXTRACT_QUEUE, connection=edge.store.redis)
+    host, port = edge.settings.smtp_host, edge.settings.smtp_port
+    try:
+        controller = start_smtp(
+            list(sources.values()), lambda name, raw: enqueue_mail(queue, name, raw, "smtp"), host=host, port=port,
+            refused=lambda name, reason: record_mail_refused(edge.store, sources[name], reason))
+    except (OSError, RuntimeError) as exc:
+        _say(f"cannot listen for SMTP on {host}:{port}: {exc}")
+        return EXIT_CANNOT_RUN
+    _say(f"SMTP on {host}:{port} for " + ", ".join(f"{s.address} ({s.name})" for s in sources.values()))
+    try:
+        _wait_for_signal()
+    finally:
+        controller.stop()
+    return 0
+
+
+def run_serve(edge: Edge) -> int:
+    """Serve the stream as Atom and JSON Feed until SIGTERM/Ctrl-C."""
+    from .serve import make_server
+
+    host, port = edge.settings.serve_host, edge.settings.serve_port
+    try:
+        server = make_server(edge.store, host, port)
+    except OSError as exc:
+        _say(f"cannot listen on {host}:{port}: {exc}")
+        return EXIT_CANNOT_RUN
+    _say(f"serving the stream {edge.settings.stream!r} as feeds on http://{host}:{server.server_port}/feed.atom")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _wait_for_signal()
+    finally:
+        server.shutdown()
+        server.server_close()
+    return 0
+
+
 # -- tail and status ------------------------------------------------------------------------
 
 def tail(store: Store, follow: bool, from_start: bool, count: int, out: TextIO = sys.stdout) -> None:
@@ -336,6 +399,23 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "retired": status.get("retired"),
             "deferred": status.get("deferred"),
         })
+    for source in edge.newsletters:
+        status = edge.store.feed_status(source.name)
+        next_at = due.get(source.name)
+        rows.append({
+            "feed": source.name,
+            "url": f"{source.kind}:{source.address or source.path or f'{source.user}@{source.host}/{source.folder}'}",
+            "last_poll": status.get("last_poll") or status.get("last_mail"),
+            "http_status": status.get("last_status"),
+            "etag": None,
+            "last_modified": None,
+            "entries_seen": int(status.get("mails_published", 0)),
+            "consecutive_errors": int(status.get("consecutive_errors", 0)),
+            "last_error": status.get("last_error"),
+            "next_poll": datetime.fromtimestamp(next_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else None,
+            "mails_refused": int(status.get("mails_refused", 0)),
+            "last_refused": status.get("last_refused"),
+        })
     return rows
 
 
@@ -398,6 +478,8 @@ def _parser() -> argparse.ArgumentParser:
     metrics = commands.add_parser("metrics", help="serve /metrics and /healthz (Procfile: metrics)")
     metrics.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     metrics.add_argument("--port", type=int, default=None, help="port (default FEEDSTREAM_METRICS_PORT or 9184)")
+    commands.add_parser("smtp", help="the newsletter SMTP endpoint (Procfile: smtp)")
+    commands.add_parser("serve", help="serve the stream as Atom and JSON Feed (Procfile: web)")
     status = commands.add_parser("status", help="feed health")
     status.add_argument("--json", action="store_true", help="as JSON")
     return parser
@@ -428,7 +510,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             with contextlib.suppress(KeyboardInterrupt):
                 run_forever(edge.store, Queue(POLL_QUEUE, connection=edge.store.redis),
-                            [feed.name for feed in edge.feeds], stop,
+                            edge.scheduled, stop,
                             feed_urls={feed.name: feed.url for feed in edge.feeds})
         elif args.command == "metrics":
             stop = threading.Event()
@@ -444,6 +526,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
                 tail_group(edge.store.redis, edge.settings.stream, args.group, consumer, args.follow,
                            args.from_start, stop=stop)
+        elif args.command == "smtp":
+            return run_smtp(edge)
+        elif args.command == "serve":
+            return run_serve(edge)
         elif args.command == "tail":
             with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
                 tail(edge.store, args.follow, args.from_start, args.n)

@@ -8,29 +8,33 @@ and every job in that process uses it.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 
 from . import boilerplate
-from .dedupe import article_id, canonical_url, guid_key, same_site, text_key, url_key
-from .errors import ExtractError, FetchError, HostDeferred, NotModified, ParseError, RobotsDisallowed
+from .dedupe import article_id, canonical_url, guid_key, message_id_key, same_site, text_key, url_key
+from .errors import ExtractError, FetchError, HostDeferred, MailError, NotModified, ParseError, RobotsDisallowed
 from .extract import decode_html, detect_language, extract_article, text_from_html_fragment
 from .feeds import parse_feed
 from .http import HttpClient
+from .mailsources import ImapState, poll_imap, poll_maildir
 from .minhash import PERMUTATIONS, THRESHOLD, signature
-from .models import Article, Entry, Feed, Fetched
+from .models import Article, Entry, Feed, Fetched, Newsletter, NewsletterSource
+from .newsletter import parse_newsletter
 from .polite import PoliteFetcher, host_of
 from .schedule import Limits, backoff_interval, cache_max_age, next_interval, permanent_target, rhythm_interval
-from .settings import Settings, load_feeds
+from .settings import Settings, load_feeds, load_newsletters
 from .store import NearKey, Store, connect
 
 T = TypeVar("T")
@@ -69,6 +73,9 @@ class Context:
     poll_queue: Queue
     extract_queue: Queue
     fetcher: PoliteFetcher
+    newsletters: dict[str, NewsletterSource] = field(default_factory=dict)
+    # IMAP passwords by source name, read from the env vars the sources name when the process starts
+    mail_passwords: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, redis_url: str) -> Context:
@@ -79,8 +86,12 @@ class Context:
         http = HttpClient(settings.http)
         fetcher = PoliteFetcher(http, store, host_concurrency=settings.host_concurrency,
                                 robots=settings.robots, robots_ttl=settings.robots_ttl)
+        newsletters = {source.name: source for source in load_newsletters(settings.feeds_path)}
+        passwords = {source.name: os.environ.get(source.password_env, "")
+                     for source in newsletters.values() if source.password_env}
         return cls(settings, feeds, store, http,
-                   Queue(POLL_QUEUE, connection=client), Queue(EXTRACT_QUEUE, connection=client), fetcher)
+                   Queue(POLL_QUEUE, connection=client), Queue(EXTRACT_QUEUE, connection=client), fetcher,
+                   newsletters, passwords)
 
 
 _context: Context | None = None
@@ -232,6 +243,8 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
     context = current_context()
     store = context.store
     feed = context.feeds.get(feed_name)
+    if feed is None and feed_name in context.newsletters:  # a mailbox shares the feeds' schedule
+        return poll_mailbox(feed_name)
     if feed is None:
         return {"feed": feed_name, "outcome": "unknown feed (removed from the feeds file?)"}
     now = time.time()
@@ -510,3 +523,116 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
         counts["deferred"] = len(deferred)
         raise PagesUnavailable(f"fetch: {len(deferred)} page(s) will be retried: " + "; ".join(deferred[:3]))
     return counts
+
+
+# -- newsletters --------------------------------------------------------------------
+
+MAIL_QUEUE = EXTRACT_QUEUE  # mail jobs ride the extract queue, which every worker already serves
+
+
+def enqueue_mail(queue: Queue, source_name: str, raw: bytes, origin: str = "") -> str:
+    """Queue one received email (its bytes) for :func:`ingest_mail`; returns the job id."""
+    job = queue.enqueue(
+        ingest_mail, source_name, raw, origin, job_timeout=120, result_ttl=3600, failure_ttl=7 * 86400,
+        retry=Retry(max=2, interval=[5, 30]), description=f"mail for {source_name} ({origin or 'smtp'})",
+    )
+    return job.id
+
+
+def newsletter_article(source: NewsletterSource, letter: Newsletter) -> Article:
+    """The stream's article for a newsletter: id from its Message-ID, url ``mid:<Message-ID>`` (RFC 2392)."""
+    mid = letter.message_id or f"{letter.author_address}/{letter.published}/{letter.title}"
+    key = message_id_key(mid)
+    return Article(
+        id=key, url=f"mid:{quote(mid, safe='@.-_!$&*+=^`{|}~')}", title=letter.title, text=letter.text,
+        feed=source.name, published=letter.published, author=letter.author, guid=letter.message_id,
+        tags=list(source.tags), extraction="newsletter", list_id=letter.list_id,
+    )
+
+
+def ingest_mail(source_name: str, raw: bytes, origin: str = "") -> dict[str, Any]:
+    """Read one email, publish it once (Message-ID and text claims), record the outcome on the source."""
+    context = current_context()
+    store = context.store
+    source = context.newsletters.get(source_name)
+    if source is None:
+        return {"source": source_name, "outcome": "unknown newsletter source (removed from the feeds file?)"}
+    now = time.time()
+    base = {"kind": source.kind, "last_mail": _iso(now), "last_origin": origin or "smtp"}
+    try:
+        letter = parse_newsletter(raw, max_bytes=source.max_bytes)
+    except MailError as exc:
+        # last_refused stays when later mail succeeds (last_error is cleared then, as for feeds)
+        store.record_poll(source.name, {**base, "last_status": "refused", "last_error": str(exc),
+                                        "last_refused": str(exc)}, error=True)
+        store.add_feed_count(source.name, "mails_refused", 1)
+        store.count({"mails_refused": 1})
+        log.warning("%s: %s (%s)", source.name, exc, origin)
+        return {"source": source.name, "outcome": str(exc)}
+    article = newsletter_article(source, letter)
+    article.fetched_at = _iso(now)
+    near = near_key(article.text) if context.settings.near_duplicates != "off" else None
+    result = store.publish(article, url_keys=[], text_key=text_key(article.text), near=near,
+                           message_key=message_id_key(letter.message_id) if letter.message_id else article.id)
+    store.record_poll(source.name, {**base, "last_status": result.outcome, "last_success": _iso(now),
+                                    "title": letter.list_id or source.name}, error=False)
+    store.count({"mails_ok": 1})
+    if result.outcome == "published":
+        store.add_feed_count(source.name, "mails_published", 1)
+    followed = 0
+    if source.follow_links and letter.links and result.outcome == "published":
+        # a digest: each linked article becomes an entry of this source, extracted like a feed's
+        entries = [Entry(guid=link, url=link, feed=source.name, tags=list(source.tags)) for link in letter.links]
+        keys = [guid_key(source.name, entry.guid) for entry in entries]
+        new = [e for e, unseen in zip(entries, store.unseen(source.name, keys), strict=True) if unseen]
+        enqueue_extracts(context, new)
+        store.mark_seen(source.name, keys, now)
+        followed = len(new)
+    return {"source": source.name, "outcome": result.outcome, "id": article.id,
+            "duplicate_of": result.duplicate_of, "links_queued": followed}
+
+
+def record_mail_refused(store: Store, source: NewsletterSource, message: str) -> None:
+    """Record on the source's status a message refused before it was read (too large at SMTP or in a mailbox)."""
+    store.record_poll(source.name, {"kind": source.kind, "last_mail": _iso(time.time()), "last_status": "refused",
+                                    "last_error": message, "last_refused": message}, error=True)
+    store.add_feed_count(source.name, "mails_refused", 1)
+    store.count({"mails_refused": 1})
+
+
+def _queue_or_refuse(context: Context, source: NewsletterSource, raw: bytes | None, size: int, origin: str) -> None:
+    if raw is None:  # over the limit: never read, so the refusal is recorded here
+        message = f"mail: message is {size} bytes, over the {source.max_bytes}-byte limit ({origin})"
+        record_mail_refused(context.store, source, message)
+        return
+    enqueue_mail(context.extract_queue, source.name, raw, origin)
+
+
+def poll_mailbox(source_name: str) -> dict[str, Any]:
+    """Read the new mail of an IMAP or Maildir source and queue each message for :func:`ingest_mail`."""
+    context = current_context()
+    store = context.store
+    source = context.newsletters[source_name]
+    now = time.time()
+
+    def handle(raw: bytes | None, size: int, origin: str) -> None:
+        _queue_or_refuse(context, source, raw, size, origin)
+
+    try:
+        if source.kind == "maildir":
+            count = poll_maildir(source, handle)
+        elif source.kind == "imap":
+            validity, last = store.imap_state(source.name)
+            count = poll_imap(source, context.mail_passwords.get(source.name, ""), ImapState(validity, last), handle,
+                              lambda state: store.set_imap_state(source.name, state.uidvalidity or 0, state.last_uid))
+        else:
+            return {"source": source.name, "outcome": f"{source.kind} sources are not polled"}
+    except FetchError as exc:
+        store.record_poll(source.name, {"kind": source.kind, "last_poll": _iso(now), "last_status": "error",
+                                        "last_error": str(exc)}, error=True)
+        store.schedule(source.name, now + source.interval)
+        return {"source": source.name, "outcome": str(exc)}
+    store.record_poll(source.name, {"kind": source.kind, "last_poll": _iso(now), "last_new": count}, error=False,
+                      clear=["last_error"])
+    store.schedule(source.name, now + source.interval)
+    return {"source": source.name, "outcome": "ok", "new": count}

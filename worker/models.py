@@ -145,6 +145,47 @@ class Article:
     word_count: int = 0
     markdown: str = ""
     boilerplate_removed: int = 0  # paragraphs stripped as this feed's learned boilerplate
+    list_id: str | None = None  # newsletters: the List-Id header (extraction == "newsletter")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class NewsletterSource:
+    """One configured email source (``[[newsletters]]`` in the feeds file).
+
+    ``kind``: ``smtp`` (our endpoint accepts mail for ``address``), ``imap`` (poll
+    ``folder`` on ``host`` as ``user``, password from the env var ``password_env``)
+    or ``maildir`` (poll the Maildir at ``path``).
+    """
+
+    name: str
+    kind: str
+    address: str | None = None  # smtp: the recipient address this source receives at
+    host: str | None = None  # imap
+    port: int | None = None  # imap; default 993 (tls) or 143 (starttls/plain)
+    user: str | None = None  # imap
+    password_env: str | None = None  # imap: name of the env var holding the password
+    folder: str = "INBOX"  # imap
+    security: str = "tls"  # imap: tls | starttls | plain (plain: loopback/tests only)
+    path: str | None = None  # maildir
+    interval: int = 300  # imap/maildir: seconds between polls
+    tags: tuple[str, ...] = ()
+    max_bytes: int = 5 * 1024 * 1024  # per message
+    follow_links: bool = False  # a digest of links: also queue each linked article as an entry
+
+
+@dataclass
+class Newsletter:
+    """One email read as an article candidate (what worker/newsletter.py returns)."""
+
+    message_id: str | None
+    title: str
+    text: str
+    author: str | None = None
+    author_address: str | None = None
+    published: str | None = None  # ISO 8601 UTC
+    list_id: str | None = None
+    links: list[str] = field(default_factory=list)  # article links in the body (boilerplate ones excluded)
+    warnings: list[str] = field(default_factory=list)

@@ -7,7 +7,9 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:seen:{name}``         zset, hashed item GUID -> last time the feed listed it
 - ``{p}:claim:url:{key}``     string, canonical-URL claim -> article id
 - ``{p}:claim:text:{key}``    string, normalised-text claim -> article id
+- ``{p}:claim:mid:{key}``     string, newsletter Message-ID claim -> article id
 - ``{p}:counters``            hash, monotonically increasing event counts
+- ``{p}:imap:{name}``         hash, an IMAP source's ``uidvalidity`` and ``last_uid``
 - ``{p}:host:{host}:not_before``  string, epoch before which nobody fetches from the host (Retry-After)
 - ``{p}:host:{host}:inflight``    zset, request token -> lease expiry: the per-host semaphore
 - ``{p}:host:{host}:robots``      string, the host's robots.txt body (empty: allow all), with a TTL
@@ -477,9 +479,10 @@ class Store:
         return [_text(owner) if owner else None for owner in owners]
 
     def publish(self, article: Article, *, url_keys: Sequence[str], text_key: str | None,
-                near: NearKey | None = None) -> PublishResult:
-        """Claim the article's URLs (and text), check it for near-copies and XADD it, in one atomic step.
+                near: NearKey | None = None, message_key: str | None = None) -> PublishResult:
+        """Claim the article's URLs (and text, and a newsletter's Message-ID), check it for near-copies and XADD it.
 
+        One atomic step.
         With ``near`` and a near mode other than ``off``, an article whose
         signature agrees with a stored one (found through a shared band) is
         published with ``duplicate_of``/``cluster`` set to that cluster's first
@@ -487,6 +490,8 @@ class Store:
         bands and signature are indexed for ``near_window`` seconds.
         """
         claims = [self._key("claim", "url", key) for key in url_keys]
+        if message_key:
+            claims.append(self._key("claim", "mid", message_key))
         if text_key:
             claims.append(self._key("claim", "text", text_key))
         near_keys: list[str] = []
@@ -606,6 +611,21 @@ class Store:
             for entry_id, fields in items:
                 entries.append((_text(entry_id), {_text(k): _text(v) for k, v in fields.items()}))
         return entries
+
+    def read_stream_before(self, before: str = "+", count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """Up to ``count`` entries older than the stream id ``before`` ("+": from the newest), newest first."""
+        start = before if before == "+" else f"({before}"
+        reply = self.redis.xrevrange(self.stream, max=start, min="-", count=count)
+        return [(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()}) for entry_id, fields in reply]
+
+    # -- newsletters ------------------------------------------------------------
+    def imap_state(self, name: str) -> tuple[int | None, int]:
+        """An IMAP source's (UIDVALIDITY, last UID handed to the queue); (None, 0) before the first poll."""
+        validity, last = self.redis.hmget(self._key("imap", name), ["uidvalidity", "last_uid"])
+        return (int(validity) if validity else None, int(last) if last else 0)
+
+    def set_imap_state(self, name: str, uidvalidity: int, last_uid: int) -> None:
+        self.redis.hset(self._key("imap", name), mapping={"uidvalidity": uidvalidity, "last_uid": last_uid})
 
     def beat(self, process: str, now: float) -> None:
         """Record that a process (e.g. the scheduler) is alive, for health checks."""
