@@ -1,6 +1,6 @@
 """Unchanged-feed polling: polls per second and the delay from a feed's slot to its poll.
 
-Serves N small RSS feeds on loopback (each with an ETag), runs the real service
+Serves N small RSS feeds on loopback from --hosts servers (each feed with an ETag), runs the real service
 processes (`feedstream scheduler` and `feedstream worker` with one process per
 core) against an embedded Redis, and after a first round that stores every
 feed's validators, measures in one run:
@@ -62,12 +62,15 @@ def main() -> int:
     parser.add_argument("--feeds", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=100.0, help="feeds due per second in the delay round")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--hosts", type=int, default=50, help="servers (publishers) the feeds are spread over")
     args = parser.parse_args()
 
-    site = Site().start()
+    # Feeds come from many publishers: spread them over several servers (host:port is the
+    # unit of per-host politeness), so the bench measures polling, not one host's slot limit.
+    sites = [Site().start() for _ in range(args.hosts)]
     names = [f"feed{n:05d}" for n in range(args.feeds)]
-    urls = {name: site.add(f"/{name}.xml", FEED.format(n=name), "application/rss+xml",
-                           headers={"ETag": f'"{name}-v1"'}) for name in names}
+    urls = {name: sites[n % len(sites)].add(f"/{name}.xml", FEED.format(n=name), "application/rss+xml",
+                                            headers={"ETag": f'"{name}-v1"'}) for n, name in enumerate(names)}
     with tempfile.TemporaryDirectory() as tmp:
         feeds_toml = Path(tmp) / "feeds.toml"
         feeds_toml.write_text("".join(f'[[feeds]]\nname = "{n}"\nurl = "{u}"\ninterval = 3600\n\n'
@@ -97,24 +100,27 @@ def main() -> int:
             site_cpu = _cpu() - site_cpu
 
             # round 3: due one after another at --rate; delay = request arrival - slot
-            site.requests.clear()
+            for site in sites:
+                site.requests.clear()
             first = time.time() + 1.0
             slots = {name: first + i / args.rate for i, name in enumerate(names)}
             for name, at in slots.items():
                 store.schedule(name, at)
             wait_for(store, "polls_not_modified", 2 * args.feeds, timeout=300)
-            arrivals = {r.path.strip("/").removesuffix(".xml"): r.at for r in site.requests}
+            requests = [r for site in sites for r in site.requests]
+            arrivals = {r.path.strip("/").removesuffix(".xml"): r.at for r in requests}
             delays = [arrivals[name] - at for name, at in slots.items() if name in arrivals]
-            sent_validators = sum(1 for r in site.requests if r.headers.get("if-none-match"))
+            sent_validators = sum(1 for r in requests if r.headers.get("if-none-match"))
         finally:
             for process in processes:
                 process.terminate()
             for process in processes:
                 process.wait(timeout=30)
             server.stop()
-            site.stop()
+            for site in sites:
+                site.stop()
     print(json.dumps({
-        "feeds": args.feeds, "workers": args.workers,
+        "feeds": args.feeds, "hosts": args.hosts, "workers": args.workers,
         "unchanged_polls_per_s": round(throughput, 1),
         "site_cpu_ms_per_poll": round(site_cpu / args.feeds * 1000, 2),
         "delay_round_rate_per_s": args.rate,

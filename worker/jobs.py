@@ -254,7 +254,7 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
         store.retire(feed.name, {})
         return {"feed": feed.name, "outcome": "retired"}
     limits = _limits(context.settings, feed)
-    etag, last_modified = store.validators(feed.name)
+    etag, last_modified = status.get("etag") or None, status.get("last_modified") or None
     base: dict[str, str | int | float] = {"url": url, "last_poll": _iso(now)}
     try:
         fetched = context.fetcher.get(url, etag=etag, last_modified=last_modified, accept=FEED_ACCEPT)
@@ -268,15 +268,13 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
         store.count({"polls_deferred": 1})
         return {"feed": feed.name, "outcome": str(exc)}
     except NotModified as exc:
-        store.count_http("feed", 304)
         fields = {**base, "last_status": 304, "last_success": _iso(now), "last_new": 0}
         clear = _track_redirect(context, feed, status, url, exc.redirects, fields)
         interval = int(status.get("interval") or rhythm_interval([], now, limits))
         interval = min(max(interval, limits.min_interval), limits.max_interval)
         fields["next_poll"] = _iso(now + interval)
-        store.record_poll(feed.name, fields, error=False, clear=[*clear, *RETIRED_FIELDS, "deferred"])
-        store.schedule(feed.name, now + interval)
-        store.count({"polls_not_modified": 1})
+        store.finish_poll(feed.name, fields, error=False, clear=[*clear, *RETIRED_FIELDS, "deferred"],
+                          next_poll=now + interval, counts={"polls_not_modified": 1}, http=("feed", 304))
         return {"feed": feed.name, "outcome": "not modified"}
     except (FetchError, ParseError) as exc:
         http_status = getattr(exc, "status", None)
@@ -319,13 +317,12 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
     if parsed.warning:
         fields["last_warning"] = f"parse: {parsed.warning}"
     fields.update({k: v for k, v in (("etag", fetched.etag), ("last_modified", fetched.last_modified)) if v})
-    store.record_poll(feed.name, fields, error=False,
+    store.add_feed_count(feed.name, "entries_seen", len(new))
+    store.finish_poll(feed.name, fields, error=False,
                       clear=[*clear, *RETIRED_FIELDS, "deferred",
                              *(k for k, v in (("etag", fetched.etag), ("last_modified", fetched.last_modified),
-                                              ("last_warning", parsed.warning)) if not v)])
-    store.add_feed_count(feed.name, "entries_seen", len(new))
-    store.schedule(feed.name, now + interval)
-    store.count({"polls_ok": 1, "entries_new": len(new)})
+                                              ("last_warning", parsed.warning)) if not v)],
+                      next_poll=now + interval, counts={"polls_ok": 1, "entries_new": len(new)})
     return {"feed": feed.name, "outcome": "ok", "entries": len(entries), "new": len(new)}
 
 

@@ -66,23 +66,22 @@ class PoliteFetcher:
             raise RobotsDisallowed(f"robots.txt of {host} disallows {url}", url=url)
         return self._request(url, host, etag=etag, last_modified=last_modified, accept=accept)
 
-    def _check_not_before(self, url: str, host: str) -> None:
-        until = self.store.host_not_before(host)
-        if until is not None and until > time.time():
-            raise HostDeferred(f"{host} asked us to wait until {_clock(until)} (Retry-After)", url=url, until=until)
-
     def _request(self, url: str, host: str, **kwargs: str | None) -> Fetched:
-        self._check_not_before(url, host)
         token = uuid.uuid4().hex
         waited_until = time.monotonic() + self.slot_wait
-        while not self.store.acquire_host_slot(host, token, self.host_concurrency, self.lease, time.time()):
+        while True:
+            # one step: refused while the host's Retry-After lies ahead, else a slot if free
+            taken = self.store.acquire_host_slot(host, token, self.host_concurrency, self.lease, time.time())
+            if taken is True:
+                break
+            if taken is not False:
+                raise HostDeferred(f"{host} asked us to wait until {_clock(taken)} (Retry-After)", url=url,
+                                   until=taken)
             if time.monotonic() >= waited_until:
                 raise HostDeferred(f"{host} already has {self.host_concurrency} requests in flight", url=url,
                                    until=time.time() + self.lease)
             time.sleep(SLOT_POLL)
         try:
-            # Again: the request we waited behind may have been answered with a Retry-After.
-            self._check_not_before(url, host)
             return self.http.get(url, **kwargs)
         except NotModified:
             raise

@@ -174,14 +174,21 @@ return 0
 # job here makes requests to several hosts (an extract batch, robots.txt), so the
 # slot is taken around each request instead.
 # KEYS: inflight zset; ARGV: token, limit, now, lease seconds
+# Also refuses while the host's "not before" (KEYS[2]) lies ahead, returning it: one
+# round trip answers both "may we?" and "is there room?" (replies are strings: Lua
+# numbers come back truncated to integers).
 _ACQUIRE_SLOT_LUA = """
+local not_before = tonumber(redis.call('GET', KEYS[2]) or '0')
+if not_before > tonumber(ARGV[3]) then
+  return tostring(not_before)
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
 if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[4]), ARGV[1])
   redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4])) + 60)
-  return 1
+  return '1'
 end
-return 0
+return '0'
 """
 # One round trip per article: return how many *earlier* distinct articles of the feed
 # carried each fingerprint, and count this article's (once per article id: a retried
@@ -394,6 +401,33 @@ class Store:
         pipe.hincrby(key, "polls", 1)
         pipe.execute()
 
+    def finish_poll(self, name: str, fields: Mapping[str, str | int | float], *, error: bool,
+                    clear: Iterable[str] = (), next_poll: float, counts: Mapping[str, int],
+                    http: tuple[str, int | str] | None = None) -> None:
+        """:meth:`record_poll`, :meth:`schedule`, :meth:`count` and :meth:`count_http` in one round trip.
+
+        A poll of an unchanged feed is a handful of Redis writes; sent one by one they
+        cost more than the conditional GET itself.
+        """
+        key = self.feed_key(name)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
+        if error:
+            pipe.hincrby(key, "consecutive_errors", 1)
+        else:
+            pipe.hset(key, "consecutive_errors", 0)
+            pipe.hdel(key, "last_error")
+        for name_ in clear:
+            pipe.hdel(key, name_)
+        pipe.hincrby(key, "polls", 1)
+        pipe.zadd(self.due_key, {name: next_poll}, xx=True)
+        for counter, amount in counts.items():
+            if amount:
+                pipe.hincrby(self.counters_key, counter, amount)
+        if http is not None:
+            pipe.hincrby(self._key("http"), f"{http[0]}:{http[1]}", 1)
+        pipe.execute()
+
     def record_deferral(self, name: str, fields: Mapping[str, str | int | float]) -> None:
         """Note on the status why a poll was put off (not an error: the count stays)."""
         self.redis.hset(self.feed_key(name), mapping={k: str(v) for k, v in fields.items()})
@@ -428,10 +462,17 @@ class Store:
         value = self.redis.get(self._host_key(host, "not_before"))
         return float(value) if value else None
 
-    def acquire_host_slot(self, host: str, token: str, limit: int, lease: float, now: float) -> bool:
-        """Take one of ``limit`` request slots for ``host``, held until released or ``lease`` passes."""
-        return bool(self._acquire_slot(keys=[self._host_key(host, "inflight")],
-                                       args=[token, limit, repr(now), repr(lease)]))
+    def acquire_host_slot(self, host: str, token: str, limit: int, lease: float, now: float) -> bool | float:
+        """Take one of ``limit`` request slots for ``host``, held until released or ``lease`` passes.
+
+        True when taken, False when all are in use, or the host's "not before" epoch
+        when it asked everyone to wait until later than ``now`` (no slot is taken then).
+        """
+        reply = _text(self._acquire_slot(keys=[self._host_key(host, "inflight"), self._host_key(host, "not_before")],
+                                         args=[token, limit, repr(now), repr(lease)]))
+        if reply in ("1", "0"):
+            return reply == "1"
+        return float(reply)
 
     def release_host_slot(self, host: str, token: str) -> None:
         self.redis.zrem(self._host_key(host, "inflight"), token)
