@@ -29,6 +29,7 @@ test: $(STAMP) lint  ## pytest exits non-zero when no test ran, so an empty run 
 
 bench: $(STAMP)
 	$(BIN)/python bench/extraction.py
+	$(BIN)/python bench/dedupe.py
 	$(BIN)/python bench/pipeline.py
 
 clean:
