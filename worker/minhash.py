@@ -45,6 +45,7 @@ MIN_WORDS = 25  # shorter texts (teasers, captions) say too little to be called 
 _rng = np.random.default_rng(0x6E65617264757073)
 _A = _rng.integers(1, 2**63, size=PERMUTATIONS, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd multipliers
 _B = _rng.integers(0, 2**63, size=PERMUTATIONS, dtype=np.uint64)
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) mixing shingle positions
 
 
 @dataclass(frozen=True)
@@ -74,16 +75,31 @@ def shingles(text: str, size: int = SHINGLE_WORDS) -> list[str]:
     return [" ".join(words[i:i + size]) for i in range(len(words) - size + 1)]
 
 
-def _shingle_hashes(items: list[str]) -> np.ndarray:
-    digests = b"".join(hashlib.blake2b(item.encode("utf-8"), digest_size=8).digest() for item in items)
-    return np.unique(np.frombuffer(digests, dtype="<u8"))
+def _word_hashes(words: list[str]) -> np.ndarray:
+    # One blake2b per distinct word (news text repeats words a lot), not per shingle.
+    table = {w: hashlib.blake2b(w.encode("utf-8"), digest_size=8).digest() for w in dict.fromkeys(words)}
+    return np.frombuffer(b"".join(table[w] for w in words), dtype="<u8")
+
+
+def _shingle_hashes(words: list[str], size: int = SHINGLE_WORDS) -> np.ndarray:
+    """64-bit hashes of the distinct ``size``-word shingles: the word hashes mixed by position, vectorised."""
+    w = _word_hashes(words)
+    if len(w) < size:
+        size = len(w)
+    n = len(w) - size + 1
+    acc = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(size):  # acc = ((acc * M) ^ word) per position, wrapping mod 2**64
+            acc = (acc * _MIX) ^ w[k:k + n]
+    return np.unique(acc)
 
 
 def signature(text: str) -> Signature | None:
     """The text's MinHash signature, or None when it has fewer than MIN_WORDS words."""
-    if len(normalise_text(text).split()) < MIN_WORDS:
+    words = normalise_text(text).split()
+    if len(words) < MIN_WORDS:
         return None
-    x = _shingle_hashes(shingles(text))
+    x = _shingle_hashes(words)
     # Multiply-shift hashing: (a*x + b) mod 2**64, top 32 bits. uint64 arithmetic
     # wraps, which is exactly the mod. One (PERMUTATIONS, n) broadcast, then min.
     with np.errstate(over="ignore"):
