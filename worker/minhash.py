@@ -8,13 +8,14 @@ candidate only counts after its stored signature agrees with ours on at least
 ``THRESHOLD`` of the values (the estimated Jaccard), so a chance band collision
 never marks a distinct article.
 
-Why our own code and not datasketch/rensa: the whole job is one numpy
-broadcast (permutations x shingles) of a multiply-shift hash family plus a
-``min`` (about 0.2 ms for a 5 KB text here), it needs no state, and the
-signature must be byte-identical across processes and versions because it is
-stored in Redis and compared there; a pinned formula of our own guarantees
-that, with numpy as the only dependency. The parameters below come from
-``bench/dedupe.py`` (see the README's near-duplicates section).
+Why our own code and not datasketch/rensa: the job is one numpy broadcast
+(permutations x shingles) of a multiply-shift hash family plus a ``min``, it
+needs no state, and the signature must be byte-identical across processes and
+releases because it is stored in Redis and compared there; a pinned formula of
+our own guarantees that with numpy as the only dependency. Measured on the 88
+corpus texts (median 3 KB, best of 5 per text, shared 2-core machine): ours
+0.84 ms, datasketch 2.0.0 ``MinHash(num_perm=128).update_batch`` 1.14 ms on
+the same shingles. The parameters below come from ``bench/dedupe.py``.
 """
 
 from __future__ import annotations
