@@ -6,7 +6,7 @@ into ``BANDS`` bands of ``ROWS`` values; two texts share at least one band with
 probability ``1 - (1 - J**ROWS)**BANDS``, which is the candidate step. A
 candidate only counts after its stored signature agrees with ours on at least
 ``THRESHOLD`` of the values (the estimated Jaccard), so a chance band collision
-never marks a distinct article.
+does not by itself mark a distinct article.
 
 Why our own code and not datasketch/rensa: the job is one numpy broadcast
 (permutations x shingles) of a multiply-shift hash family plus a ``min``, it
