@@ -27,10 +27,17 @@ lint: $(STAMP)
 test: $(STAMP) lint  ## pytest exits non-zero when no test ran, so an empty run fails too
 	$(BIN)/pytest
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.bench-stamp
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## figures for the README (needs ../shared/corpus beside the clone)
 	$(BIN)/python bench/extraction.py
 	$(BIN)/python bench/dedupe.py
-	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/pipeline.py --plot docs/bench/throughput.png
+	$(BIN)/python bench/polls.py
+	$(BIN)/python bench/hostile.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info

@@ -8,6 +8,7 @@ from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
+from rq.registry import FailedJobRegistry
 
 from worker.http import HttpSettings
 from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, Context, enqueue_poll, install_context
@@ -25,9 +26,10 @@ def write_feeds(path: Path, feeds: dict[str, str], **options: Any) -> Path:
     return path
 
 
-def make_context(redis_url: str, feeds_path: Path, deadline: float = 5.0) -> Context:
+def make_context(redis_url: str, feeds_path: Path, deadline: float = 5.0, allow_private: bool = True,
+                 **overrides: Any) -> Context:
     settings = Settings(redis_url=redis_url, feeds_path=feeds_path,
-                        http=HttpSettings(allow_private=True, deadline=deadline))
+                        http=HttpSettings(allow_private=allow_private, deadline=deadline), **overrides)
     context = Context.build(settings, redis_url)
     install_context(context)
     return context
@@ -41,6 +43,8 @@ def run_burst(context: Context) -> None:
     worker = SimpleWorker([Queue(POLL_QUEUE, connection=client), Queue(EXTRACT_QUEUE, connection=client)],
                           connection=client)
     worker.work(burst=True, logging_level="WARNING")
+    # A poll job records every failure on the feed's status: it must never itself fail.
+    assert FailedJobRegistry(POLL_QUEUE, connection=client).count == 0
 
 
 def articles(client: redis.Redis, stream: str = "articles") -> list[dict[str, Any]]:

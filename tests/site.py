@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +20,7 @@ class Route:
 class Request:
     path: str
     headers: dict[str, str]
+    at: float = field(default_factory=time.time)  # arrival, epoch seconds
 
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
@@ -39,6 +41,10 @@ class Site:
 
         class _Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes; with Nagle on, the body waits
+            # for the client's delayed ACK (~40 ms per keep-alive response). Real
+            # servers (nginx's tcp_nodelay, the default) do not make clients wait so.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: object) -> None:  # quiet test output
                 pass

@@ -156,3 +156,30 @@ def test_run_starts_embedded_redis_workers_and_dashboard(site: Site, tmp_path: P
     assert "started the embedded Redis at redis://127.0.0.1:" in output
     assert f"data in {tmp_path / 'var'}" in output
     assert any((tmp_path / "var").glob("appendonly*")), "the embedded Redis keeps its data under var/"
+
+
+def test_status_shows_moves_retirement_and_errors(site: Site, redis_client: redis.Redis, redis_url: str,
+                                                  feeds_file: Path) -> None:
+    new = site.add("/new.xml", rss2("N", []), "application/rss+xml", headers={"ETag": '"n1"'})
+    feeds = {"moved": site.add("/old.xml", b"", status=301, headers={"Location": new}),
+             "gone": site.add("/gone.xml", "gone", status=410),
+             "broken": site.add("/broken.xml", "garbage <<< >>>", "application/rss+xml"),
+             "ok": site.add("/ok.xml", rss2("O", []), "application/rss+xml",
+                            headers={"Last-Modified": "Mon, 23 Nov 2026 09:30:00 GMT"})}
+    env = base_env(REDIS_URL=redis_url, FEEDSTREAM_FEEDS=str(write_feeds(feeds_file, feeds, full_text=False)))
+    assert feedstream("run", "--burst", env=env).returncode == 0
+
+    rows = {row["feed"]: row for row in json.loads(feedstream("status", "--json", env=env).stdout)}
+    assert rows["moved"]["moved_to"] == new and rows["moved"]["moved_polls"] == 1
+    assert rows["moved"]["etag"] == '"n1"' and rows["moved"]["http_status"] == "200"
+    assert rows["gone"]["retired"].startswith("gone: fetch: HTTP 410 Gone") and rows["gone"]["next_poll"] is None
+    assert rows["broken"]["consecutive_errors"] == 1 and rows["broken"]["last_error"].startswith("parse: ")
+    assert rows["ok"]["last_modified"] and rows["ok"]["consecutive_errors"] == 0 and rows["ok"]["next_poll"]
+    for row in rows.values():
+        assert set(row) >= {"last_poll", "http_status", "etag", "last_modified", "entries_seen",
+                            "consecutive_errors", "last_error", "next_poll", "moved_to", "adopted_url", "retired"}
+
+    text = feedstream("status", env=env).stdout
+    assert "retired (no more polls): gone: fetch: HTTP 410 Gone" in text
+    assert f"moving: permanent redirect to {new} seen 1 poll(s) in a row" in text
+    assert "last error: parse: " in text

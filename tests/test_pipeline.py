@@ -167,3 +167,32 @@ def test_feed_failure_is_recorded_and_does_not_stop_other_feeds(
     gone = context.store.feed_status("gone")
     assert gone["last_error"].startswith("fetch: ") and "404" in gone["last_error"]
     assert gone["consecutive_errors"] == "1"
+
+
+def test_scheduler_ticks_poll_feeds_in_batches_and_publish_everything(
+        site: Site, redis_client: redis.Redis, redis_url: str, feeds_file: Path) -> None:
+    from rq import Queue, SimpleWorker
+
+    from worker.jobs import EXTRACT_QUEUE, POLL_BATCH, POLL_QUEUE
+    from worker.scheduler import tick
+    from worker.store import Store
+
+    feeds = {}
+    expected = set()
+    for f in range(POLL_BATCH + 3):  # more feeds than one poll job carries
+        items = serve_stories(site, range(100 + 2 * f, 102 + 2 * f), prefix=f"/f{f}")
+        feeds[f"feed{f}"] = site.add(f"/feed{f}.xml", rss2(f"Feed {f}", items), "application/rss+xml")
+        expected |= {link for _, link in items}
+    context = make_context(redis_url, write_feeds(feeds_file, feeds))
+    store = Store(redis_client)
+    store.sync_feeds(list(feeds), now=1000.0)
+    queued = tick(store, context.poll_queue, now=1000.0)
+    assert sorted(queued) == sorted(feeds)
+    assert context.poll_queue.count == 2  # two batches, not one job per feed
+
+    SimpleWorker([Queue(POLL_QUEUE, connection=redis_client), Queue(EXTRACT_QUEUE, connection=redis_client)],
+                 connection=redis_client).work(burst=True, logging_level="WARNING")
+    assert {doc["url"] for doc in articles(redis_client)} == expected
+    assert store.counters()["polls_ok"] == len(feeds)
+    # every poll released its lock: the next slot's polls are not skipped
+    assert store.acquire_polls(list(feeds), ttl=5) == list(feeds)

@@ -60,3 +60,29 @@ def test_bad_feeds_files_say_what_is_wrong(tmp_path: Path, text: str, message: s
 def test_missing_feeds_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read feeds file"):
         load_feeds(tmp_path / "nope.toml")
+
+
+def test_politeness_settings_defaults_and_overrides() -> None:
+    default = Settings.from_env({})
+    assert (default.min_interval, default.max_interval, default.host_concurrency, default.robots,
+            default.robots_ttl, default.redirect_adopt_after) == (300, 86400, 2, True, 86400, 3)
+    custom = Settings.from_env({"FEEDSTREAM_HOST_CONCURRENCY": "4", "FEEDSTREAM_ROBOTS": "0",
+                                "FEEDSTREAM_MIN_INTERVAL": "120", "FEEDSTREAM_MAX_INTERVAL": "3600"})
+    assert (custom.host_concurrency, custom.robots, custom.min_interval, custom.max_interval) == (4, False, 120, 3600)
+    with pytest.raises(ConfigError, match="FEEDSTREAM_MAX_INTERVAL"):
+        Settings.from_env({"FEEDSTREAM_MIN_INTERVAL": "600", "FEEDSTREAM_MAX_INTERVAL": "300"})
+    with pytest.raises(ConfigError, match="FEEDSTREAM_HOST_CONCURRENCY"):
+        Settings.from_env({"FEEDSTREAM_HOST_CONCURRENCY": "0"})
+
+
+def test_per_feed_interval_bounds(tmp_path: Path) -> None:
+    path = tmp_path / "feeds.toml"
+    path.write_text("[[feeds]]\nname='a'\nurl='https://x/'\nmin_interval=600\nmax_interval=7200\n"
+                    "[[feeds]]\nname='b'\nurl='https://y/'\n")
+    a, b = load_feeds(path)
+    assert (a.min_interval, a.max_interval, b.min_interval, b.max_interval) == (600, 7200, None, None)
+    for text, message in [("min_interval=10", "min_interval must be"), ("max_interval='1h'", "max_interval must be"),
+                          ("min_interval=7200\nmax_interval=600", "max_interval is below min_interval")]:
+        path.write_text(f"[[feeds]]\nname='a'\nurl='https://x/'\n{text}\n")
+        with pytest.raises(ConfigError, match=message):
+            load_feeds(path)

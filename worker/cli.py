@@ -9,6 +9,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -34,6 +35,9 @@ from .settings import Settings, load_feeds
 from .store import Store, connect
 
 EXIT_CANNOT_RUN = 2
+# A burst waits for RQ retries scheduled this soon; later ones (a host's long
+# Retry-After) are left in the scheduled registry for the service to run.
+BURST_MAX_WAIT = 60
 
 
 class CannotRun(Exception):
@@ -109,6 +113,11 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout) -> dict[str, int
             continue
         if next_retry is None:
             break
+        if next_retry - time.time() > BURST_MAX_WAIT:
+            # e.g. pages held back by a host's Retry-After: they run when a worker is up then.
+            _say(f"work scheduled for {datetime.fromtimestamp(next_retry, UTC):%H:%M:%S} UTC is left for later",
+                 out)
+            break
         time.sleep(max(0.0, next_retry - time.time()) + 0.2)
     after = store.counters()
     delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
@@ -120,12 +129,14 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout) -> dict[str, int
 def _print_summary(edge: Edge, delta: dict[str, int], elapsed: float, out: TextIO) -> None:
     polled = delta.get("polls_ok", 0) + delta.get("polls_not_modified", 0) + delta.get("polls_failed", 0)
     published = delta.get("published", 0)
+    # Rate over entries handled (published or found to be duplicates): every one was fetched and extracted.
+    handled = published + delta.get("duplicates_exact", 0)
     print(
         f"feedstream: burst done in {elapsed:.1f} s: {polled} feed(s) polled "
         f"({delta.get('polls_ok', 0)} ok, {delta.get('polls_not_modified', 0)} not modified, "
         f"{delta.get('polls_failed', 0)} failed), {delta.get('entries_new', 0)} new entries, "
         f"{published} article(s) published, {delta.get('duplicates_exact', 0)} duplicate(s) skipped, "
-        f"{delta.get('fallbacks', 0)} from feed content; {published / elapsed if elapsed else 0:.1f} articles/s",
+        f"{delta.get('fallbacks', 0)} from feed content; {handled / elapsed if elapsed else 0:.1f} entries/s",
         file=out, flush=True,
     )
     for feed in edge.feeds:
@@ -214,9 +225,11 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
     for feed in edge.feeds:
         status = edge.store.feed_status(feed.name)
         next_at = due.get(feed.name)
+        if next_at is not None and not math.isfinite(next_at):
+            next_at = None  # retired: never polled again
         rows.append({
             "feed": feed.name,
-            "url": feed.url,
+            "url": status.get("url") or feed.url,
             "last_poll": status.get("last_poll"),
             "http_status": status.get("last_status"),
             "etag": status.get("etag"),
@@ -225,6 +238,12 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "consecutive_errors": int(status.get("consecutive_errors", 0)),
             "last_error": status.get("last_error"),
             "next_poll": datetime.fromtimestamp(next_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else None,
+            "interval": int(status["interval"]) if status.get("interval") else None,
+            "moved_to": status.get("moved_to"),
+            "moved_polls": int(status.get("moved_polls", 0)),
+            "adopted_url": status.get("adopted_url") if status.get("adopted_from") == feed.url else None,
+            "retired": status.get("retired"),
+            "deferred": status.get("deferred"),
         })
     return rows
 
@@ -239,6 +258,15 @@ def _print_status(rows: list[dict[str, object]], out: TextIO) -> None:
               f"{_when(row['next_poll'])}", file=out)  # type: ignore[arg-type]
         if row["last_error"]:
             print(f"{'':<20} last error: {row['last_error']}", file=out)
+        if row["retired"]:
+            print(f"{'':<20} retired (no more polls): {row['retired']}", file=out)
+        if row["moved_to"]:
+            print(f"{'':<20} moving: permanent redirect to {row['moved_to']} seen {row['moved_polls']} poll(s) "
+                  "in a row", file=out)
+        if row["adopted_url"]:
+            print(f"{'':<20} moved: now polled at {row['adopted_url']}", file=out)
+        if row["deferred"]:
+            print(f"{'':<20} deferred: {row['deferred']}", file=out)
 
 
 # -- entry point ------------------------------------------------------------------------------
@@ -286,7 +314,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             with contextlib.suppress(KeyboardInterrupt):
                 run_forever(edge.store, Queue(POLL_QUEUE, connection=edge.store.redis),
-                            [feed.name for feed in edge.feeds], stop)
+                            [feed.name for feed in edge.feeds], stop,
+                            feed_urls={feed.name: feed.url for feed in edge.feeds})
         elif args.command == "tail":
             with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
                 tail(edge.store, args.follow, args.from_start, args.n)

@@ -55,8 +55,10 @@ class FetchError(FeedstreamError):
 class NotModified(FetchError):
     """The server answered 304: what we hold is current. An outcome, not a failure."""
 
-    def __init__(self, url: str | None = None) -> None:
+    def __init__(self, url: str | None = None, redirects: tuple[tuple[int, str], ...] = ()) -> None:
         super().__init__("not modified (304)", url=url, status=304)
+        # (status, location) of each redirect followed before the 304, as in Fetched.
+        self.redirects = redirects
 
 
 class BlockedAddress(FetchError):
@@ -72,6 +74,18 @@ class DeadlineExceeded(FetchError):
 
     def __init__(self, message: str, *, url: str | None = None) -> None:
         super().__init__(message, url=url, transient=True)
+
+
+class HostDeferred(FetchError):
+    """Not fetched: the host asked us to wait (Retry-After) or has no free slot. Try at ``until``."""
+
+    def __init__(self, message: str, *, url: str | None = None, until: float) -> None:
+        super().__init__(message, url=url, transient=True)
+        self.until = until
+
+
+class RobotsDisallowed(FetchError):
+    """The host's robots.txt does not allow us to fetch this page."""
 
 
 class ParseError(FeedstreamError):

@@ -1,7 +1,7 @@
 """Page HTML -> article text and metadata: trafilatura, then the clean-up it leaves undone.
 
-Pure: bytes/str in, data out; no I/O, no settings. Imports only ``models`` and
-``errors`` of ours.
+Pure: bytes/str in, data out; no I/O, no settings. Imports only ``models``,
+``errors`` and ``pagemeta`` of ours.
 
 Text format (``Extracted.text`` and :func:`text_from_html_fragment`): the article
 body alone, one paragraph per block (trafilatura's text lines: paragraphs,
@@ -18,13 +18,14 @@ text; "Read more"/"Related:" lines; a trailing related-articles list.
 contract promises. A page that states only a day gives midnight UTC of that day
 (``2026-11-23T00:00:00Z``), and a time without an offset is taken as UTC: one
 format for consumers to parse and sort, at the cost of implying a precision the
-page did not give. Callers prefer the feed's own date when it has one.
+page did not give. The page's declared date comes first, the feed's next.
 
-Speed: trafilatura parses the page once; everything this module adds reads the
-raw string with bounded regular expressions (no second parse, no tree copy: lxml
-copies a tree slower than it parses one). The metadata pass itself
-(``with_metadata=True``) is trafilatura's and costs about 0.3x of
-``trafilatura.extract()``; see ``bench/extraction.py``.
+Speed: the page is parsed once; metadata is read off that tree by ``pagemeta``
+before the extraction prunes it (trafilatura's own ``with_metadata=True`` pass
+costs about half an extraction again, mostly for searches a feed makes needless),
+and everything else this module adds reads the raw string with bounded regular
+expressions (no second parse, no tree copy: lxml copies a tree slower than it
+parses one); see ``bench/extraction.py``.
 """
 
 from __future__ import annotations
@@ -36,16 +37,18 @@ import re
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from typing import Any
 
 import lxml.etree
 import lxml.html
 import trafilatura
+from trafilatura.utils import load_html
 
 from .errors import ExtractError
 from .models import Extracted
+from .pagemeta import page_metadata
 
-__all__ = ["clean_paragraphs", "decode_html", "extract_article", "text_from_html_fragment"]
+__all__ = ["clean_paragraphs", "decode_html", "extract_article", "text_from_html_fragment", "warm_up"]
 
 # Exceptions that malformed input can provoke inside trafilatura/lxml/htmldate.
 # Deliberately not bare ``Exception``: a job-timeout exception raised by the worker
@@ -621,52 +624,30 @@ _langid_lock = threading.Lock()
 _langid_identifier = None
 
 
-def _detect_language(text: str) -> str | None:
-    """2-letter code of the text's language via py3langid, or None when unsure/too short."""
-    if len(text) < _LANGID_MIN_CHARS:
-        return None
+def warm_up() -> None:
+    """Load the language model now; a parent process calls it before forking its workers so they share it."""
+    _language_identifier()
+
+
+def _language_identifier() -> Any:
     global _langid_identifier
-    with _langid_lock:  # the model takes ~0.2 s to load; load it once, on first need
+    with _langid_lock:  # the model takes ~0.2-0.6 s to load; load it once, on first need
         if _langid_identifier is None:
             from py3langid.langid import MODEL_FILE, LanguageIdentifier
 
             _langid_identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    return _langid_identifier
+
+
+def _detect_language(text: str) -> str | None:
+    """2-letter code of the text's language via py3langid, or None when unsure/too short."""
+    if len(text) < _LANGID_MIN_CHARS:
+        return None
     try:
-        code, confidence = _langid_identifier.classify(text[:_LANGID_SAMPLE_CHARS])
+        code, confidence = _language_identifier().classify(text[:_LANGID_SAMPLE_CHARS])
     except _INPUT_ERRORS:
         return None
     return _language_code(code) if confidence >= _LANGID_MIN_CONFIDENCE else None
-
-
-# --------------------------------------------------------------------------------------
-# dates
-
-# Ask htmldate (via trafilatura) for the time and offset too, not just the day.
-_DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
-
-
-def _date_params() -> dict[str, object]:
-    # trafilatura's own defaults (settings.set_date_params), plus the output format
-    return {
-        "original_date": True,
-        "extensive_search": True,
-        "max_date": datetime.now().astimezone().strftime("%Y-%m-%d"),
-        "outputformat": _DATE_FORMAT,
-    }
-
-
-def _iso_utc(value: str | None) -> str | None:
-    """htmldate's date -> "YYYY-MM-DDTHH:MM:SSZ" (naive times and bare days as UTC)."""
-    if not value:
-        return None
-    for pattern in (_DATE_FORMAT, "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"):
-        try:
-            moment = datetime.strptime(value.strip(), pattern)
-        except ValueError:
-            continue
-        moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-        return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return None
 
 
 # --------------------------------------------------------------------------------------
@@ -689,21 +670,30 @@ def _split_tags(tags: Iterable[str]) -> list[str]:
 
 
 def extract_article(
-    html: str, *, url: str, entry_title: str | None = None, entry_tags: Sequence[str] = ()
+    html: str,
+    *,
+    url: str,
+    entry_title: str | None = None,
+    entry_tags: Sequence[str] = (),
+    entry_author: str | None = None,
+    entry_published: str | None = None,
 ) -> Extracted:
     """A page's HTML (str) -> its article text and metadata.
 
-    ``trafilatura.bare_extraction(html, url=url, include_comments=False,
-    favor_precision=True, with_metadata=True)``, then :func:`clean_paragraphs`
-    with the page's title (and ``entry_title`` and the page's h1 as other forms)
-    and labels from ``entry_tags``, the page's categories (article:section, ...)
-    and breadcrumbs.
+    The page is parsed once (trafilatura's ``load_html``); :func:`pagemeta.page_metadata`
+    reads the metadata off that tree, then ``trafilatura.bare_extraction(tree,
+    include_comments=False, favor_precision=True)`` extracts the body, and
+    :func:`clean_paragraphs` removes what it leaves, with the page's title (and
+    ``entry_title`` and the page's h1 as other forms) and labels from ``entry_tags``,
+    the page's categories and breadcrumbs.
 
-    Metadata: title (page, else ``entry_title``), author, published (ISO 8601 UTC,
-    see the module docstring), language (declared ``<html lang>``/og:locale/
-    content-language as a 2-letter code, else detected from the text when at
-    least 200 characters, else None), canonical_url (rel=canonical/og:url, else
-    ``url``), sitename, description, image, categories, tags.
+    Metadata: title (page, else ``entry_title``), author (page meta/JSON-LD, else a
+    byline search only when ``entry_author`` is None), published (the date the page
+    declares, ISO 8601 UTC; htmldate's search only when ``entry_published`` is None),
+    language (declared ``<html lang>``/og:locale/content-language as a 2-letter code,
+    else detected from the text when at least 200 characters, else None),
+    canonical_url (rel=canonical/og:url, else ``url``), sitename, description, image,
+    categories, tags.
 
     Raises :class:`ExtractError` when the page has no usable article text, and
     nothing else on any input (trafilatura/lxml failures are wrapped).
@@ -713,28 +703,29 @@ def extract_article(
     if not html.strip():
         raise ExtractError("no article text found (empty page)")
     try:
-        document = trafilatura.bare_extraction(
-            html,
-            url=url,
-            include_comments=False,
-            favor_precision=True,
-            with_metadata=True,
-            date_extraction_params=_date_params(),
-        )
+        tree = load_html(html)
+        if tree is None:
+            raise ExtractError("no article text found (not HTML)")
+        meta = page_metadata(tree, html, url=url, need_author=not entry_author, need_date=not entry_published)
         hints = _page_hints(html)
+        # after the metadata: the extraction prunes the tree in place
+        document = trafilatura.bare_extraction(
+            tree, url=url, include_comments=False, favor_precision=True, with_metadata=False
+        )
     except _INPUT_ERRORS as exc:
         raise ExtractError(f"trafilatura failed: {type(exc).__name__}: {exc}") from exc
     if document is None or not document.text:
         raise ExtractError("no article text found")
 
-    title = " ".join((document.title or "").split()) or " ".join((entry_title or "").split())
-    categories = list(dict.fromkeys(c.strip() for c in document.categories or [] if c and c.strip()))
-    tags = _split_tags(document.tags or [])
+    title = meta.title or " ".join((entry_title or "").split())
+    categories = list(dict.fromkeys(c.strip() for c in meta.categories if c and c.strip()))
+    tags = _split_tags(meta.tags)
     labels = [*entry_tags, *categories, *tags, *hints.crumbs]
     alt_titles = [t for t in (entry_title, hints.h1) if t]
+    author = meta.author or entry_author
     paragraphs = clean_paragraphs(
         document.text.split("\n"), title=title, labels=labels, alt_titles=alt_titles,
-        authors=[a.strip() for a in (document.author or "").split(";")],
+        authors=[a.strip() for a in (author or "").split(";")],
     )
     text = "\n\n".join(paragraphs)
     if not _usable(text):
@@ -743,13 +734,13 @@ def extract_article(
     return Extracted(
         title=title,
         text=text,
-        author=document.author or None,
-        published=_iso_utc(document.date),
+        author=meta.author,
+        published=meta.published,
         language=hints.language or _detect_language(text),
-        canonical_url=document.url or url or None,
-        sitename=document.sitename or None,
-        description=document.description or None,
-        image=document.image or None,
+        canonical_url=meta.url or url or None,
+        sitename=meta.sitename,
+        description=meta.description,
+        image=meta.image,
         categories=categories,
         tags=tags,
     )

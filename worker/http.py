@@ -467,7 +467,7 @@ class HttpClient:
                         raise FetchError(f"too many redirects ({len(redirects)}) from {url}", url=url)
                     continue
                 if status == 304:
-                    raise NotModified(current)
+                    raise NotModified(current, tuple(redirects))
                 if not 200 <= status < 300:
                     raise self._status_error(response, current)
                 body = self._read_body(response, fetch, current)

@@ -11,23 +11,27 @@ import logging
 import random
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 
 from .dedupe import article_id, canonical_url, guid_key, same_site, text_key, url_key
-from .errors import ExtractError, FetchError, NotModified, ParseError
+from .errors import ExtractError, FetchError, HostDeferred, NotModified, ParseError
 from .extract import decode_html, extract_article, text_from_html_fragment
 from .feeds import parse_feed
 from .http import HttpClient
 from .minhash import PERMUTATIONS, THRESHOLD, signature
-from .models import Article, Entry, Feed
+from .models import Article, Entry, Feed, Fetched
+from .polite import PoliteFetcher, host_of
+from .schedule import Limits, backoff_interval, cache_max_age, next_interval, permanent_target, rhythm_interval
 from .settings import Settings, load_feeds
 from .store import NearKey, Store, connect
 
+T = TypeVar("T")
 log = logging.getLogger("feedstream.jobs")
 
 POLL_QUEUE = "poll"
@@ -35,15 +39,19 @@ EXTRACT_QUEUE = "extract"
 # Articles per extract job: large enough that RQ's per-job cost (a few Redis round
 # trips) is small next to extraction, small enough that a retry redoes little.
 EXTRACT_BATCH = 8
+# Page downloads in flight per extract job; a batch's pages (at most EXTRACT_BATCH bodies,
+# each under the size cap) may be held in memory at once.
+PAGE_PREFETCH = 3
+POLL_BATCH = 16
+POLL_THREADS = 8
 POLL_TIMEOUT = 120
-MAX_BACKOFF = 6 * 3600
-# A server's Retry-After is honoured up to a day; beyond that it is more likely a
-# mistake than a plan, and the feed would silently stop.
-MAX_RETRY_AFTER = 24 * 3600
+# Each poll ends within its HTTP deadline; a batch runs POLL_THREADS at a time.
+POLL_BATCH_TIMEOUT = POLL_TIMEOUT + 60
 FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, "
     "text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
+RETIRED_FIELDS = ("retired", "retired_url", "retired_at")
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 
 
@@ -57,6 +65,7 @@ class Context:
     http: HttpClient
     poll_queue: Queue
     extract_queue: Queue
+    fetcher: PoliteFetcher
 
     @classmethod
     def build(cls, settings: Settings, redis_url: str) -> Context:
@@ -64,8 +73,11 @@ class Context:
         client = connect(redis_url)
         feeds = {feed.name: feed for feed in load_feeds(settings.feeds_path)}
         store = Store(client, **settings.store_options())
-        return cls(settings, feeds, store, HttpClient(settings.http),
-                   Queue(POLL_QUEUE, connection=client), Queue(EXTRACT_QUEUE, connection=client))
+        http = HttpClient(settings.http)
+        fetcher = PoliteFetcher(http, store, host_concurrency=settings.host_concurrency,
+                                robots=settings.robots, robots_ttl=settings.robots_ttl)
+        return cls(settings, feeds, store, http,
+                   Queue(POLL_QUEUE, connection=client), Queue(EXTRACT_QUEUE, connection=client), fetcher)
 
 
 _context: Context | None = None
@@ -107,7 +119,28 @@ def enqueue_poll(queue: Queue, feed_name: str) -> bool:
     return True
 
 
-def _batches(items: Sequence[Entry], size: int) -> Iterator[Sequence[Entry]]:
+def enqueue_polls(queue: Queue, feed_names: Sequence[str]) -> int:
+    """Queue polls of many due feeds, POLL_BATCH per job, in one round trip; returns the jobs queued.
+
+    One job per feed would spend more on RQ's own bookkeeping (~25 Redis commands
+    per job) than a 304 poll costs; :func:`poll_feeds` keeps a feed from being
+    polled twice at once with a per-feed lock instead of RQ's unique job id.
+    """
+    jobs = [
+        Queue.prepare_data(
+            poll_feeds, args=(list(batch),), timeout=POLL_BATCH_TIMEOUT, result_ttl=0, failure_ttl=60,
+            description=f"poll {len(batch)} feed(s): {', '.join(batch[:3])}{', ...' if len(batch) > 3 else ''}",
+        )
+        for batch in _batches(list(feed_names), POLL_BATCH)
+    ]
+    if jobs:
+        with queue.connection.pipeline() as pipe:
+            queue.enqueue_many(jobs, pipeline=pipe)
+            pipe.execute()
+    return len(jobs)
+
+
+def _batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     for start in range(0, len(items), size):
         yield items[start:start + size]
 
@@ -120,7 +153,7 @@ def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
             extract_entries,
             args=([entry.to_dict() for entry in batch],),
             timeout=int(len(batch) * (deadline + 10) + 30),
-            result_ttl=3600,
+            result_ttl=0,  # a finished batch leaves nothing behind: its counts are in the counters
             failure_ttl=7 * 86400,
             # A crashed or killed worker counts against these too (RQ retries abandoned jobs),
             # so there are enough that a few crashes in a row still publish the batch. The first
@@ -140,9 +173,55 @@ def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
 
 # -- poll ---------------------------------------------------------------------------
 
-def _next_poll_after_error(feed: Feed, errors: int, retry_after: float | None) -> float:
-    backoff = min(feed.interval * (2 ** max(errors - 1, 0)), MAX_BACKOFF) * random.uniform(0.9, 1.1)
-    return max(backoff, min(retry_after or 0.0, MAX_RETRY_AFTER))
+def _limits(settings: Settings, feed: Feed) -> Limits:
+    low = feed.min_interval or settings.min_interval
+    high = max(feed.max_interval or settings.max_interval, low)
+    return Limits(min_interval=low, max_interval=high, fallback=feed.interval,
+                  max_backoff=max(settings.max_backoff, low))
+
+
+def _poll_url(feed: Feed, status: dict[str, str]) -> str:
+    """The URL to poll: an adopted permanent redirect's, while the configured URL is unchanged."""
+    if status.get("adopted_url") and status.get("adopted_from") == feed.url:
+        return status["adopted_url"]
+    return feed.url
+
+
+def _track_redirect(context: Context, feed: Feed, status: dict[str, str], url: str,
+                    redirects: tuple[tuple[int, str], ...], fields: dict[str, str | int | float]) -> list[str]:
+    """Record a permanent redirect seen by this poll; adopt its target once it has held long enough.
+
+    Adds to ``fields`` what to store; returns the status fields to clear.
+    """
+    target = permanent_target(redirects)
+    if target is None or target == url:
+        return ["moved_to", "moved_polls"]
+    held = int(status.get("moved_polls", "0")) + 1 if status.get("moved_to") == target else 1
+    if held >= context.settings.redirect_adopt_after:
+        fields.update({"adopted_url": target, "adopted_from": feed.url, "adopted_at": fields["last_poll"]})
+        log.info("%s: moved permanently to %s (seen %d polls in a row): adopted", feed.name, target, held)
+        return ["moved_to", "moved_polls"]
+    fields.update({"moved_to": target, "moved_polls": held})
+    return []
+
+
+def poll_feeds(feed_names: list[str]) -> list[dict[str, Any]]:
+    """Poll several feeds at once (threads: the waits overlap); skips any another poll holds."""
+    store = current_context().store
+    held = store.acquire_polls(feed_names, POLL_BATCH_TIMEOUT + 30)
+    try:
+        with ThreadPoolExecutor(max_workers=POLL_THREADS, thread_name_prefix="poll") as pool:
+            return list(pool.map(_poll_one, held))
+    finally:
+        store.release_polls(held)
+
+
+def _poll_one(feed_name: str) -> dict[str, Any]:
+    try:
+        return poll_feed(feed_name)
+    except Exception as exc:  # one feed's bug must not cost the others in the batch their poll
+        log.exception("polling %s", feed_name)
+        return {"feed": feed_name, "outcome": f"poll: unexpected {type(exc).__name__}: {exc}"}
 
 
 def poll_feed(feed_name: str) -> dict[str, Any]:
@@ -153,23 +232,48 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
     if feed is None:
         return {"feed": feed_name, "outcome": "unknown feed (removed from the feeds file?)"}
     now = time.time()
+    status = store.feed_status(feed.name)
+    url = _poll_url(feed, status)
+    if status.get("retired") and status.get("retired_url") == url:
+        store.retire(feed.name, {})
+        return {"feed": feed.name, "outcome": "retired"}
+    limits = _limits(context.settings, feed)
     etag, last_modified = store.validators(feed.name)
-    base = {"url": feed.url, "last_poll": _iso(now)}
+    base: dict[str, str | int | float] = {"url": url, "last_poll": _iso(now)}
     try:
-        fetched = context.http.get(feed.url, etag=etag, last_modified=last_modified, accept=FEED_ACCEPT)
+        fetched = context.fetcher.get(url, etag=etag, last_modified=last_modified, accept=FEED_ACCEPT)
         parsed = parse_feed(fetched.body, url=fetched.url, headers=fetched.headers)
-    except NotModified:
-        store.record_poll(feed.name, {**base, "last_status": 304, "last_success": _iso(now),
-                                      "last_new": 0}, error=False)
-        store.schedule(feed.name, now + feed.interval)
+    except HostDeferred as exc:
+        # Not the feed's fault: no error counted, just a later slot.
+        at = exc.until + random.uniform(0, 5)
+        store.record_deferral(feed.name, {"deferred": str(exc), "next_poll": _iso(at)})
+        store.schedule(feed.name, at)
+        store.count({"polls_deferred": 1})
+        return {"feed": feed.name, "outcome": str(exc)}
+    except NotModified as exc:
+        fields = {**base, "last_status": 304, "last_success": _iso(now), "last_new": 0}
+        clear = _track_redirect(context, feed, status, url, exc.redirects, fields)
+        interval = int(status.get("interval") or rhythm_interval([], now, limits))
+        interval = min(max(interval, limits.min_interval), limits.max_interval)
+        fields["next_poll"] = _iso(now + interval)
+        store.record_poll(feed.name, fields, error=False, clear=[*clear, *RETIRED_FIELDS, "deferred"])
+        store.schedule(feed.name, now + interval)
         store.count({"polls_not_modified": 1})
         return {"feed": feed.name, "outcome": "not modified"}
     except (FetchError, ParseError) as exc:
-        errors = int(store.feed_status(feed.name).get("consecutive_errors", "0")) + 1
-        status = getattr(exc, "status", None)
-        delay = _next_poll_after_error(feed, errors, getattr(exc, "retry_after", None))
-        store.record_poll(feed.name, {**base, "last_status": status or "error", "last_error": str(exc),
-                                      "next_poll": _iso(now + delay)}, error=True)
+        http_status = getattr(exc, "status", None)
+        if http_status == 410:
+            store.record_poll(feed.name, {**base, "last_status": 410, "last_error": str(exc),
+                                          "retired": f"gone: {exc}", "retired_url": url, "retired_at": _iso(now)},
+                              error=True)
+            store.retire(feed.name, {})
+            store.count({"polls_failed": 1, "feeds_retired": 1})
+            log.warning("%s: retired: %s", feed.name, exc)
+            return {"feed": feed.name, "outcome": f"retired: {exc}"}
+        errors = int(status.get("consecutive_errors", "0")) + 1
+        delay = backoff_interval(limits, errors, getattr(exc, "retry_after", None))
+        store.record_poll(feed.name, {**base, "last_status": http_status or "error", "last_error": str(exc),
+                                      "next_poll": _iso(now + delay)}, error=True, clear=["deferred"])
         store.schedule(feed.name, now + delay)
         store.count({"polls_failed": 1})
         log.warning("%s: %s", feed.name, exc)
@@ -185,18 +289,22 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
     # them on the next poll, and the publish claim keeps that from doubling.
     enqueue_extracts(context, new)
     store.mark_seen(feed.name, keys, now)
+    interval = next_interval([entry.published for entry in entries], now, limits,
+                             max_age=cache_max_age(fetched.headers), ttl_minutes=parsed.ttl_minutes)
     fields: dict[str, str | int | float] = {
         **base, "last_status": fetched.status, "last_success": _iso(now), "last_new": len(new),
-        "next_poll": _iso(now + feed.interval), "title": parsed.title or "",
+        "next_poll": _iso(now + interval), "interval": interval, "title": parsed.title or "",
     }
+    clear = _track_redirect(context, feed, status, url, fetched.redirects, fields)
     if parsed.warning:
         fields["last_warning"] = f"parse: {parsed.warning}"
     fields.update({k: v for k, v in (("etag", fetched.etag), ("last_modified", fetched.last_modified)) if v})
     store.record_poll(feed.name, fields, error=False,
-                      clear=[k for k, v in (("etag", fetched.etag), ("last_modified", fetched.last_modified),
-                                            ("last_warning", parsed.warning)) if not v])
+                      clear=[*clear, *RETIRED_FIELDS, "deferred",
+                             *(k for k, v in (("etag", fetched.etag), ("last_modified", fetched.last_modified),
+                                              ("last_warning", parsed.warning)) if not v)])
     store.add_feed_count(feed.name, "entries_seen", len(new))
-    store.schedule(feed.name, now + feed.interval)
+    store.schedule(feed.name, now + interval)
     store.count({"polls_ok": 1, "entries_new": len(new)})
     return {"feed": feed.name, "outcome": "ok", "entries": len(entries), "new": len(new)}
 
@@ -207,15 +315,19 @@ class PagesUnavailable(Exception):
     """Some pages failed for reasons that may pass; RQ retries the job (published ones are skipped)."""
 
 
-def _article_from_page(context: Context, entry: Entry) -> tuple[Article, str | None]:
+def _fetch_page(context: Context, entry: Entry) -> Fetched:
+    return context.fetcher.get(entry.url, accept=PAGE_ACCEPT, page=True)
+
+
+def _article_from_page(entry: Entry, fetched: Fetched) -> tuple[Article, str | None]:
     """The article from its page, and the page's own canonical link when it names one on the same site."""
-    fetched = context.http.get(entry.url, accept=PAGE_ACCEPT)
     html = decode_html(fetched.body, fetched.content_type)
-    page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags)
+    page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags,
+                           entry_author=entry.author, entry_published=entry.published)
     url = canonical_url(fetched.url)
     article = Article(
         id=article_id(url), url=url, title=page.title or entry.title, text=page.text, feed=entry.feed,
-        published=entry.published or page.published, author=page.author or entry.author,
+        published=page.published or entry.published, author=page.author or entry.author,
         language=page.language, guid=entry.guid, tags=entry.tags, extraction="page",
     )
     # A page's rel=canonical/og:url is another name for the same article, but only
@@ -243,6 +355,39 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
     )
 
 
+def _article_or_reason(
+    entry: Entry, download: Future[Fetched] | None, final_attempt: bool
+) -> tuple[Article | None, str | None, bool, str | None]:
+    """(article from the page, or None and why not, whether to retry the page later, the page's own
+    same-site canonical link)."""
+    if download is None:  # the feed is configured to publish its own content
+        return None, None, False, None
+    try:
+        article, own_canonical = _article_from_page(entry, download.result())
+        return article, None, False, own_canonical
+    except HostDeferred:
+        raise  # the caller queues the entry again for when the host lets us back
+    except FetchError as exc:
+        return None, str(exc), exc.transient and not final_attempt, None
+    except ExtractError as exc:
+        return None, str(exc), False, None
+    except Exception as exc:  # a bug or a pathological page must not lose the entry
+        log.exception("extracting %s", entry.url)
+        return None, f"extract: unexpected {type(exc).__name__}: {exc}", False, None
+
+
+def _hold_extracts(context: Context, entries: list[dict[str, Any]], until: float) -> None:
+    """Queue entries again for when their host lets us back (RQ's scheduler moves the job at ``until``)."""
+    deadline = context.settings.http.deadline
+    hosts = sorted({host_of(raw.get("url", "")) for raw in entries})
+    context.extract_queue.enqueue_at(
+        datetime.fromtimestamp(until + random.uniform(0, 5), UTC), extract_entries, entries,
+        job_timeout=int(len(entries) * (deadline + 10) + 30), result_ttl=0, failure_ttl=7 * 86400,
+        retry=Retry(max=2, interval=[5, 30]),
+        description=f"extract {len(entries)} held back by {', '.join(hosts)[:80]}",
+    )
+
+
 def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     """Fetch, extract and publish each entry exactly once; fall back to the feed's content."""
     context = current_context()
@@ -250,50 +395,60 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     final_attempt = job is None or not job.retries_left
     counts = {"published": 0, "already": 0, "duplicates": 0, "near_duplicates": 0, "fallbacks": 0, "deferred": 0}
     deferred: list[str] = []
-    for raw in entries:
-        entry = Entry.from_dict(raw)
-        entry_key = url_key(entry.url)
-        if context.store.published_id(entry_key):
-            counts["already"] += 1
-            continue
-        feed = context.feeds.get(entry.feed)
-        reason: str | None = None
-        article: Article | None = None
-        page_canonical: str | None = None
-        if feed is None or feed.full_text:
-            try:
-                article, page_canonical = _article_from_page(context, entry)
-            except FetchError as exc:
-                if exc.transient and not final_attempt:
-                    deferred.append(f"{entry.url}: {exc}")
-                    continue
-                reason = str(exc)
-            except ExtractError as exc:
-                reason = str(exc)
-            except Exception as exc:  # a bug or a pathological page must not lose the entry
-                log.exception("extracting %s", entry.url)
-                reason = f"extract: unexpected {type(exc).__name__}: {exc}"
-        if article is None:
-            article = _article_from_feed(entry, reason)
-            counts["fallbacks"] += 1
-        keys = [url_key(article.url), entry_key]
-        if page_canonical:
-            keys.append(url_key(page_canonical))
-        keys = list(dict.fromkeys(keys))
-        article.fetched_at = _iso(time.time())
-        near = near_key(article.text) if context.settings.near_duplicates != "off" else None
-        result = context.store.publish(article, url_keys=keys, text_key=text_key(article.text), near=near)
-        if result.outcome == "published":
-            counts["published"] += 1
-            if result.duplicate_of:
-                counts["near_duplicates"] += 1
-        elif result.outcome == "near_dropped":
-            counts["near_duplicates"] += 1
-        elif result.outcome == "already":
+    pending: list[tuple[Entry, str]] = []
+    held: list[dict[str, Any]] = []  # entries whose host asked us to wait: queued again for later
+    held_until = 0.0
+    batch = [Entry.from_dict(raw) for raw in entries]
+    keys = [url_key(entry.url) for entry in batch]
+    for entry, entry_key, owner in zip(batch, keys, context.store.published_ids(keys), strict=True):
+        if owner:
             counts["already"] += 1
         else:
-            counts["duplicates"] += 1
-    context.store.count({"fallbacks": counts["fallbacks"], "retried_pages": len(deferred)})
+            pending.append((entry, entry_key))
+    # Pages download in background threads while this one extracts: the network wait
+    # hides behind the CPU-bound extraction instead of idling the core (issue 7).
+    with ThreadPoolExecutor(max_workers=PAGE_PREFETCH, thread_name_prefix="prefetch") as fetcher:
+        downloads = {
+            entry_key: fetcher.submit(_fetch_page, context, entry)
+            for entry, entry_key in pending
+            if (feed := context.feeds.get(entry.feed)) is None or feed.full_text
+        }
+        for entry, entry_key in pending:
+            try:
+                article, reason, transient, page_canonical = _article_or_reason(
+                    entry, downloads.get(entry_key), final_attempt)
+            except HostDeferred as exc:
+                held.append(entry.to_dict())
+                held_until = max(held_until, exc.until)
+                continue
+            if transient:
+                deferred.append(f"{entry.url}: {reason}")
+                continue
+            if article is None:
+                article = _article_from_feed(entry, reason)
+                counts["fallbacks"] += 1
+            claims = [url_key(article.url), entry_key]
+            if page_canonical:
+                claims.append(url_key(page_canonical))
+            article.fetched_at = _iso(time.time())
+            near = near_key(article.text) if context.settings.near_duplicates != "off" else None
+            result = context.store.publish(article, url_keys=list(dict.fromkeys(claims)),
+                                           text_key=text_key(article.text), near=near)
+            if result.outcome == "published":
+                counts["published"] += 1
+                if result.duplicate_of:
+                    counts["near_duplicates"] += 1
+            elif result.outcome == "near_dropped":
+                counts["near_duplicates"] += 1
+            elif result.outcome == "already":
+                counts["already"] += 1
+            else:
+                counts["duplicates"] += 1
+    if held:
+        _hold_extracts(context, held, held_until)
+        counts["held"] = len(held)
+    context.store.count({"fallbacks": counts["fallbacks"], "retried_pages": len(deferred),
+                         "held_pages": len(held)})
     if deferred:
         counts["deferred"] = len(deferred)
         raise PagesUnavailable(f"fetch: {len(deferred)} page(s) will be retried: " + "; ".join(deferred[:3]))

@@ -22,6 +22,9 @@ class Feed:
     interval: int = 900  # seconds between polls
     full_text: bool = True  # fetch each article's page; False publishes the feed's own content
     tags: tuple[str, ...] = ()
+    # Bounds of the adaptive schedule for this feed; None: the global defaults.
+    min_interval: int | None = None
+    max_interval: int | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,9 @@ class Entry:
     title: str = ""
     author: str | None = None
     published: str | None = None  # ISO 8601 UTC
-    content_html: str | None = None  # the feed's full content (content:encoded, atom:content)
+    # The feed's full content (content:encoded, atom:content) and summary, as the feed
+    # gave them: unsanitised, so turned into text (never passed on as HTML).
+    content_html: str | None = None
     summary_html: str | None = None
     tags: list[str] = field(default_factory=list)
     feed: str = ""

@@ -19,6 +19,7 @@ from rq.registry import ScheduledJobRegistry, StartedJobRegistry
 from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
+from .extract import warm_up
 from .jobs import EXTRACT_QUEUE, POLL_QUEUE
 
 QUEUES = [POLL_QUEUE, EXTRACT_QUEUE]  # polls first: they are cheap and keep the schedule
@@ -88,6 +89,7 @@ class FeedstreamWorker(SimpleWorker):
 
 def run_pool(connection: Redis, processes: int, *, burst: bool, logging_level: str = "INFO") -> None:
     """Run ``processes`` workers on our queues until stopped (or, with burst, until idle)."""
+    warm_up()  # workers are forked from here: they share the loaded model instead of each loading it
     pool = WorkerPool(QUEUES, connection=connection, num_workers=processes, worker_class=FeedstreamWorker)
     pool.start(burst=burst, logging_level=logging_level)
 

@@ -2,10 +2,12 @@
 
 Each feed's next poll time lives in a Redis sorted set. A tick claims the due
 feeds atomically (their slot moves on by a lease in the same Lua step), then
-queues one poll per feed under RQ's unique job id ``poll-<name>``, so:
+queues their polls, several feeds per RQ job (``jobs.enqueue_polls``), so:
 
 - any number of scheduler processes may run: a slot is claimed once;
-- a feed never has two polls in flight: RQ refuses a second job with that id;
+- a feed never has two polls in flight: a poll holds a per-feed lock in Redis
+  (``Store.acquire_polls``) and a second one skips the feed (``feedstream run
+  --burst`` queues single polls under RQ's unique job id ``poll-<name>``);
 - a poll that dies is retried when its lease runs out.
 
 RQ's own ``rq cron`` runs fixed intervals and has no leader election (two cron
@@ -18,32 +20,39 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from rq import Queue
 
-from .jobs import POLL_TIMEOUT, enqueue_poll
+from .jobs import POLL_BATCH_TIMEOUT, enqueue_polls
 from .store import Store
 
 log = logging.getLogger("feedstream.scheduler")
 
-LEASE_SECONDS = POLL_TIMEOUT + 180
+LEASE_SECONDS = POLL_BATCH_TIMEOUT + 180
 TICK_SECONDS = 1.0
 
 
 def tick(store: Store, poll_queue: Queue, now: float | None = None) -> list[str]:
     """Queue polls for every feed that is due; returns the names queued."""
     now = time.time() if now is None else now
-    queued = [name for name in store.claim_due(now, LEASE_SECONDS) if enqueue_poll(poll_queue, name)]
+    queued = store.claim_due(now, LEASE_SECONDS)
+    enqueue_polls(poll_queue, queued)
     store.beat("scheduler", now)
     return queued
 
 
 def run_forever(store: Store, poll_queue: Queue, feed_names: list[str],
-                stop: threading.Event | None = None, on_tick: Callable[[list[str]], None] | None = None) -> None:
-    """Keep the due set in line with the feeds file, then tick until ``stop`` is set."""
+                stop: threading.Event | None = None, on_tick: Callable[[list[str]], None] | None = None,
+                feed_urls: Mapping[str, str] | None = None) -> None:
+    """Keep the due set in line with the feeds file, then tick until ``stop`` is set.
+
+    ``feed_urls`` (name -> configured URL) lets a retired feed whose URL was edited come back.
+    """
     stop = stop or threading.Event()
     store.sync_feeds(feed_names, time.time())
+    if feed_urls:
+        store.revive(feed_urls, time.time())
     while not stop.is_set():
         queued = tick(store, poll_queue)
         if queued:

@@ -77,6 +77,16 @@ class Settings:
     stream_maxlen: int = 100_000
     # How long URL, GUID and text claims are remembered for deduplication.
     dedupe_days: int = 90
+    # Politeness and schedule (issue 3): the adaptive interval's global bounds, the
+    # cap on error backoff, requests in flight per host across all workers, robots.txt.
+    min_interval: int = 300
+    max_interval: int = 86400
+    max_backoff: int = 6 * 3600
+    host_concurrency: int = 2
+    robots: bool = True
+    robots_ttl: int = 86400
+    # Polls in a row that must see the same permanent redirect before the feed moves.
+    redirect_adopt_after: int = 3
     # Near-duplicates across publishers: "mark" publishes a copy with duplicate_of/cluster,
     # "drop" does not publish it (but counts it), "off" skips the check.
     near_duplicates: str = "mark"
@@ -114,7 +124,24 @@ class Settings:
             stream_maxlen=int(_number(env, "FEEDSTREAM_STREAM_MAXLEN", 100_000, 0)),
             near_duplicates=_choice(env, "FEEDSTREAM_NEAR_DUPLICATES", ("mark", "drop", "off"), "mark"),
             near_window_days=_number(env, "FEEDSTREAM_NEAR_WINDOW_DAYS", 30.0, 0.001),
+            **_politeness(env),
         )
+
+
+def _politeness(env: Mapping[str, str]) -> dict[str, Any]:
+    min_interval = int(_number(env, "FEEDSTREAM_MIN_INTERVAL", 300, MIN_INTERVAL))
+    max_interval = int(_number(env, "FEEDSTREAM_MAX_INTERVAL", 86400, MIN_INTERVAL))
+    if max_interval < min_interval:
+        raise ConfigError(f"FEEDSTREAM_MAX_INTERVAL ({max_interval}) is below FEEDSTREAM_MIN_INTERVAL ({min_interval})")
+    return {
+        "min_interval": min_interval,
+        "max_interval": max_interval,
+        "max_backoff": int(_number(env, "FEEDSTREAM_MAX_BACKOFF", 6 * 3600, MIN_INTERVAL)),
+        "host_concurrency": int(_number(env, "FEEDSTREAM_HOST_CONCURRENCY", 2, 1)),
+        "robots": _flag(env, "FEEDSTREAM_ROBOTS", True),
+        "robots_ttl": int(_number(env, "FEEDSTREAM_ROBOTS_TTL", 86400, 60)),
+        "redirect_adopt_after": int(_number(env, "FEEDSTREAM_REDIRECT_ADOPT_AFTER", 3, 1)),
+    }
 
 
 def load_feeds(path: Path) -> list[Feed]:
@@ -144,7 +171,7 @@ def load_feeds(path: Path) -> list[Feed]:
 def _feed_from_table(table: Any, where: str) -> Feed:
     if not isinstance(table, dict):
         raise ConfigError(f"{where} is not a table")
-    known = {"name", "url", "interval", "full_text", "tags"}
+    known = {"name", "url", "interval", "full_text", "tags", "min_interval", "max_interval"}
     unknown = sorted(set(table) - known)
     if unknown:
         raise ConfigError(f"{where} has unknown keys: {', '.join(unknown)}")
@@ -162,4 +189,14 @@ def _feed_from_table(table: Any, where: str) -> Feed:
     tags = table.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise ConfigError(f"{where} ({name}): tags must be a list of strings")
-    return Feed(name=name, url=url, interval=interval, full_text=full_text, tags=tuple(tags))
+    bounds: dict[str, int] = {}
+    for key in ("min_interval", "max_interval"):
+        value = table.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, int) or isinstance(value, bool) or value < MIN_INTERVAL:
+            raise ConfigError(f"{where} ({name}): {key} must be whole seconds >= {MIN_INTERVAL}")
+        bounds[key] = value
+    if bounds.get("max_interval", 1 << 62) < bounds.get("min_interval", 0):
+        raise ConfigError(f"{where} ({name}): max_interval is below min_interval")
+    return Feed(name=name, url=url, interval=interval, full_text=full_text, tags=tuple(tags), **bounds)

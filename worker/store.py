@@ -10,6 +10,9 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:counters``            hash, monotonically increasing event counts
 - ``{p}:nd:band:{band}:{hash}`` string, LSH band bucket -> first article id with it (expires with the window)
 - ``{p}:nd:sig:{id}``         string, "<cluster id>|<packed MinHash>" (expires with the window)
+- ``{p}:host:{host}:not_before``  string, epoch before which nobody fetches from the host (Retry-After)
+- ``{p}:host:{host}:inflight``    zset, request token -> lease expiry: the per-host semaphore
+- ``{p}:host:{host}:robots``      string, the host's robots.txt body (empty: allow all), with a TTL
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.
 """
 
@@ -147,6 +150,34 @@ return due
 """
 
 
+# A host's "not before" only ever moves later: two workers hit by 429s with
+# different Retry-After values keep the longer wait.
+# KEYS: not_before key; ARGV: epoch, ttl ms
+_DEFER_HOST_LUA = """
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# A counting semaphore with leases: a slot whose holder died (killed worker) lapses
+# at its expiry instead of leaking. RQ's RateLimit counts jobs, not requests, and a
+# job here makes requests to several hosts (an extract batch, robots.txt), so the
+# slot is taken around each request instead.
+# KEYS: inflight zset; ARGV: token, limit, now, lease seconds
+_ACQUIRE_SLOT_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[3]) + tonumber(ARGV[4]), ARGV[1])
+  redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[4])) + 60)
+  return 1
+end
+return 0
+"""
+
+
 @dataclass(frozen=True)
 class PublishResult:
     """What the atomic publish did.
@@ -211,6 +242,8 @@ class Store:
         self.stream_maxlen = stream_maxlen
         self._publish = client.register_script(_PUBLISH_LUA)
         self._claim_due = client.register_script(_CLAIM_DUE_LUA)
+        self._defer_host = client.register_script(_DEFER_HOST_LUA)
+        self._acquire_slot = client.register_script(_ACQUIRE_SLOT_LUA)
 
     # -- keys ---------------------------------------------------------------
     def _key(self, *parts: str) -> str:
@@ -239,6 +272,17 @@ class Store:
             pipe.zrem(self.due_key, *stale)
         pipe.execute()
 
+    def revive(self, urls: Mapping[str, str], now: float) -> list[str]:
+        """Make retired feeds whose configured URL changed since they were retired due now."""
+        retired = [_text(n) for n in self.redis.zrangebyscore(self.due_key, "+inf", "+inf")]
+        revived = []
+        for name in retired:
+            gone_url = self.redis.hget(self.feed_key(name), "retired_url")
+            if name in urls and (gone_url is None or _text(gone_url) != urls[name]):
+                self.redis.zadd(self.due_key, {name: now}, xx=True)
+                revived.append(name)
+        return revived
+
     def claim_due(self, now: float, lease: float, limit: int = 1000) -> list[str]:
         """Feeds due by ``now``; each one's slot moves ``lease`` seconds on, atomically."""
         names = self._claim_due(keys=[self.due_key], args=[now, lease, limit])
@@ -259,6 +303,17 @@ class Store:
     def feed_status(self, name: str) -> dict[str, str]:
         raw = self.redis.hgetall(self.feed_key(name))
         return {_text(k): _text(v) for k, v in raw.items()}
+
+    def acquire_polls(self, names: Sequence[str], ttl: int) -> list[str]:
+        """The feeds among ``names`` that no other poll holds; each is held for ``ttl`` s or until released."""
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.set(self._key("polling", name), "1", nx=True, ex=ttl)
+        return [name for name, won in zip(names, pipe.execute(), strict=True) if won]
+
+    def release_polls(self, names: Sequence[str]) -> None:
+        if names:
+            self.redis.delete(*(self._key("polling", name) for name in names))
 
     def validators(self, name: str) -> tuple[str | None, str | None]:
         """The feed's stored ETag and Last-Modified, for a conditional GET."""
@@ -281,9 +336,59 @@ class Store:
         pipe.hincrby(key, "polls", 1)
         pipe.execute()
 
+    def record_deferral(self, name: str, fields: Mapping[str, str | int | float]) -> None:
+        """Note on the status why a poll was put off (not an error: the count stays)."""
+        self.redis.hset(self.feed_key(name), mapping={k: str(v) for k, v in fields.items()})
+
     def add_feed_count(self, name: str, field: str, amount: int) -> None:
         if amount:
             self.redis.hincrby(self.feed_key(name), field, amount)
+
+    def clear_feed_fields(self, name: str, fields: Iterable[str]) -> None:
+        names = list(fields)
+        if names:
+            self.redis.hdel(self.feed_key(name), *names)
+
+    def retire(self, name: str, fields: Mapping[str, str | int | float]) -> None:
+        """Stop polling the feed (e.g. HTTP 410): its slot moves to +inf, no scheduler claims it."""
+        pipe = self.redis.pipeline()
+        if fields:
+            pipe.hset(self.feed_key(name), mapping={k: str(v) for k, v in fields.items()})
+        pipe.zadd(self.due_key, {name: float("inf")}, xx=True)
+        pipe.execute()
+
+    # -- hosts: Retry-After, concurrency, robots.txt ------------------------------
+    def _host_key(self, host: str, what: str) -> str:
+        return self._key("host", host, what)
+
+    def defer_host(self, host: str, until: float, now: float) -> bool:
+        """Nobody fetches from ``host`` before ``until``; keeps a later time already set."""
+        ttl_ms = max(int((until - now) * 1000), 1) + 1000
+        return bool(self._defer_host(keys=[self._host_key(host, "not_before")], args=[repr(until), ttl_ms]))
+
+    def host_not_before(self, host: str) -> float | None:
+        value = self.redis.get(self._host_key(host, "not_before"))
+        return float(value) if value else None
+
+    def acquire_host_slot(self, host: str, token: str, limit: int, lease: float, now: float) -> bool:
+        """Take one of ``limit`` request slots for ``host``, held until released or ``lease`` passes."""
+        return bool(self._acquire_slot(keys=[self._host_key(host, "inflight")],
+                                       args=[token, limit, repr(now), repr(lease)]))
+
+    def release_host_slot(self, host: str, token: str) -> None:
+        self.redis.zrem(self._host_key(host, "inflight"), token)
+
+    def host_inflight(self, host: str, now: float) -> int:
+        """Unexpired slots held for ``host``."""
+        return int(self.redis.zcount(self._host_key(host, "inflight"), f"({now!r}", "+inf"))
+
+    def cached_robots(self, host: str) -> bytes | None:
+        """The host's cached robots.txt (b"" means allow all), or None when not cached."""
+        value = self.redis.get(self._host_key(host, "robots"))
+        return bytes(value) if value is not None else None
+
+    def cache_robots(self, host: str, body: bytes, ttl: int) -> None:
+        self.redis.set(self._host_key(host, "robots"), body, ex=max(int(ttl), 1))
 
     # -- seen items -----------------------------------------------------------
     def unseen(self, feed: str, guid_keys: Sequence[str]) -> list[bool]:
@@ -307,6 +412,13 @@ class Store:
         """The id of the article already published under this canonical URL, if any."""
         owner = self.redis.get(self._key("claim", "url", url_key))
         return _text(owner) if owner else None
+
+    def published_ids(self, url_keys: Sequence[str]) -> list[str | None]:
+        """:meth:`published_id` for many keys in one round trip."""
+        if not url_keys:
+            return []
+        owners = self.redis.mget([self._key("claim", "url", key) for key in url_keys])
+        return [_text(owner) if owner else None for owner in owners]
 
     def publish(self, article: Article, *, url_keys: Sequence[str], text_key: str | None,
                 near: NearKey | None = None) -> PublishResult:

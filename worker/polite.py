@@ -1,0 +1,126 @@
+"""Fetching politely: every request of every worker goes through :class:`PoliteFetcher`.
+
+It wraps the one :class:`~worker.http.HttpClient` with what is shared between
+all workers on all machines, kept in Redis by :class:`~worker.store.Store`:
+
+- a host's "not before" time, set from a 429/503 Retry-After: requests to that
+  host raise :class:`HostDeferred` (callers defer, they do not fail) until then;
+- at most ``host_concurrency`` requests in flight per host (a leased semaphore);
+- robots.txt for article pages, fetched through the same client and cached per
+  host with a TTL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from urllib.parse import urlsplit
+
+from .errors import BlockedAddress, FetchError, HostDeferred, NotModified, RobotsDisallowed
+from .http import HttpClient
+from .models import Fetched
+from .robots import MAX_ROBOTS_BYTES, agent_token, robots_allows, robots_url
+from .schedule import MAX_HINT
+from .store import Store
+
+# How long to wait for a free slot on a busy host before deferring instead.
+SLOT_POLL = 0.05
+# A robots.txt that could not be read (5xx, timeout) allows all, as Scrapy does,
+# but is asked for again soon rather than after the full TTL.
+ROBOTS_RETRY_TTL = 600
+
+
+def host_of(url: str) -> str:
+    """The politeness key of ``url``: lower-case host and port, as in its netloc."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+class PoliteFetcher:
+    """``get`` like HttpClient's, within per-host limits shared through Redis."""
+
+    def __init__(self, http: HttpClient, store: Store, *, host_concurrency: int = 2,
+                 robots: bool = True, robots_ttl: int = 86400, slot_wait: float | None = None) -> None:
+        self.http = http
+        self.store = store
+        self.host_concurrency = host_concurrency
+        self.robots = robots
+        self.robots_ttl = robots_ttl
+        self.slot_wait = http.settings.deadline if slot_wait is None else slot_wait
+        # A slot outlives its request only if the worker died mid-request.
+        self.lease = http.settings.deadline + 10
+        self.agent = agent_token(http.settings.user_agent)
+        # An extract job downloads several pages of a host at once: one of them fetches
+        # the host's robots.txt while the others wait for it, rather than each fetching it.
+        self._robots_locks: dict[str, threading.Lock] = {}
+        self._robots_locks_guard = threading.Lock()
+
+    def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
+            accept: str | None = None, page: bool = False) -> Fetched:
+        """Fetch ``url``; pages are checked against robots.txt first (RobotsDisallowed).
+
+        Raises HostDeferred when the host is under a Retry-After or stays busy.
+        """
+        host = host_of(url)
+        if page and self.robots and not self._robots_allow(url, host):
+            raise RobotsDisallowed(f"robots.txt of {host} disallows {url}", url=url)
+        return self._request(url, host, etag=etag, last_modified=last_modified, accept=accept)
+
+    def _check_not_deferred(self, url: str, host: str) -> None:
+        until = self.store.host_not_before(host)
+        if until is not None and until > time.time():
+            raise HostDeferred(f"{host} asked us to wait until {_clock(until)} (Retry-After)", url=url, until=until)
+
+    def _request(self, url: str, host: str, **kwargs: str | None) -> Fetched:
+        self._check_not_deferred(url, host)
+        token = uuid.uuid4().hex
+        waited_until = time.monotonic() + self.slot_wait
+        while not self.store.acquire_host_slot(host, token, self.host_concurrency, self.lease, time.time()):
+            if time.monotonic() >= waited_until:
+                raise HostDeferred(f"{host} already has {self.host_concurrency} requests in flight", url=url,
+                                   until=time.time() + self.lease)
+            time.sleep(SLOT_POLL)
+        try:
+            # again: while this waited for a slot, the request that held it may have been told to wait
+            self._check_not_deferred(url, host)
+            return self.http.get(url, **kwargs)
+        except NotModified:
+            raise
+        except FetchError as exc:
+            if exc.status in (429, 503) and exc.retry_after is not None:
+                now = time.time()
+                self.store.defer_host(host, now + min(exc.retry_after, MAX_HINT), now)
+            raise
+        finally:
+            self.store.release_host_slot(host, token)
+
+    def _robots_allow(self, url: str, host: str) -> bool:
+        body = self.store.cached_robots(host)
+        if body is None:
+            with self._robots_locks_guard:
+                lock = self._robots_locks.setdefault(host, threading.Lock())
+            with lock:
+                return self._robots_allow_locked(url, host)
+        return robots_allows(body, url, self.agent)
+
+    def _robots_allow_locked(self, url: str, host: str) -> bool:
+        body = self.store.cached_robots(host)  # another thread may have fetched it meanwhile
+        if body is None:
+            ttl = self.robots_ttl
+            try:
+                body = self._request(robots_url(url), host, accept="text/plain").body[:MAX_ROBOTS_BYTES]
+            except (HostDeferred, BlockedAddress):
+                raise  # the page itself would be refused for the same reason
+            except FetchError as exc:
+                # 4xx: no robots.txt, everything allowed (RFC 9309). Unreachable: allow, ask again soon.
+                body = b""
+                if exc.status is None or exc.status >= 500 or exc.status == 429:
+                    ttl = ROBOTS_RETRY_TTL
+            self.store.cache_robots(host, body, ttl)
+        return robots_allows(body, url, self.agent)
+
+
+def _clock(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
