@@ -13,7 +13,17 @@ and prints precision, recall, F1, ms/page (CPU time of this process, best of
 several rounds, so that other load on the machine disturbs it less) and the ratio
 of the times. Both read the same str, decoded once with ``decode_html``.
 
-Usage: .venv/bin/python bench/extraction.py [--rounds N] [--diff]
+Also printed: which candidate of the chain won on how many pages (without a feed
+to agree with, recall only overrules an unusable precision body, see
+``worker/candidates.py``), and the cost of the Markdown rendering inside (b).
+
+Held-out check: ``--heldout DIR`` (default ``$FEEDSTREAM_HELDOUT``, else
+``../shared/corpus/heldout``) scores (a) and (b) the same way on another set of
+real pages in the same layout (``html/<key>.html.gz`` + ``ground-truth.json``),
+so that the clean-up rules, written while reading aeb-dev's misses, are seen
+to hold on pages they were not written from. The bench says so when there is none.
+
+Usage: .venv/bin/python bench/extraction.py [--rounds N] [--diff] [--heldout DIR]
 (``--diff`` lists the pages whose score the clean-up changed.)
 """
 
@@ -23,6 +33,7 @@ import argparse
 import gzip
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -57,11 +68,11 @@ def page_pr(prediction: str, truth: str) -> tuple[float, float]:
     return common / sum(pred.values()), common / sum(gold.values())
 
 
-def load() -> list[tuple[str, str, str, str]]:
+def load(corpus: Path = CORPUS) -> list[tuple[str, str, str, str]]:
     """(key, url, decoded html, ground-truth body) per page."""
-    truth = json.loads((CORPUS / "ground-truth.json").read_text(encoding="utf-8"))
+    truth = json.loads((corpus / "ground-truth.json").read_text(encoding="utf-8"))
     pages = []
-    for path in sorted((CORPUS / "html").glob("*.html.gz")):
+    for path in sorted((corpus / "html").glob("*.html.gz")):
         key = path.name.removesuffix(".html.gz")
         html = decode_html(gzip.decompress(path.read_bytes()))
         pages.append((key, truth[key].get("url") or "", html, truth[key]["articleBody"]))
@@ -83,6 +94,25 @@ def ours(html: str, url: str) -> str:
         return extract_article(html, url=url, entry_author=FEED_AUTHOR, entry_published=FEED_PUBLISHED).text
     except ExtractError:
         return ""
+
+
+def ours_detail(html: str, url: str) -> tuple[str, str, float]:
+    """(text, winning candidate, ms spent rendering Markdown) of (b)."""
+    from trafilatura.utils import load_html
+
+    from worker import extract
+
+    try:
+        article = extract_article(html, url=url, entry_author=FEED_AUTHOR, entry_published=FEED_PUBLISHED)
+    except ExtractError:
+        return "", "none", 0.0
+    document = trafilatura.bare_extraction(load_html(html), url=url, include_comments=False, favor_precision=True)
+    if document is None:
+        return article.text, article.extraction, 0.0
+    kept = article.text.split("\n\n")  # the same call (b) makes
+    start = time.process_time()
+    extract._markdown(document.body, kept)
+    return article.text, article.extraction, (time.process_time() - start) * 1000
 
 
 def ours_no_feed_metadata(html: str, url: str) -> str:
@@ -117,6 +147,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds; the best counts")
     parser.add_argument("--diff", action="store_true", help="list pages whose F1 the clean-up changed")
+    parser.add_argument("--heldout", type=Path,
+                        default=Path(os.environ.get("FEEDSTREAM_HELDOUT") or CORPUS.parent / "heldout"),
+                        help="another set of real pages with ground truth, same layout as aeb-dev")
     args = parser.parse_args()
     if not (CORPUS / "ground-truth.json").is_file():
         print(f"corpus not found at {CORPUS}; nothing to benchmark")
@@ -153,6 +186,22 @@ def main() -> int:
           f"to find; (m)/(a): {m / a:.2f}x: trafilatura's own metadata pass, which (b) replaces]")
     plain_out, ours_out = outputs["(a) trafilatura.extract(precision, no comm.)"], outputs[
         "(b) feedstream extract_article"]
+
+    details = [ours_detail(html, url) for _, url, html, _ in pages]
+    winners = Counter(name for _, name, _ in details)
+    print("chain winners on aeb-dev (no feed content in the corpus): "
+          + ", ".join(f"{name} {count}" for name, count in winners.most_common()))
+    print(f"markdown rendering inside (b): {sum(ms for *_, ms in details) / len(pages):.2f} ms/page")
+
+    if (args.heldout / "ground-truth.json").is_file():
+        held = load(args.heldout)
+        pa, ra, fa = score([plain(html, url) for _, url, html, _ in held], held)
+        pb, rb, fb = score([ours(html, url) for _, url, html, _ in held], held)
+        print(f"held-out {args.heldout} ({len(held)} pages): (a) P {pa:.3f} R {ra:.3f} F1 {fa:.3f}   "
+              f"(b) P {pb:.3f} R {rb:.3f} F1 {fb:.3f}")
+    else:
+        print(f"held-out: no other set of real pages with ground truth at {args.heldout} (pass --heldout DIR); "
+              "none is installed on this machine (the installed packages ship no test pages)")
 
     if args.diff:
         for (key, url, _, truth), a, b in zip(pages, plain_out, ours_out, strict=True):

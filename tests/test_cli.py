@@ -129,7 +129,9 @@ def test_run_starts_embedded_redis_workers_and_dashboard(site: Site, tmp_path: P
     feeds = write_feeds(tmp_path / "feeds.toml", {"local": site.add("/feed.xml", rss2("F", [(s, link)]),
                                                                     "application/rss+xml")})
     port = _free_port()
-    env = base_env(FEEDSTREAM_FEEDS=str(feeds), FEEDSTREAM_DASHBOARD_PORT=str(port))
+    metrics_port = _free_port()
+    env = base_env(FEEDSTREAM_FEEDS=str(feeds), FEEDSTREAM_DASHBOARD_PORT=str(port),
+                   FEEDSTREAM_METRICS_PORT=str(metrics_port))
     process = subprocess.Popen([sys.executable, "-m", "worker", "run"], env=env, cwd=tmp_path,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -149,6 +151,14 @@ def test_run_starts_embedded_redis_workers_and_dashboard(site: Site, tmp_path: P
         assert dashboard is not None and dashboard[0] == 200
         status, workers = _get(f"http://127.0.0.1:{port}/0/data/workers.json")
         assert status == 200 and json.loads(workers)["workers"], workers
+        health = None
+        while time.monotonic() < deadline and health is None:  # readiness of the metrics process
+            with contextlib.suppress(OSError):
+                health = _get(f"http://127.0.0.1:{metrics_port}/healthz")
+            time.sleep(0.2)
+        assert health is not None and health[0] == 200 and json.loads(health[1])["ok"] is True
+        status, text = _get(f"http://127.0.0.1:{metrics_port}/metrics")
+        assert status == 200 and "feedstream_articles_published_total 1.0" in text
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=90)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,87 @@ def test_fragment_text_plain_and_empty() -> None:
     assert text_from_html_fragment("") == ""
     assert text_from_html_fragment("One &amp; two.\n\nThree.") == "One & two.\n\nThree."
     assert text_from_html_fragment("<p>\x00\x07</p>") == ""
+
+
+# -- the candidate chain, metadata, markdown -------------------------------------------------
+
+def _story_paragraphs(topic: str, n: int = 6) -> list[str]:
+    return [f"The {topic} report, part {i}, found that operators in region {i} spent {100 + i} million on "
+            f"{topic} upgrades this year, while the regulator reviewed plan {i} and customers waited."
+            for i in range(n)]
+
+
+def test_precision_body_stands_when_it_agrees_with_the_feed() -> None:
+    html = (PAGES / "telecoms_article.html").read_text(encoding="utf-8")
+    feed_html = "".join(f"<p>{p}</p>" for p in TELECOMS_BODY)
+    article = extract_article(html, url="https://www.telecoms.com/a", feed_html=feed_html)
+    assert article.extraction == "precision"
+    assert article.text == "\n\n".join(TELECOMS_BODY)
+
+
+def test_feed_content_wins_when_the_page_gives_another_text() -> None:
+    # the page's main block is a short teaser; the feed carries the full story
+    teaser = "<p>" + " ".join(_story_paragraphs("fibre", 1)) + "</p><p>Full story for subscribers only.</p>"
+    html = f"<html><head><title>Fibre</title></head><body><article>{teaser}</article></body></html>"
+    full = _story_paragraphs("fibre") + _story_paragraphs("roaming")
+    feed_html = "".join(f"<p>{p}</p>" for p in full)
+    article = extract_article(html, url="https://example.com/fibre", feed_html=feed_html)
+    assert article.extraction == "feed"
+    assert article.text == "\n\n".join(full)
+
+
+def test_link_heavy_feed_content_does_not_win() -> None:
+    teaser = "<p>" + " ".join(_story_paragraphs("cable", 1)) + "</p>"
+    html = f"<html><head><title>Cable</title></head><body><article>{teaser}</article></body></html>"
+    links = "".join(f'<p><a href="/x{i}">{p}</a></p>' for i, p in enumerate(_story_paragraphs("tower", 8)))
+    article = extract_article(html, url="https://example.com/cable", feed_html=links)
+    assert article.extraction != "feed"
+
+
+def test_metadata_and_markdown_from_the_page() -> None:
+    body = "".join(f"<p>{p}</p>" for p in _story_paragraphs("satellite", 3))
+    html = f"""<html lang="en"><head><title>Satellite spend rises - Orbit News</title>
+<meta property="og:title" content="Satellite spend rises">
+<meta property="og:site_name" content="Orbit News">
+<meta property="og:image" content="https://orbit.example/img/sat.jpg">
+<meta name="description" content="Operators spend more on satellite.">
+<meta name="author" content="Ada Lovelace; Charles Babbage">
+<meta property="article:published_time" content="2026-11-20T08:00:00+01:00">
+<meta property="article:modified_time" content="2026-11-21T10:30:00Z">
+<meta property="article:section" content="Space">
+<meta property="article:tag" content="Satellites">
+</head><body><article><h1>Satellite spend rises</h1>{body}<h2>What comes next</h2>
+<ul><li>More launches in 2027.</li><li>Cheaper ground stations.</li></ul>{body.replace("satellite", "launch")}
+</article></body></html>"""
+    article = extract_article(html, url="https://orbit.example/sat")
+    assert article.title == "Satellite spend rises"
+    assert article.authors == ["Ada Lovelace", "Charles Babbage"]
+    assert article.published == "2026-11-20T07:00:00Z"
+    assert article.updated == "2026-11-21T10:30:00Z"
+    assert article.sitename == "Orbit News"
+    assert article.image == "https://orbit.example/img/sat.jpg"
+    assert article.description == "Operators spend more on satellite."
+    assert article.categories == ["Space"]
+    assert article.tags == ["Satellites"]
+    assert article.language == "en"
+    assert article.word_count == len(re.findall(r"\w+", article.text)) > 150
+    assert "\n## What comes next\n" in article.markdown or "\n### What comes next\n" in article.markdown
+    assert "- More launches in 2027.\n- Cheaper ground stations." in article.markdown
+    assert article.text.startswith("The satellite report, part 0")
+    assert "\n\nWhat comes next\n\n" in article.text  # text stays plain paragraphs
+
+
+def test_clean_paragraphs_drops_comment_prompts_cross_links_and_print_pitches() -> None:
+    body = ["The council approved the new cycle lanes on Tuesday after a long debate.", "Work starts in May."]
+    paragraphs = [
+        *body,
+        "Also on example.com Council rejects second bridge plan",
+        "Like this story? Share it with a friend!",
+        "Get Cycling Monthly delivered through your letterbox every month. 12 issues for £11.99. "
+        "Click here for more information.",
+        "Tell us what YOU think...",
+    ]
+    assert clean_paragraphs(paragraphs, title=None, labels=()) == body
+    # the same words inside real sentences stay
+    kept = ["Also on Tuesday, the council approved a budget.", "Tell us what you think, the mayor said, at the vote."]
+    assert clean_paragraphs(kept, title=None, labels=()) == kept

@@ -39,7 +39,7 @@ def test_rss2_atom_and_rss1_feeds_publish_each_article_body(
         doc = published[link]
         assert doc["text"] == s.body_text, link
         assert doc["title"] == s.title
-        assert doc["extraction"] == "page"
+        assert doc["extraction"] == "precision"
         assert doc["author"] == s.author
         assert doc["published"] == s.iso
         assert doc["language"] == "en"
@@ -135,6 +135,9 @@ def test_page_404_falls_back_to_the_feed_content_and_says_so(
     assert "404" in doc["fallback_reason"] and doc["fallback_reason"].startswith("fetch: ")
     assert doc["text"] == s.body_text
     assert doc["title"] == s.title
+    assert doc["authors"] == [s.author] and doc["published"] == s.iso
+    assert doc["language"] == "en"  # detected from the feed's text
+    assert doc["word_count"] > 100 and doc["markdown"] == doc["text"]
 
 
 def test_stream_entry_contract(site: Site, redis_client: redis.Redis, redis_url: str, feeds_file: Path) -> None:

@@ -45,7 +45,8 @@ def redirect_to(site: Site, path: str, location: str, status: int) -> str:
 def test_permanent_redirect_is_adopted_after_three_polls(site: Site, redis_client: redis.Redis, redis_url: str,
                                                          feeds_file: Path, status: int) -> None:
     items = serve_stories(site, range(200, 202))
-    new = site.add("/new.xml", rss2("F", items), "application/rss+xml")
+    # With an ETag, polls 2 and 3 end in 304s: the move must be counted on those too.
+    new = site.add("/new.xml", rss2("F", items), "application/rss+xml", headers={"ETag": '"n1"'})
     old = redirect_to(site, "/old.xml", new, status)
     temp_target = site.add("/temp-target.xml", rss2("T", []), "application/rss+xml")
     temp = redirect_to(site, "/temp.xml", temp_target, 302)
@@ -56,9 +57,10 @@ def test_permanent_redirect_is_adopted_after_three_polls(site: Site, redis_clien
         state = context.store.feed_status("moved")
         assert state["moved_to"] == new and state["moved_polls"] == str(poll)
         assert "adopted_url" not in state
+    assert context.store.feed_status("moved")["last_status"] == "304"
     run_burst(context)
     state = context.store.feed_status("moved")
-    assert state["adopted_url"] == new and state["adopted_from"] == old
+    assert state["adopted_url"] == new and state["adopted_from"] == old and state["last_status"] == "304"
     assert "moved_to" not in state
     old_hits = len(site.hits("/old.xml"))
     assert old_hits == 3
@@ -313,7 +315,7 @@ def test_robots_txt_is_honoured_for_pages_and_cached(site: Site, redis_client: r
     docs = {doc["url"]: doc for doc in articles(redis_client)}
     assert len(docs) == 3
     for _, link in allowed:
-        assert docs[link]["extraction"] == "page"
+        assert docs[link]["extraction"] in ("precision", "recall")
     [(s, link)] = private
     if robots:
         assert docs[link]["extraction"] == "feed"
@@ -323,7 +325,7 @@ def test_robots_txt_is_honoured_for_pages_and_cached(site: Site, redis_client: r
         assert len(site.hits("/robots.txt")) == 1  # one fetch, then the Redis cache
         assert len(site.hits("/private/feed.xml")) == 1  # feeds are not pages: robots.txt does not apply
     else:
-        assert docs[link]["extraction"] == "page"
+        assert docs[link]["extraction"] in ("precision", "recall")
         assert site.hits("/robots.txt") == []
 
 
@@ -347,8 +349,8 @@ def test_a_retired_feed_comes_back_when_its_url_is_changed(site: Site, redis_cli
 def test_a_page_answering_429_holds_back_the_rest_of_its_host(site: Site, redis_client: redis.Redis,
                                                                redis_url: str, feeds_file: Path) -> None:
     items = serve_stories(site, range(240, 243))
-    first_slug = items[0][0].slug
-    site.add(f"/news/{first_slug}/", "slow down", status=429, headers={"Retry-After": "300"})
+    for s, _ in items:  # whichever page is asked first says: wait five minutes
+        site.add(f"/news/{s.slug}/", "slow down", status=429, headers={"Retry-After": "300"})
     feed = site.add("/feed.xml", rss2("F", items), "application/rss+xml")
     # One request per host at a time: no other page of the host is in flight when the 429 arrives.
     context = make_context(redis_url, write_feeds(feeds_file, {"f": feed}), host_concurrency=1)
@@ -356,14 +358,10 @@ def test_a_page_answering_429_holds_back_the_rest_of_its_host(site: Site, redis_
     run_burst(context)
 
     assert context.store.host_not_before(host_of(site.base)) >= now + 295
-    assert len(site.hits(f"/news/{first_slug}/")) == 1
-    told_to_wait = site.hits(f"/news/{first_slug}/")[0].at
-    # Pages download beside the extraction, so one may have gone before the 429; none after it.
-    asked = {link for s, link in items[1:] if site.hits(f"/news/{s.slug}/")}
-    assert all(r.at < told_to_wait for s, _ in items[1:] for r in site.hits(f"/news/{s.slug}/"))
-    # what was fetched is published; nothing else is lost to a fallback: it all waits
-    assert {doc["url"] for doc in articles(redis_client)} == asked
-    assert all(doc["extraction"] == "page" for doc in articles(redis_client))
+    # Pages are prefetched in threads, but with one request per host in flight the
+    # others wait for the slot and then see the host's Retry-After: only one is asked.
+    assert sum(len(site.hits(f"/news/{s.slug}/")) for s, _ in items) == 1
+    assert articles(redis_client) == []  # nothing lost to a fallback either: all of it waits
     registry = ScheduledJobRegistry(EXTRACT_QUEUE, connection=redis_client)
     times = sorted(registry.get_scheduled_time(job_id).timestamp() for job_id in registry.get_job_ids())
     assert times and times[-1] >= now + 295

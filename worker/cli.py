@@ -12,12 +12,13 @@ import logging
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -25,19 +26,22 @@ import redis
 from rq import Queue
 
 from . import __version__
+from .consumer import Consumer
 from .embedded import EmbeddedRedis
 from .errors import ConfigError
 from .jobs import POLL_QUEUE, enqueue_poll
-from .models import Feed
-from .rqworker import pending_work, run_pool
-from .scheduler import run_forever
-from .settings import Settings, load_feeds
-from .store import Store, connect
+from .metrics import make_app, serve
+from .models import Feed, NewsletterSource
+from .rqworker import pending_work, queue_depths, run_pool, worker_count
+from .scheduler import TICK_SECONDS, run_forever
+from .settings import Settings, load_feeds, load_newsletters
+from .store import Store, connect, connect_quick
 
 EXIT_CANNOT_RUN = 2
 # A burst waits for RQ retries scheduled this soon; later ones (a host's long
 # Retry-After) are left in the scheduled registry for the service to run.
 BURST_MAX_WAIT = 60
+SHUTDOWN_GRACE_SECONDS = 300
 
 
 class CannotRun(Exception):
@@ -53,6 +57,12 @@ class Edge:
     redis_url: str
     store: Store
     embedded: EmbeddedRedis | None
+    newsletters: list[NewsletterSource] = field(default_factory=list)
+
+    @property
+    def scheduled(self) -> list[str]:
+        """Names the scheduler polls: every feed, and the mailboxes (IMAP, Maildir) among the newsletters."""
+        return [feed.name for feed in self.feeds] + [s.name for s in self.newsletters if s.kind != "smtp"]
 
 
 def _say(message: str, out: TextIO = sys.stderr) -> None:
@@ -63,6 +73,7 @@ def _open_edge(need_feeds: bool = True) -> Edge:
     try:
         settings = Settings.from_env()
         feeds = load_feeds(settings.feeds_path) if need_feeds else []
+        newsletters = load_newsletters(settings.feeds_path) if need_feeds else []
     except ConfigError as exc:
         raise CannotRun(str(exc)) from None
     embedded = None
@@ -86,7 +97,7 @@ def _open_edge(need_feeds: bool = True) -> Edge:
     # Children (workers, dashboard) find Redis the same way.
     os.environ["REDIS_URL"] = url
     store = Store(connect(url), **settings.store_options())
-    return Edge(settings, feeds, url, store, embedded)
+    return Edge(settings, feeds, url, store, embedded, newsletters)
 
 
 def _close_edge(edge: Edge) -> None:
@@ -97,28 +108,79 @@ def _close_edge(edge: Edge) -> None:
 
 # -- run --burst ------------------------------------------------------------------------
 
-def burst(edge: Edge, processes: int, out: TextIO = sys.stdout) -> dict[str, int]:
+class Progress:
+    """Burst progress from the Redis counters: one updating line on a terminal, log lines otherwise."""
+
+    TTY_EVERY = 0.25  # seconds between redraws of the terminal line
+    LOG_EVERY = 5.0  # seconds between log lines when not on a terminal (only when something changed)
+
+    def __init__(self, store: Store, before: dict[str, int], feeds: int, out: TextIO) -> None:
+        self.store, self.before, self.feeds, self.out = store, before, feeds, out
+        self.tty = out.isatty()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="progress", daemon=True)
+        self._last = ""
+
+    def line(self) -> str:
+        now = self.store.counters()
+        delta = {k: now.get(k, 0) - self.before.get(k, 0) for k in now}
+        polled = sum(delta.get(k, 0) for k in ("polls_ok", "polls_not_modified", "polls_failed"))
+        return (f"progress: {polled}/{self.feeds} feeds polled, {delta.get('entries_done', 0)}/"
+                f"{delta.get('entries_new', 0)} articles done ({delta.get('published', 0)} published)")
+
+    def _show(self, text: str, final: bool = False) -> None:
+        if self.tty:
+            # \r + erase-line redraws in place; the last one ends the line.
+            self.out.write(f"\r\x1b[K{text}" + ("\n" if final else ""))
+        elif text != self._last or final:
+            self.out.write(f"feedstream: {text}\n")
+        self.out.flush()
+        self._last = text
+
+    def _run(self) -> None:
+        every = self.TTY_EVERY if self.tty else self.LOG_EVERY
+        while not self._stop.wait(every):
+            with contextlib.suppress(redis.RedisError):
+                self._show(self.line())
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        with contextlib.suppress(redis.RedisError):
+            self._show(self.line(), final=True)
+
+
+def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
+          progress_out: TextIO | None = None) -> dict[str, int]:
     """Poll every feed once, finish all the work that makes, print a summary."""
     store = edge.store
     started = time.monotonic()
     before = store.counters()
-    store.sync_feeds([feed.name for feed in edge.feeds], time.time())
+    store.sync_feeds(edge.scheduled, time.time())
     poll_queue = Queue(POLL_QUEUE, connection=store.redis)
-    for feed in edge.feeds:
-        enqueue_poll(poll_queue, feed.name)
-    while True:
-        run_pool(store.redis, processes, burst=True, logging_level="WARNING")
-        busy, next_retry = pending_work(store.redis)
-        if busy:
-            continue
-        if next_retry is None:
-            break
-        if next_retry - time.time() > BURST_MAX_WAIT:
-            # e.g. pages held back by a host's Retry-After: they run when a worker is up then.
-            _say(f"work scheduled for {datetime.fromtimestamp(next_retry, UTC):%H:%M:%S} UTC is left for later",
-                 out)
-            break
-        time.sleep(max(0.0, next_retry - time.time()) + 0.2)
+    for name in edge.scheduled:
+        enqueue_poll(poll_queue, name)
+    progress = Progress(store, before, len(edge.feeds), progress_out or sys.stderr)
+    progress.start()
+    try:
+        while True:
+            run_pool(store.redis, processes, burst=True, logging_level="WARNING")
+            busy, next_retry = pending_work(store.redis)
+            if busy:
+                continue
+            if next_retry is None:
+                break
+            if next_retry - time.time() > BURST_MAX_WAIT:
+                # e.g. pages held back by a host's Retry-After: they run when a worker is up then.
+                _say(f"work scheduled for {datetime.fromtimestamp(next_retry, UTC):%H:%M:%S} UTC is left for "
+                     "later", out)
+                break
+            time.sleep(max(0.0, next_retry - time.time()) + 0.2)
+    finally:
+        progress.stop()
     after = store.counters()
     delta = {key: after.get(key, 0) - before.get(key, 0) for key in after}
     elapsed = time.monotonic() - started
@@ -154,6 +216,7 @@ def _serve(edge: Edge, processes: int, dashboard: bool) -> int:
         "scheduler": [python, "-m", "worker", "scheduler"],
         "worker": [python, "-m", "worker", "worker", "--processes", str(processes)],
     }
+    commands["metrics"] = [python, "-m", "worker", "metrics", "--port", str(edge.settings.metrics_port)]
     if dashboard:
         commands["dashboard"] = [python, "-m", "rq_dashboard", "--redis-url", edge.redis_url,
                                  "--bind", "127.0.0.1", "--port", str(edge.settings.dashboard_port)]
@@ -165,10 +228,18 @@ def _serve(edge: Edge, processes: int, dashboard: bool) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
+    # Children get their own session: a terminal's Ctrl-C (or a process manager signalling our
+    # group) reaches only us, and each child gets exactly one SIGTERM from us below. RQ treats a
+    # second signal more than a second after the first as a cold shutdown, which would cut the job
+    # in hand short.
+    def _start(command: list[str]) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, start_new_session=True)
+
     for name, command in commands.items():
-        children[name] = subprocess.Popen(command)
+        children[name] = _start(command)
     if dashboard:
         _say(f"rq-dashboard on http://127.0.0.1:{edge.settings.dashboard_port}/")
+    _say(f"metrics on http://127.0.0.1:{edge.settings.metrics_port}/metrics, health on /healthz")
     _say(f"polling {len(edge.feeds)} feed(s) with {processes} worker process(es); "
          f"articles go to the stream {edge.settings.stream!r}. Ctrl-C stops.")
     restarts: dict[str, float] = {}
@@ -180,16 +251,75 @@ def _serve(edge: Edge, processes: int, dashboard: bool) -> int:
                     continue
                 _say(f"{name} exited with {child.returncode}; restarting it")
                 restarts[name] = time.monotonic()
-                children[name] = subprocess.Popen(commands[name])
+                children[name] = _start(commands[name])
     _say("stopping: workers finish the job in hand")
     for child in children.values():
         with contextlib.suppress(ProcessLookupError):
             child.send_signal(signal.SIGTERM)
+    # An extract job may run for minutes (a batch of slow pages); give it the time rather than
+    # cut it short. A job killed anyway is recovered by RQ's maintenance pass, and the atomic publish
+    # keeps its re-run from doubling anything.
     for child in children.values():
         try:
-            child.wait(timeout=60)
+            child.wait(timeout=SHUTDOWN_GRACE_SECONDS)
         except subprocess.TimeoutExpired:
             child.kill()
+    return 0
+
+
+# -- newsletters and feeds out ----------------------------------------------------------------
+
+def _wait_for_signal() -> None:
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+
+
+def run_smtp(edge: Edge) -> int:
+    """The newsletter SMTP endpoint until SIGTERM/Ctrl-C: accepted mail is queued for the workers."""
+    from .jobs import EXTRACT_QUEUE, enqueue_mail, record_mail_refused
+    from .smtp import start_smtp
+
+    sources = {s.name: s for s in edge.newsletters if s.kind == "smtp"}
+    if not sources:
+        _say("no [[newsletters]] with kind = \"smtp\" in the feeds file: nothing to receive")
+        return EXIT_CANNOT_RUN
+    queue = Queue(EXTRACT_QUEUE, connection=edge.store.redis)
+    host, port = edge.settings.smtp_host, edge.settings.smtp_port
+    try:
+        controller = start_smtp(
+            list(sources.values()), lambda name, raw: enqueue_mail(queue, name, raw, "smtp"), host=host, port=port,
+            refused=lambda name, reason: record_mail_refused(edge.store, sources[name], reason))
+    except (OSError, RuntimeError) as exc:
+        _say(f"cannot listen for SMTP on {host}:{port}: {exc}")
+        return EXIT_CANNOT_RUN
+    _say(f"SMTP on {host}:{port} for " + ", ".join(f"{s.address} ({s.name})" for s in sources.values()))
+    try:
+        _wait_for_signal()
+    finally:
+        controller.stop()
+    return 0
+
+
+def run_serve(edge: Edge) -> int:
+    """Serve the stream as Atom and JSON Feed until SIGTERM/Ctrl-C."""
+    from .serve import make_server
+
+    host, port = edge.settings.serve_host, edge.settings.serve_port
+    try:
+        server = make_server(edge.store, host, port)
+    except OSError as exc:
+        _say(f"cannot listen on {host}:{port}: {exc}")
+        return EXIT_CANNOT_RUN
+    _say(f"serving the stream {edge.settings.stream!r} as feeds on http://{host}:{server.server_port}/feed.atom")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        _wait_for_signal()
+    finally:
+        server.shutdown()
+        server.server_close()
     return 0
 
 
@@ -212,6 +342,30 @@ def tail(store: Store, follow: bool, from_start: bool, count: int, out: TextIO =
             after = entry_id
         if not entries and not follow:
             return
+
+
+def tail_group(client: redis.Redis, stream: str, group: str, consumer: str, follow: bool, from_start: bool,
+               out: TextIO = sys.stdout, stop: threading.Event | None = None) -> int:
+    """Print articles as a member of a consumer group, acknowledging each once printed."""
+
+    def _print(article: dict[str, object]) -> None:
+        print(json.dumps(article, ensure_ascii=False), file=out, flush=True)
+
+    reader = Consumer(client, stream=stream, group=group, consumer=consumer, from_start=from_start)
+    return reader.run(_print, follow=follow, stop=stop).handled
+
+
+# /healthz fails when the scheduler has not ticked for this long: several ticks, with room for a slow
+# Redis round trip or a busy machine (a tick is TICK_SECONDS).
+HEALTH_STALE_SECONDS = max(3 * TICK_SECONDS, 15.0)
+
+
+def metrics_server(edge: Edge, host: str, port: int, stop: threading.Event) -> None:
+    """Serve /metrics and /healthz until ``stop``; reads Redis with a fail-fast client."""
+    quick = connect_quick(edge.redis_url)
+    store = Store(quick, stream=edge.settings.stream, prefix=edge.settings.prefix)
+    app = make_app(store, lambda: queue_depths(quick), lambda: worker_count(quick), HEALTH_STALE_SECONDS)
+    serve(app, host, port, stop)
 
 
 def _when(value: str | None) -> str:
@@ -245,6 +399,23 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "retired": status.get("retired"),
             "deferred": status.get("deferred"),
         })
+    for source in edge.newsletters:
+        status = edge.store.feed_status(source.name)
+        next_at = due.get(source.name)
+        rows.append({
+            "feed": source.name,
+            "url": f"{source.kind}:{source.address or source.path or f'{source.user}@{source.host}/{source.folder}'}",
+            "last_poll": status.get("last_poll") or status.get("last_mail"),
+            "http_status": status.get("last_status"),
+            "etag": None,
+            "last_modified": None,
+            "entries_seen": int(status.get("mails_published", 0)),
+            "consecutive_errors": int(status.get("consecutive_errors", 0)),
+            "last_error": status.get("last_error"),
+            "next_poll": datetime.fromtimestamp(next_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else None,
+            "mails_refused": int(status.get("mails_refused", 0)),
+            "last_refused": status.get("last_refused"),
+        })
     return rows
 
 
@@ -269,6 +440,20 @@ def _print_status(rows: list[dict[str, object]], out: TextIO) -> None:
             print(f"{'':<20} deferred: {row['deferred']}", file=out)
 
 
+def _print_operations(edge: Edge, out: TextIO) -> None:
+    """Below the feed table: queues, workers, the stream and its consumer groups."""
+    connection = edge.store.redis
+    depths = queue_depths(connection)
+    queues = "; ".join(f"{name} {d['queued']} queued, {d['started']} running, {d['scheduled']} waiting to retry, "
+                       f"{d['failed']} failed" for name, d in depths.items())
+    print(f"\nqueues: {queues}", file=out)
+    print(f"workers: {worker_count(connection)} alive", file=out)
+    groups = edge.store.stream_groups()
+    group_text = ", ".join(f"{g['name']} ({g['consumers']} consumer(s), {g['pending']} unacked)" for g in groups)
+    print(f"stream {edge.store.stream!r}: {edge.store.stream_length()} entries; consumer groups: "
+          f"{group_text or 'none'}", file=out)
+
+
 # -- entry point ------------------------------------------------------------------------------
 
 def _parser() -> argparse.ArgumentParser:
@@ -285,8 +470,16 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("scheduler", help="the scheduler only (Procfile: scheduler)")
     tail_cmd = commands.add_parser("tail", help="print articles from the stream as JSON lines")
     tail_cmd.add_argument("-f", "--follow", action="store_true", help="wait for new articles")
-    tail_cmd.add_argument("--from-start", action="store_true", help="from the oldest entry")
+    tail_cmd.add_argument("--from-start", action="store_true",
+                          help="from the oldest entry (with --group: where a new group starts)")
+    tail_cmd.add_argument("--group", help="read as a consumer group member: each article once per group, acked")
+    tail_cmd.add_argument("--consumer", help="this reader's name within --group (default: tail-<host>-<pid>)")
     tail_cmd.add_argument("-n", type=int, default=10, help="how many recent articles (default 10)")
+    metrics = commands.add_parser("metrics", help="serve /metrics and /healthz (Procfile: metrics)")
+    metrics.add_argument("--bind", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    metrics.add_argument("--port", type=int, default=None, help="port (default FEEDSTREAM_METRICS_PORT or 9184)")
+    commands.add_parser("smtp", help="the newsletter SMTP endpoint (Procfile: smtp)")
+    commands.add_parser("serve", help="serve the stream as Atom and JSON Feed (Procfile: web)")
     status = commands.add_parser("status", help="feed health")
     status.add_argument("--json", action="store_true", help="as JSON")
     return parser
@@ -294,10 +487,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``feedstream`` command; returns the exit code."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "consumer", None) and not getattr(args, "group", None):
+        parser.error("--consumer needs --group")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        edge = _open_edge(need_feeds=args.command != "tail")
+        edge = _open_edge(need_feeds=args.command not in ("tail", "metrics"))
     except CannotRun as exc:
         _say(str(exc))
         return EXIT_CANNOT_RUN
@@ -314,8 +510,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             with contextlib.suppress(KeyboardInterrupt):
                 run_forever(edge.store, Queue(POLL_QUEUE, connection=edge.store.redis),
-                            [feed.name for feed in edge.feeds], stop,
+                            edge.scheduled, stop,
                             feed_urls={feed.name: feed.url for feed in edge.feeds})
+        elif args.command == "metrics":
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            signal.signal(signal.SIGINT, lambda *_: stop.set())
+            port = edge.settings.metrics_port if args.port is None else args.port
+            _say(f"metrics on http://{args.bind}:{port}/metrics, health on /healthz")
+            metrics_server(edge, args.bind, port, stop)
+        elif args.command == "tail" and args.group:
+            stop = threading.Event()
+            signal.signal(signal.SIGTERM, lambda *_: stop.set())
+            consumer = args.consumer or f"tail-{socket.gethostname()}-{os.getpid()}"
+            with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+                tail_group(edge.store.redis, edge.settings.stream, args.group, consumer, args.follow,
+                           args.from_start, stop=stop)
+        elif args.command == "smtp":
+            return run_smtp(edge)
+        elif args.command == "serve":
+            return run_serve(edge)
         elif args.command == "tail":
             with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
                 tail(edge.store, args.follow, args.from_start, args.n)
@@ -325,6 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(rows, indent=2))
             else:
                 _print_status(rows, sys.stdout)
+                _print_operations(edge, sys.stdout)
         return 0
     except redis.ConnectionError as exc:
         _say(f"lost Redis at {edge.redis_url}: {exc}")

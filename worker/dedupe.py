@@ -77,6 +77,13 @@ def text_key(text: str) -> str | None:
     return _digest(normal)
 
 
+def message_id_key(message_id: str) -> str:
+    """Hash of an email's Message-ID (angle brackets and case of the domain part ignored)."""
+    mid = message_id.strip().strip("<>").strip()
+    local, at, domain = mid.rpartition("@")
+    return _digest(f"mid\x00{local}{at}{domain.lower()}" if at else f"mid\x00{mid}")
+
+
 def same_site(url: str, other: str) -> bool:
     """Whether two links are on the same registered domain (``news.example.co.uk`` ~ ``www.example.co.uk``).
 

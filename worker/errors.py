@@ -98,3 +98,17 @@ class ExtractError(FeedstreamError):
     """A page yielded no article text."""
 
     stage = "extract"
+
+
+class MailError(FeedstreamError):
+    """An email that cannot become an article: malformed MIME, too large, no text, a loop."""
+
+    stage = "mail"
+
+
+class MailTooLarge(MailError):
+    """The message exceeds the per-message size limit."""
+
+
+class MailLoop(MailError):
+    """The message has been through us (or too many relays) already; refusing it breaks the loop."""

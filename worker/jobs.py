@@ -8,31 +8,38 @@ and every job in that process uses it.
 from __future__ import annotations
 
 import logging
+import os
 import random
+import re
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 
-from .dedupe import article_id, canonical_url, guid_key, same_site, text_key, url_key
-from .errors import ExtractError, FetchError, HostDeferred, NotModified, ParseError
-from .extract import decode_html, extract_article, text_from_html_fragment
+from . import boilerplate
+from .dedupe import article_id, canonical_url, guid_key, message_id_key, same_site, text_key, url_key
+from .errors import ExtractError, FetchError, HostDeferred, MailError, NotModified, ParseError, RobotsDisallowed
+from .extract import decode_html, detect_language, extract_article, text_from_html_fragment
 from .feeds import parse_feed
 from .http import HttpClient
+from .mailsources import ImapState, poll_imap, poll_maildir
 from .minhash import PERMUTATIONS, THRESHOLD, signature
-from .models import Article, Entry, Feed, Fetched
+from .models import Article, Entry, Feed, Fetched, Newsletter, NewsletterSource
+from .newsletter import parse_newsletter
 from .polite import PoliteFetcher, host_of
 from .schedule import Limits, backoff_interval, cache_max_age, next_interval, permanent_target, rhythm_interval
-from .settings import Settings, load_feeds
+from .settings import Settings, load_feeds, load_newsletters
 from .store import NearKey, Store, connect
 
 T = TypeVar("T")
 log = logging.getLogger("feedstream.jobs")
+_WORDS = re.compile(r"\w+")  # word_count counts as extract does
 
 POLL_QUEUE = "poll"
 EXTRACT_QUEUE = "extract"
@@ -66,6 +73,9 @@ class Context:
     poll_queue: Queue
     extract_queue: Queue
     fetcher: PoliteFetcher
+    newsletters: dict[str, NewsletterSource] = field(default_factory=dict)
+    # IMAP passwords by source name, read from the env vars the sources name when the process starts
+    mail_passwords: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def build(cls, settings: Settings, redis_url: str) -> Context:
@@ -76,8 +86,12 @@ class Context:
         http = HttpClient(settings.http)
         fetcher = PoliteFetcher(http, store, host_concurrency=settings.host_concurrency,
                                 robots=settings.robots, robots_ttl=settings.robots_ttl)
+        newsletters = {source.name: source for source in load_newsletters(settings.feeds_path)}
+        passwords = {source.name: os.environ.get(source.password_env, "")
+                     for source in newsletters.values() if source.password_env}
         return cls(settings, feeds, store, http,
-                   Queue(POLL_QUEUE, connection=client), Queue(EXTRACT_QUEUE, connection=client), fetcher)
+                   Queue(POLL_QUEUE, connection=client), Queue(EXTRACT_QUEUE, connection=client), fetcher,
+                   newsletters, passwords)
 
 
 _context: Context | None = None
@@ -229,6 +243,8 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
     context = current_context()
     store = context.store
     feed = context.feeds.get(feed_name)
+    if feed is None and feed_name in context.newsletters:  # a mailbox shares the feeds' schedule
+        return poll_mailbox(feed_name)
     if feed is None:
         return {"feed": feed_name, "outcome": "unknown feed (removed from the feeds file?)"}
     now = time.time()
@@ -242,6 +258,7 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
     base: dict[str, str | int | float] = {"url": url, "last_poll": _iso(now)}
     try:
         fetched = context.fetcher.get(url, etag=etag, last_modified=last_modified, accept=FEED_ACCEPT)
+        store.count_http("feed", fetched.status)
         parsed = parse_feed(fetched.body, url=fetched.url, headers=fetched.headers)
     except HostDeferred as exc:
         # Not the feed's fault: no error counted, just a later slot.
@@ -251,6 +268,7 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
         store.count({"polls_deferred": 1})
         return {"feed": feed.name, "outcome": str(exc)}
     except NotModified as exc:
+        store.count_http("feed", 304)
         fields = {**base, "last_status": 304, "last_success": _iso(now), "last_new": 0}
         clear = _track_redirect(context, feed, status, url, exc.redirects, fields)
         interval = int(status.get("interval") or rhythm_interval([], now, limits))
@@ -262,6 +280,8 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
         return {"feed": feed.name, "outcome": "not modified"}
     except (FetchError, ParseError) as exc:
         http_status = getattr(exc, "status", None)
+        if isinstance(exc, FetchError):
+            store.count_http("feed", http_status or "error")
         if http_status == 410:
             store.record_poll(feed.name, {**base, "last_status": 410, "last_error": str(exc),
                                           "retired": f"gone: {exc}", "retired_url": url, "retired_at": _iso(now)},
@@ -311,24 +331,49 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
 
 # -- extract and publish --------------------------------------------------------------
 
+def _seconds_since(iso: str | None) -> float | None:
+    """Seconds from an ISO 8601 UTC time to now (the publish delay metric); None when absent or unreadable."""
+    if not iso:
+        return None
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return time.time() - when.timestamp()
+
+
 class PagesUnavailable(Exception):
     """Some pages failed for reasons that may pass; RQ retries the job (published ones are skipped)."""
 
 
 def _fetch_page(context: Context, entry: Entry) -> Fetched:
-    return context.fetcher.get(entry.url, accept=PAGE_ACCEPT, page=True)
+    try:
+        fetched = context.fetcher.get(entry.url, accept=PAGE_ACCEPT, page=True)
+    except (HostDeferred, RobotsDisallowed):
+        raise  # no request was made
+    except FetchError as exc:
+        context.store.count_http("page", exc.status or "error")
+        raise
+    context.store.count_http("page", fetched.status)
+    return fetched
 
 
 def _article_from_page(entry: Entry, fetched: Fetched) -> tuple[Article, str | None]:
     """The article from its page, and the page's own canonical link when it names one on the same site."""
     html = decode_html(fetched.body, fetched.content_type)
     page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags,
-                           entry_author=entry.author, entry_published=entry.published)
+                           entry_author=entry.author, entry_published=entry.published,
+                           feed_html=entry.content_html or entry.summary_html)
     url = canonical_url(fetched.url)
     article = Article(
         id=article_id(url), url=url, title=page.title or entry.title, text=page.text, feed=entry.feed,
         published=page.published or entry.published, author=page.author or entry.author,
-        language=page.language, guid=entry.guid, tags=entry.tags, extraction="page",
+        language=page.language, guid=entry.guid, tags=list(dict.fromkeys([*entry.tags, *page.tags])),
+        extraction=page.extraction, authors=page.authors or ([entry.author] if entry.author else []),
+        updated=page.updated, categories=page.categories, image=page.image, sitename=page.sitename,
+        description=page.description, word_count=page.word_count, markdown=page.markdown,
     )
     # A page's rel=canonical/og:url is another name for the same article, but only
     # when it points at its own site: a syndicated copy naming the original's
@@ -352,28 +397,48 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
         id=article_id(url), url=url, title=entry.title, text=text, feed=entry.feed,
         published=entry.published, author=entry.author, guid=entry.guid, tags=entry.tags,
         extraction="feed", fallback_reason=reason,
+        authors=[entry.author] if entry.author else [], word_count=len(_WORDS.findall(text)), markdown=text,
+        language=detect_language(text),
     )
 
 
-def _article_or_reason(
-    entry: Entry, download: Future[Fetched] | None, final_attempt: bool
-) -> tuple[Article | None, str | None, bool, str | None]:
-    """(article from the page, or None and why not, whether to retry the page later, the page's own
-    same-site canonical link)."""
+def _strip_learned_boilerplate(store: Store, article: Article) -> None:
+    """Drop paragraphs this feed's earlier articles carried too (publisher boilerplate); learn this one's."""
+    paragraphs = article.text.split("\n\n")
+    fps = boilerplate.fingerprints(paragraphs)
+    kept, removed = boilerplate.strip_paragraphs(paragraphs, store.learn_boilerplate(article.feed, article.id, fps,
+                                                                                     time.time()))
+    if removed:
+        article.text = "\n\n".join(kept)
+        article.markdown = boilerplate.strip_markdown(article.markdown, removed)
+        article.word_count = len(_WORDS.findall(article.text))
+        article.boilerplate_removed = len(removed)
+
+
+@dataclass
+class _PageOutcome:
+    article: Article | None = None
+    canonical: str | None = None  # the page's own canonical URL, when on the same site
+    reason: str | None = None  # why there is no article from the page
+    retry: bool = False  # the page may come later: leave the entry to RQ's retry
+
+
+def _page_outcome(entry: Entry, download: Future[Fetched] | None, final_attempt: bool) -> _PageOutcome:
+    """The article from the downloaded page, or why there is none (HostDeferred passes through)."""
     if download is None:  # the feed is configured to publish its own content
-        return None, None, False, None
+        return _PageOutcome()
     try:
-        article, own_canonical = _article_from_page(entry, download.result())
-        return article, None, False, own_canonical
+        article, canonical = _article_from_page(entry, download.result())
+        return _PageOutcome(article=article, canonical=canonical)
     except HostDeferred:
         raise  # the caller queues the entry again for when the host lets us back
     except FetchError as exc:
-        return None, str(exc), exc.transient and not final_attempt, None
+        return _PageOutcome(reason=str(exc), retry=exc.transient and not final_attempt)
     except ExtractError as exc:
-        return None, str(exc), False, None
+        return _PageOutcome(reason=str(exc))
     except Exception as exc:  # a bug or a pathological page must not lose the entry
         log.exception("extracting %s", entry.url)
-        return None, f"extract: unexpected {type(exc).__name__}: {exc}", False, None
+        return _PageOutcome(reason=f"extract: unexpected {type(exc).__name__}: {exc}")
 
 
 def _hold_extracts(context: Context, entries: list[dict[str, Any]], until: float) -> None:
@@ -415,29 +480,33 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
         }
         for entry, entry_key in pending:
             try:
-                article, reason, transient, page_canonical = _article_or_reason(
-                    entry, downloads.get(entry_key), final_attempt)
+                outcome = _page_outcome(entry, downloads.get(entry_key), final_attempt)
             except HostDeferred as exc:
                 held.append(entry.to_dict())
                 held_until = max(held_until, exc.until)
                 continue
-            if transient:
-                deferred.append(f"{entry.url}: {reason}")
+            if outcome.retry:
+                deferred.append(f"{entry.url}: {outcome.reason}")
                 continue
+            article = outcome.article
             if article is None:
-                article = _article_from_feed(entry, reason)
+                article = _article_from_feed(entry, outcome.reason)
                 counts["fallbacks"] += 1
-            claims = [url_key(article.url), entry_key]
-            if page_canonical:
-                claims.append(url_key(page_canonical))
+            _strip_learned_boilerplate(context.store, article)
+            keys = [url_key(article.url), entry_key]
+            if outcome.canonical:
+                keys.append(url_key(outcome.canonical))
             article.fetched_at = _iso(time.time())
             near = near_key(article.text) if context.settings.near_duplicates != "off" else None
-            result = context.store.publish(article, url_keys=list(dict.fromkeys(claims)),
+            result = context.store.publish(article, url_keys=list(dict.fromkeys(keys)),
                                            text_key=text_key(article.text), near=near)
             if result.outcome == "published":
                 counts["published"] += 1
                 if result.duplicate_of:
                     counts["near_duplicates"] += 1
+                delay = _seconds_since(article.published)
+                if delay is not None:
+                    context.store.observe_delay(delay)
             elif result.outcome == "near_dropped":
                 counts["near_duplicates"] += 1
             elif result.outcome == "already":
@@ -447,9 +516,123 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     if held:
         _hold_extracts(context, held, held_until)
         counts["held"] = len(held)
+    # entries_done: finished one way or another (published, already there, duplicate), for progress.
     context.store.count({"fallbacks": counts["fallbacks"], "retried_pages": len(deferred),
-                         "held_pages": len(held)})
+                         "held_pages": len(held), "entries_done": len(entries) - len(deferred) - len(held)})
     if deferred:
         counts["deferred"] = len(deferred)
         raise PagesUnavailable(f"fetch: {len(deferred)} page(s) will be retried: " + "; ".join(deferred[:3]))
     return counts
+
+
+# -- newsletters --------------------------------------------------------------------
+
+MAIL_QUEUE = EXTRACT_QUEUE  # mail jobs ride the extract queue, which every worker already serves
+
+
+def enqueue_mail(queue: Queue, source_name: str, raw: bytes, origin: str = "") -> str:
+    """Queue one received email (its bytes) for :func:`ingest_mail`; returns the job id."""
+    job = queue.enqueue(
+        ingest_mail, source_name, raw, origin, job_timeout=120, result_ttl=3600, failure_ttl=7 * 86400,
+        retry=Retry(max=2, interval=[5, 30]), description=f"mail for {source_name} ({origin or 'smtp'})",
+    )
+    return job.id
+
+
+def newsletter_article(source: NewsletterSource, letter: Newsletter) -> Article:
+    """The stream's article for a newsletter: id from its Message-ID, url ``mid:<Message-ID>`` (RFC 2392)."""
+    mid = letter.message_id or f"{letter.author_address}/{letter.published}/{letter.title}"
+    key = message_id_key(mid)
+    return Article(
+        id=key, url=f"mid:{quote(mid, safe='@.-_!$&*+=^`{|}~')}", title=letter.title, text=letter.text,
+        feed=source.name, published=letter.published, author=letter.author, guid=letter.message_id,
+        tags=list(source.tags), extraction="newsletter", list_id=letter.list_id,
+    )
+
+
+def ingest_mail(source_name: str, raw: bytes, origin: str = "") -> dict[str, Any]:
+    """Read one email, publish it once (Message-ID and text claims), record the outcome on the source."""
+    context = current_context()
+    store = context.store
+    source = context.newsletters.get(source_name)
+    if source is None:
+        return {"source": source_name, "outcome": "unknown newsletter source (removed from the feeds file?)"}
+    now = time.time()
+    base = {"kind": source.kind, "last_mail": _iso(now), "last_origin": origin or "smtp"}
+    try:
+        letter = parse_newsletter(raw, max_bytes=source.max_bytes)
+    except MailError as exc:
+        # last_refused stays when later mail succeeds (last_error is cleared then, as for feeds)
+        store.record_poll(source.name, {**base, "last_status": "refused", "last_error": str(exc),
+                                        "last_refused": str(exc)}, error=True)
+        store.add_feed_count(source.name, "mails_refused", 1)
+        store.count({"mails_refused": 1})
+        log.warning("%s: %s (%s)", source.name, exc, origin)
+        return {"source": source.name, "outcome": str(exc)}
+    article = newsletter_article(source, letter)
+    article.fetched_at = _iso(now)
+    near = near_key(article.text) if context.settings.near_duplicates != "off" else None
+    result = store.publish(article, url_keys=[], text_key=text_key(article.text), near=near,
+                           message_key=message_id_key(letter.message_id) if letter.message_id else article.id)
+    store.record_poll(source.name, {**base, "last_status": result.outcome, "last_success": _iso(now),
+                                    "title": letter.list_id or source.name}, error=False)
+    store.count({"mails_ok": 1})
+    if result.outcome == "published":
+        store.add_feed_count(source.name, "mails_published", 1)
+    followed = 0
+    if source.follow_links and letter.links and result.outcome == "published":
+        # a digest: each linked article becomes an entry of this source, extracted like a feed's
+        entries = [Entry(guid=link, url=link, feed=source.name, tags=list(source.tags)) for link in letter.links]
+        keys = [guid_key(source.name, entry.guid) for entry in entries]
+        new = [e for e, unseen in zip(entries, store.unseen(source.name, keys), strict=True) if unseen]
+        enqueue_extracts(context, new)
+        store.mark_seen(source.name, keys, now)
+        followed = len(new)
+    return {"source": source.name, "outcome": result.outcome, "id": article.id,
+            "duplicate_of": result.duplicate_of, "links_queued": followed}
+
+
+def record_mail_refused(store: Store, source: NewsletterSource, message: str) -> None:
+    """Record on the source's status a message refused before it was read (too large at SMTP or in a mailbox)."""
+    store.record_poll(source.name, {"kind": source.kind, "last_mail": _iso(time.time()), "last_status": "refused",
+                                    "last_error": message, "last_refused": message}, error=True)
+    store.add_feed_count(source.name, "mails_refused", 1)
+    store.count({"mails_refused": 1})
+
+
+def _queue_or_refuse(context: Context, source: NewsletterSource, raw: bytes | None, size: int, origin: str) -> None:
+    if raw is None:  # over the limit: never read, so the refusal is recorded here
+        message = f"mail: message is {size} bytes, over the {source.max_bytes}-byte limit ({origin})"
+        record_mail_refused(context.store, source, message)
+        return
+    enqueue_mail(context.extract_queue, source.name, raw, origin)
+
+
+def poll_mailbox(source_name: str) -> dict[str, Any]:
+    """Read the new mail of an IMAP or Maildir source and queue each message for :func:`ingest_mail`."""
+    context = current_context()
+    store = context.store
+    source = context.newsletters[source_name]
+    now = time.time()
+
+    def handle(raw: bytes | None, size: int, origin: str) -> None:
+        _queue_or_refuse(context, source, raw, size, origin)
+
+    try:
+        if source.kind == "maildir":
+            count = poll_maildir(source, handle)
+        elif source.kind == "imap":
+            validity, last = store.imap_state(source.name)
+            count = poll_imap(source, context.mail_passwords.get(source.name, ""), ImapState(validity, last), handle,
+                              lambda state: store.set_imap_state(source.name, state.uidvalidity or 0, state.last_uid))
+        else:
+            return {"source": source.name, "outcome": f"{source.kind} sources are not polled"}
+    except FetchError as exc:
+        store.record_poll(source.name, {"kind": source.kind, "last_poll": _iso(now), "last_status": "error",
+                                        "last_error": str(exc)}, error=True)
+        store.schedule(source.name, now + source.interval)
+        return {"source": source.name, "outcome": str(exc)}
+    store.record_poll(source.name, {"kind": source.kind, "last_poll": _iso(now), "last_new": count}, error=False,
+                      clear=["last_error"])
+    store.schedule(source.name, now + source.interval)
+    return {"source": source.name, "outcome": "ok", "new": count}

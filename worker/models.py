@@ -105,6 +105,11 @@ class Extracted:
     image: str | None = None
     categories: list[str] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)
+    authors: list[str] = field(default_factory=list)
+    updated: str | None = None  # ISO 8601 UTC: the page's declared last modification
+    markdown: str = ""  # the body as Markdown (headings, lists, emphasis, tables)
+    extraction: str = "precision"  # which candidate won: "precision", "recall" or "feed"
+    word_count: int = 0
 
 
 @dataclass
@@ -122,12 +127,65 @@ class Article:
     duplicate_of: str | None = None
     # Near-duplicate cluster: the id of the cluster's first article (its own id when it is the first).
     cluster: str | None = None
-    extraction: str = "page"  # "page": from the article's page; "feed": the feed's own content
+    # which body won: "precision"/"recall" (trafilatura's modes on the article's page) or "feed"
+    # (the feed's own content: chosen over the page, or the fallback when the page failed)
+    extraction: str = "precision"
     fallback_reason: str | None = None  # why the page was not used, when extraction == "feed"
     guid: str | None = None
     tags: list[str] = field(default_factory=list)
     fetched_at: str | None = None
     schema: int = ARTICLE_SCHEMA_VERSION
+    # rich metadata (additive to schema 1; see the README's article fields)
+    authors: list[str] = field(default_factory=list)
+    updated: str | None = None
+    categories: list[str] = field(default_factory=list)
+    image: str | None = None
+    sitename: str | None = None
+    description: str | None = None
+    word_count: int = 0
+    markdown: str = ""
+    boilerplate_removed: int = 0  # paragraphs stripped as this feed's learned boilerplate
+    list_id: str | None = None  # newsletters: the List-Id header (extraction == "newsletter")
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class NewsletterSource:
+    """One configured email source (``[[newsletters]]`` in the feeds file).
+
+    ``kind``: ``smtp`` (our endpoint accepts mail for ``address``), ``imap`` (poll
+    ``folder`` on ``host`` as ``user``, password from the env var ``password_env``)
+    or ``maildir`` (poll the Maildir at ``path``).
+    """
+
+    name: str
+    kind: str
+    address: str | None = None  # smtp: the recipient address this source receives at
+    host: str | None = None  # imap
+    port: int | None = None  # imap; default 993 (tls) or 143 (starttls/plain)
+    user: str | None = None  # imap
+    password_env: str | None = None  # imap: name of the env var holding the password
+    folder: str = "INBOX"  # imap
+    security: str = "tls"  # imap: tls | starttls | plain (plain: loopback/tests only)
+    path: str | None = None  # maildir
+    interval: int = 300  # imap/maildir: seconds between polls
+    tags: tuple[str, ...] = ()
+    max_bytes: int = 5 * 1024 * 1024  # per message
+    follow_links: bool = False  # a digest of links: also queue each linked article as an entry
+
+
+@dataclass
+class Newsletter:
+    """One email read as an article candidate (what worker/newsletter.py returns)."""
+
+    message_id: str | None
+    title: str
+    text: str
+    author: str | None = None
+    author_address: str | None = None
+    published: str | None = None  # ISO 8601 UTC
+    list_id: str | None = None
+    links: list[str] = field(default_factory=list)  # article links in the body (boilerplate ones excluded)
+    warnings: list[str] = field(default_factory=list)

@@ -35,7 +35,7 @@ from trafilatura.metadata import (
     extract_url,
 )
 
-__all__ = ["PageMeta", "declared_date", "page_metadata", "rel_links", "search_date"]
+__all__ = ["PageMeta", "declared_date", "declared_updated", "page_metadata", "rel_links", "search_date", "sections"]
 
 
 @dataclass
@@ -43,6 +43,7 @@ class PageMeta:
     title: str | None = None
     author: str | None = None
     published: str | None = None  # ISO 8601 UTC, "YYYY-MM-DDTHH:MM:SSZ"
+    updated: str | None = None  # the declared last modification, same format
     url: str | None = None
     sitename: str | None = None
     description: str | None = None
@@ -75,11 +76,12 @@ def page_metadata(tree: HtmlElement, page: str, *, url: str, need_author: bool, 
         title=" ".join((title or "").split()) or None,
         author=author or None,
         published=published,
+        updated=declared_updated(page),
         url=document.url or extract_url(tree, url) or None,
         sitename=sitename,
         description=document.description or None,
         image=document.image or None,
-        categories=list(document.categories or []) or rel_links(page, "category"),
+        categories=list(document.categories or []) or rel_links(page, "category") or sections(page),
         tags=list(document.tags or []) or rel_links(page, "tag"),
     )
 
@@ -126,6 +128,24 @@ def rel_links(page: str, kind: str) -> list[str]:
     return found
 
 
+_SECTION = re.compile(
+    r"""<meta\b[^>]{0,300}?property\s*=\s*["']article:section["'][^>]{0,300}?content\s*=\s*["']([^"']{1,100})["']"""
+    r"""|<meta\b[^>]{0,300}?content\s*=\s*["']([^"']{1,100})["'][^>]{0,300}?property\s*=\s*["']article:section["']""",
+    re.IGNORECASE,
+)
+
+
+def sections(page: str) -> list[str]:
+    """The page's OpenGraph ``article:section`` values (its category when no rel=category link names one)."""
+    head_end = page.find("</head", 0, _SCAN_CHARS)
+    found: list[str] = []
+    for match in _SECTION.finditer(page, 0, head_end if head_end >= 0 else _SCAN_CHARS):
+        value = " ".join(htmllib.unescape(match.group(1) or match.group(2)).split())
+        if value and value not in found:
+            found.append(value)
+    return found[:_MAX_REL_LINKS]
+
+
 # The publication date a page declares for itself, most specific first.
 _DATE_PATTERNS = [
     re.compile(p, re.IGNORECASE)
@@ -146,6 +166,30 @@ def declared_date(page: str, *, time_elements: bool = True) -> str | None:
     """The date the page states in its metadata (meta tags, JSON-LD, then the first ``<time>``), ISO UTC."""
     window = page[:_SCAN_CHARS]
     for pattern in _DATE_PATTERNS if time_elements else _DATE_PATTERNS[:-1]:
+        match = pattern.search(window)
+        if match:
+            moment = iso_utc(htmllib.unescape(match.group(1)))
+            if moment:
+                return moment
+    return None
+
+
+_UPDATED_PATTERNS = [
+    re.compile(p, re.IGNORECASE)
+    for p in (
+        r"""<meta\b[^>]{0,300}?(?:property|name|itemprop)\s*=\s*["'](?:article:modified_time|og:updated_time|"""
+        r"""dateModified|last-modified|dcterms\.modified)["'][^>]{0,300}?content\s*=\s*["']([^"']{8,40})["']""",
+        r"""<meta\b[^>]{0,300}?content\s*=\s*["']([^"']{8,40})["'][^>]{0,300}?(?:property|name|itemprop)\s*=\s*"""
+        r"""["'](?:article:modified_time|og:updated_time|dateModified)["']""",
+        r""""dateModified"\s*:\s*"([^"]{8,40})\"""",
+    )
+]
+
+
+def declared_updated(page: str) -> str | None:
+    """The last-modified date the page states in its metadata (meta tags, JSON-LD ``dateModified``), ISO UTC."""
+    window = page[:_SCAN_CHARS]
+    for pattern in _UPDATED_PATTERNS:
         match = pattern.search(window)
         if match:
             moment = iso_utc(htmllib.unescape(match.group(1)))

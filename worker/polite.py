@@ -52,10 +52,8 @@ class PoliteFetcher:
         # A slot outlives its request only if the worker died mid-request.
         self.lease = http.settings.deadline + 10
         self.agent = agent_token(http.settings.user_agent)
-        # An extract job downloads several pages of a host at once: one of them fetches
-        # the host's robots.txt while the others wait for it, rather than each fetching it.
         self._robots_locks: dict[str, threading.Lock] = {}
-        self._robots_locks_guard = threading.Lock()
+        self._locks_guard = threading.Lock()
 
     def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
             accept: str | None = None, page: bool = False) -> Fetched:
@@ -68,13 +66,13 @@ class PoliteFetcher:
             raise RobotsDisallowed(f"robots.txt of {host} disallows {url}", url=url)
         return self._request(url, host, etag=etag, last_modified=last_modified, accept=accept)
 
-    def _check_not_deferred(self, url: str, host: str) -> None:
+    def _check_not_before(self, url: str, host: str) -> None:
         until = self.store.host_not_before(host)
         if until is not None and until > time.time():
             raise HostDeferred(f"{host} asked us to wait until {_clock(until)} (Retry-After)", url=url, until=until)
 
     def _request(self, url: str, host: str, **kwargs: str | None) -> Fetched:
-        self._check_not_deferred(url, host)
+        self._check_not_before(url, host)
         token = uuid.uuid4().hex
         waited_until = time.monotonic() + self.slot_wait
         while not self.store.acquire_host_slot(host, token, self.host_concurrency, self.lease, time.time()):
@@ -83,8 +81,8 @@ class PoliteFetcher:
                                    until=time.time() + self.lease)
             time.sleep(SLOT_POLL)
         try:
-            # again: while this waited for a slot, the request that held it may have been told to wait
-            self._check_not_deferred(url, host)
+            # Again: the request we waited behind may have been answered with a Retry-After.
+            self._check_not_before(url, host)
             return self.http.get(url, **kwargs)
         except NotModified:
             raise
@@ -96,30 +94,33 @@ class PoliteFetcher:
         finally:
             self.store.release_host_slot(host, token)
 
+    def _robots_lock(self, host: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._robots_locks.setdefault(host, threading.Lock())
+
     def _robots_allow(self, url: str, host: str) -> bool:
         body = self.store.cached_robots(host)
         if body is None:
-            with self._robots_locks_guard:
-                lock = self._robots_locks.setdefault(host, threading.Lock())
-            with lock:
-                return self._robots_allow_locked(url, host)
+            # Pages are prefetched in threads: let one of them fetch a host's robots.txt.
+            with self._robots_lock(host):
+                body = self.store.cached_robots(host)
+                if body is None:
+                    body = self._fetch_robots(url, host)
         return robots_allows(body, url, self.agent)
 
-    def _robots_allow_locked(self, url: str, host: str) -> bool:
-        body = self.store.cached_robots(host)  # another thread may have fetched it meanwhile
-        if body is None:
-            ttl = self.robots_ttl
-            try:
-                body = self._request(robots_url(url), host, accept="text/plain").body[:MAX_ROBOTS_BYTES]
-            except (HostDeferred, BlockedAddress):
-                raise  # the page itself would be refused for the same reason
-            except FetchError as exc:
-                # 4xx: no robots.txt, everything allowed (RFC 9309). Unreachable: allow, ask again soon.
-                body = b""
-                if exc.status is None or exc.status >= 500 or exc.status == 429:
-                    ttl = ROBOTS_RETRY_TTL
-            self.store.cache_robots(host, body, ttl)
-        return robots_allows(body, url, self.agent)
+    def _fetch_robots(self, url: str, host: str) -> bytes:
+        ttl = self.robots_ttl
+        try:
+            body = self._request(robots_url(url), host, accept="text/plain").body[:MAX_ROBOTS_BYTES]
+        except (HostDeferred, BlockedAddress):
+            raise  # the page itself would be refused for the same reason
+        except FetchError as exc:
+            # 4xx: no robots.txt, everything allowed (RFC 9309). Unreachable: allow, ask again soon.
+            body = b""
+            if exc.status is None or exc.status >= 500 or exc.status == 429:
+                ttl = ROBOTS_RETRY_TTL
+        self.store.cache_robots(host, body, ttl)
+        return body
 
 
 def _clock(epoch: float) -> str:

@@ -13,9 +13,9 @@ import threading
 from typing import Any
 
 from redis import Redis
-from rq import Queue, SimpleWorker
+from rq import Queue, SimpleWorker, Worker
 from rq.job import Job
-from rq.registry import ScheduledJobRegistry, StartedJobRegistry
+from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
@@ -107,3 +107,22 @@ def pending_work(connection: Redis) -> tuple[int, float | None]:
             at = float(scheduled[0][1])
             earliest = at if earliest is None else min(earliest, at)
     return busy, earliest
+
+
+def queue_depths(connection: Redis) -> dict[str, dict[str, int]]:
+    """Jobs per queue and state (queued, started, scheduled, deferred, failed), for metrics and progress."""
+    depths: dict[str, dict[str, int]] = {}
+    for name in QUEUES:
+        depths[name] = {
+            "queued": Queue(name, connection=connection).count,
+            "started": StartedJobRegistry(name, connection=connection).count,
+            "scheduled": ScheduledJobRegistry(name, connection=connection).count,
+            "deferred": DeferredJobRegistry(name, connection=connection).count,
+            "failed": FailedJobRegistry(name, connection=connection).count,
+        }
+    return depths
+
+
+def worker_count(connection: Redis) -> int:
+    """RQ workers registered (alive: their keys expire with their heartbeat)."""
+    return Worker.count(connection=connection)

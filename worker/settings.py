@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .http import HttpSettings
-from .models import Feed
+from .models import Feed, NewsletterSource
 
 DEFAULT_FEEDS_PATH = "config/feeds.toml"
 DEFAULT_STREAM = "articles"
@@ -73,6 +73,7 @@ class Settings:
     prefix: str = "feedstream"  # namespace of every Redis key we own
     workers: int = 2
     dashboard_port: int = 9181
+    metrics_port: int = 9184  # feedstream metrics: /metrics and /healthz
     # Approximate MAXLEN for the stream; 0 keeps everything.
     stream_maxlen: int = 100_000
     # How long URL, GUID and text claims are remembered for deduplication.
@@ -92,6 +93,12 @@ class Settings:
     near_duplicates: str = "mark"
     # How long an article stays in the near-duplicate index (its copies are caught this long).
     near_window_days: float = 30.0
+    # `feedstream smtp`: where the newsletter SMTP endpoint listens
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 2525
+    # `feedstream serve`: where the Atom / JSON Feed server listens
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8080
 
     def store_options(self) -> dict[str, Any]:
         """Keyword arguments for ``Store`` that come from these settings."""
@@ -121,10 +128,16 @@ class Settings:
             var_dir=Path(env.get("FEEDSTREAM_VAR") or "var"),
             workers=int(_number(env, "FEEDSTREAM_WORKERS", max(os.cpu_count() or 1, 1), 1)),
             dashboard_port=int(_number(env, "FEEDSTREAM_DASHBOARD_PORT", 9181, 0)),
+            metrics_port=int(_number(env, "FEEDSTREAM_METRICS_PORT", 9184, 0)),
             stream_maxlen=int(_number(env, "FEEDSTREAM_STREAM_MAXLEN", 100_000, 0)),
+            **_politeness(env),
             near_duplicates=_choice(env, "FEEDSTREAM_NEAR_DUPLICATES", ("mark", "drop", "off"), "mark"),
             near_window_days=_number(env, "FEEDSTREAM_NEAR_WINDOW_DAYS", 30.0, 0.001),
-            **_politeness(env),
+            smtp_host=(env.get("FEEDSTREAM_SMTP_HOST") or "127.0.0.1").strip(),
+            smtp_port=int(_number(env, "FEEDSTREAM_SMTP_PORT", 2525, 1)),
+            serve_host=(env.get("FEEDSTREAM_SERVE_HOST") or "127.0.0.1").strip(),
+            # a Procfile platform hands the web process its port in PORT
+            serve_port=int(_number(env, "FEEDSTREAM_SERVE_PORT", _number(env, "PORT", 8080, 1), 1)),
         )
 
 
@@ -144,25 +157,37 @@ def _politeness(env: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def load_feeds(path: Path) -> list[Feed]:
-    """Read the feeds file (one ``[[feeds]]`` table per feed); raises ConfigError."""
+def _read_doc(path: Path) -> dict[str, Any]:
     try:
         raw = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read feeds file {path}: {exc.strerror or exc}") from None
     try:
-        doc = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+
+
+def load_feeds(path: Path) -> list[Feed]:
+    """Read the feeds file (one ``[[feeds]]`` table per feed); raises ConfigError.
+
+    The file's ``[[newsletters]]`` tables are validated too (see :func:`load_newsletters`),
+    so a bad newsletter source stops the service at start like a bad feed; a file
+    with newsletters only may have no feeds.
+    """
+    doc = _read_doc(path)
+    newsletters = _newsletters_from_doc(doc, path)
     tables = doc.get("feeds")
+    if newsletters and tables is None:
+        return []
     if not isinstance(tables, list) or not tables:
         raise ConfigError(f"{path} has no [[feeds]] tables")
     feeds: list[Feed] = []
-    seen: set[str] = set()
+    seen: set[str] = {source.name for source in newsletters}
     for position, table in enumerate(tables, start=1):
         feed = _feed_from_table(table, f"{path}: feed #{position}")
         if feed.name in seen:
-            raise ConfigError(f"{path}: feed name {feed.name!r} is used twice")
+            raise ConfigError(f"{path}: feed name {feed.name!r} is used twice (feeds and newsletters share names)")
         seen.add(feed.name)
         feeds.append(feed)
     return feeds
@@ -200,3 +225,98 @@ def _feed_from_table(table: Any, where: str) -> Feed:
     if bounds.get("max_interval", 1 << 62) < bounds.get("min_interval", 0):
         raise ConfigError(f"{where} ({name}): max_interval is below min_interval")
     return Feed(name=name, url=url, interval=interval, full_text=full_text, tags=tuple(tags), **bounds)
+
+
+# -- newsletters ---------------------------------------------------------------------
+
+NEWSLETTER_KINDS = ("smtp", "imap", "maildir")
+IMAP_SECURITY = ("tls", "starttls", "plain")
+_ADDRESS_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NEWSLETTER_KEYS = {
+    "smtp": {"address"},
+    "imap": {"host", "port", "user", "password_env", "folder", "security"},
+    "maildir": {"path"},
+}
+_NEWSLETTER_COMMON = {"name", "kind", "tags", "max_bytes", "interval", "follow_links"}
+
+
+def load_newsletters(path: Path) -> list[NewsletterSource]:
+    """The feeds file's ``[[newsletters]]`` tables (none: an empty list); raises ConfigError."""
+    return _newsletters_from_doc(_read_doc(path), path)
+
+
+def _newsletters_from_doc(doc: dict[str, Any], path: Path) -> list[NewsletterSource]:
+    tables = doc.get("newsletters", [])
+    if not isinstance(tables, list):
+        raise ConfigError(f"{path}: newsletters must be [[newsletters]] tables")
+    sources: list[NewsletterSource] = []
+    names: set[str] = set()
+    addresses: set[str] = set()
+    for position, table in enumerate(tables, start=1):
+        source = _newsletter_from_table(table, f"{path}: newsletter #{position}")
+        if source.name in names:
+            raise ConfigError(f"{path}: newsletter name {source.name!r} is used twice")
+        if source.address and source.address in addresses:
+            raise ConfigError(f"{path}: address {source.address!r} is used by two newsletters")
+        names.add(source.name)
+        if source.address:
+            addresses.add(source.address)
+        sources.append(source)
+    return sources
+
+
+def _newsletter_from_table(table: Any, where: str) -> NewsletterSource:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} is not a table")
+    name, kind = table.get("name"), table.get("kind")
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise ConfigError(f"{where}: name must be 1-64 letters, digits, '.', '_' or '-' (got {name!r})")
+    where = f"{where} ({name})"
+    if kind not in NEWSLETTER_KINDS:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(NEWSLETTER_KINDS)} (got {kind!r})")
+    unknown = sorted(set(table) - _NEWSLETTER_COMMON - _NEWSLETTER_KEYS[kind])
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys for kind {kind!r}: {', '.join(unknown)}")
+    tags = table.get("tags", [])
+    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise ConfigError(f"{where}: tags must be a list of strings")
+    max_bytes = table.get("max_bytes", 5 * 1024 * 1024)
+    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1024:
+        raise ConfigError(f"{where}: max_bytes must be whole bytes >= 1024")
+    interval = table.get("interval", 300)
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 10:
+        raise ConfigError(f"{where}: interval must be whole seconds >= 10")
+    follow_links = table.get("follow_links", False)
+    if not isinstance(follow_links, bool):
+        raise ConfigError(f"{where}: follow_links must be true or false")
+    options: dict[str, Any] = {}
+    if kind == "smtp":
+        address = table.get("address")
+        if not isinstance(address, str) or not _ADDRESS_RE.match(address):
+            raise ConfigError(f"{where}: address must be an email address (got {address!r})")
+        options["address"] = address.lower()
+    elif kind == "maildir":
+        maildir = table.get("path")
+        if not isinstance(maildir, str) or not maildir:
+            raise ConfigError(f"{where}: path must be the Maildir's directory")
+        options["path"] = maildir
+    else:
+        for key in ("host", "user", "password_env"):
+            if not isinstance(table.get(key), str) or not table[key]:
+                raise ConfigError(f"{where}: {key} is required for kind 'imap'")
+        if not _ENV_RE.match(table["password_env"]):
+            raise ConfigError(f"{where}: password_env must name an environment variable")
+        security = table.get("security", "tls")
+        if security not in IMAP_SECURITY:
+            raise ConfigError(f"{where}: security must be one of {', '.join(IMAP_SECURITY)}")
+        port = table.get("port", 993 if security == "tls" else 143)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise ConfigError(f"{where}: port must be 1-65535")
+        folder = table.get("folder", "INBOX")
+        if not isinstance(folder, str) or not folder:
+            raise ConfigError(f"{where}: folder must be a mailbox name")
+        options.update(host=table["host"], port=port, user=table["user"], password_env=table["password_env"],
+                       folder=folder, security=security)
+    return NewsletterSource(name=name, kind=kind, tags=tuple(tags), max_bytes=max_bytes, interval=interval,
+                            follow_links=follow_links, **options)

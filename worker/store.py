@@ -7,12 +7,19 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:seen:{name}``         zset, hashed item GUID -> last time the feed listed it
 - ``{p}:claim:url:{key}``     string, canonical-URL claim -> article id
 - ``{p}:claim:text:{key}``    string, normalised-text claim -> article id
+- ``{p}:claim:mid:{key}``     string, newsletter Message-ID claim -> article id
 - ``{p}:counters``            hash, monotonically increasing event counts
-- ``{p}:nd:band:{band}:{hash}`` string, LSH band bucket -> first article id with it (expires with the window)
-- ``{p}:nd:sig:{id}``         string, "<cluster id>|<packed MinHash>" (expires with the window)
+- ``{p}:imap:{name}``         hash, an IMAP source's ``uidvalidity`` and ``last_uid``
 - ``{p}:host:{host}:not_before``  string, epoch before which nobody fetches from the host (Retry-After)
 - ``{p}:host:{host}:inflight``    zset, request token -> lease expiry: the per-host semaphore
 - ``{p}:host:{host}:robots``      string, the host's robots.txt body (empty: allow all), with a TTL
+- ``{p}:nd:band:{band}:{hash}`` string, LSH band bucket -> first article id with it (expires with the window)
+- ``{p}:nd:sig:{id}``         string, "<cluster id>|<packed MinHash>" (expires with the window)
+- ``{p}:http``                hash, ``{kind}:{status}`` -> responses seen (kind: feed, page)
+- ``{p}:delay``               hash, publish-delay histogram: bucket upper bound -> count, ``sum``, ``count``
+- ``{p}:heartbeats``          hash, process -> epoch of its last sign of life
+- ``{p}:boiler:{name}``       hash, paragraph fingerprint -> distinct articles of the feed that carried it
+- ``{p}:boiler-seen:{name}``  zset, article ids already counted there -> when (so a retry counts nothing twice)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.
 """
 
@@ -176,6 +183,46 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
 end
 return 0
 """
+# One round trip per article: return how many *earlier* distinct articles of the feed
+# carried each fingerprint, and count this article's (once per article id: a retried
+# job sees the same counts and adds nothing). Keeps both keys bounded (the seen ids to
+# the latest 1000; past the cap, fingerprints seen in only one article are forgotten:
+# they are story text) and lets an idle feed's keys expire.
+# KEYS: counts hash, seen zset; ARGV: article id, now, ttl seconds, cap, fingerprints...
+_LEARN_BOILERPLATE_LUA = """
+local counts = {}
+local again = redis.call('ZSCORE', KEYS[2], ARGV[1])
+for i = 5, #ARGV do
+  local n = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if again and n > 0 then
+    n = n - 1
+  end
+  counts[#counts + 1] = n
+end
+if again then
+  return counts
+end
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if redis.call('ZCARD', KEYS[2]) > 1000 then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -1001)
+end
+for i = 5, #ARGV do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+end
+if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[4]) then
+  local all = redis.call('HGETALL', KEYS[1])
+  for j = 1, #all, 2 do
+    if tonumber(all[j + 1]) <= 1 then
+      redis.call('HDEL', KEYS[1], all[j])
+    end
+  end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return counts
+"""
+BOILERPLATE_TTL = 30 * 24 * 3600
+BOILERPLATE_CAP = 20_000  # fingerprints per feed before the once-seen ones are forgotten
 
 
 @dataclass(frozen=True)
@@ -221,6 +268,16 @@ def connect(url: str) -> redis.Redis:
     )
 
 
+# Upper bounds (seconds) of the publish-delay histogram: a minute to a week.
+DELAY_BUCKETS: tuple[float, ...] = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400,
+                                    2 * 86400, 7 * 86400)
+
+
+def connect_quick(url: str) -> redis.Redis:
+    """A client that fails fast instead of retrying: for health checks, which must answer promptly."""
+    return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -244,6 +301,7 @@ class Store:
         self._claim_due = client.register_script(_CLAIM_DUE_LUA)
         self._defer_host = client.register_script(_DEFER_HOST_LUA)
         self._acquire_slot = client.register_script(_ACQUIRE_SLOT_LUA)
+        self._learn_boilerplate = client.register_script(_LEARN_BOILERPLATE_LUA)
 
     # -- keys ---------------------------------------------------------------
     def _key(self, *parts: str) -> str:
@@ -421,9 +479,10 @@ class Store:
         return [_text(owner) if owner else None for owner in owners]
 
     def publish(self, article: Article, *, url_keys: Sequence[str], text_key: str | None,
-                near: NearKey | None = None) -> PublishResult:
-        """Claim the article's URLs (and text), check it for near-copies and XADD it, in one atomic step.
+                near: NearKey | None = None, message_key: str | None = None) -> PublishResult:
+        """Claim the article's URLs (and text, and a newsletter's Message-ID), check it for near-copies and XADD it.
 
+        One atomic step.
         With ``near`` and a near mode other than ``off``, an article whose
         signature agrees with a stored one (found through a shared band) is
         published with ``duplicate_of``/``cluster`` set to that cluster's first
@@ -431,6 +490,8 @@ class Store:
         bands and signature are indexed for ``near_window`` seconds.
         """
         claims = [self._key("claim", "url", key) for key in url_keys]
+        if message_key:
+            claims.append(self._key("claim", "mid", message_key))
         if text_key:
             claims.append(self._key("claim", "text", text_key))
         near_keys: list[str] = []
@@ -455,6 +516,29 @@ class Store:
             return PublishResult(outcome, article.id, duplicate_of=value, cluster=value)
         return PublishResult(outcome, article.id, duplicate_of=value)
 
+    # -- learned boilerplate ---------------------------------------------------
+    def boilerplate_counts(self, feed: str, fingerprints: Sequence[str]) -> dict[str, int]:
+        """How many distinct articles of the feed carried each paragraph fingerprint (absent: 0)."""
+        if not fingerprints:
+            return {}
+        values = self.redis.hmget(self._key("boiler", feed), list(fingerprints))
+        return {fp: int(v) for fp, v in zip(fingerprints, values, strict=True) if v is not None}
+
+    def learn_boilerplate(self, feed: str, article_id: str, fingerprints: Sequence[str],
+                          now: float) -> dict[str, int]:
+        """Count the article's paragraph fingerprints for the feed (once per article id), in one step.
+
+        Returns, per fingerprint, how many *other* earlier articles of the feed carried it: the
+        same answer on a retry of the same article, which then counts nothing again.
+        """
+        if not fingerprints:
+            return {}
+        counts = self._learn_boilerplate(
+            keys=[self._key("boiler", feed), self._key("boiler-seen", feed)],
+            args=[article_id, now, BOILERPLATE_TTL, BOILERPLATE_CAP, *fingerprints],
+        )
+        return {fp: int(n) for fp, n in zip(fingerprints, counts, strict=True) if int(n)}
+
     # -- counters -------------------------------------------------------------
     def count(self, counts: Mapping[str, int]) -> None:
         pipe = self.redis.pipeline()
@@ -465,6 +549,50 @@ class Store:
 
     def counters(self) -> dict[str, int]:
         return {_text(k): int(v) for k, v in self.redis.hgetall(self.counters_key).items()}
+
+    # -- operational figures (metrics) ------------------------------------------
+    def count_http(self, kind: str, status: int | str) -> None:
+        """One HTTP response (or ``error`` when none came) for a ``feed`` or ``page`` fetch."""
+        self.redis.hincrby(self._key("http"), f"{kind}:{status}", 1)
+
+    def http_counts(self) -> dict[tuple[str, str], int]:
+        counts = {}
+        for field, value in self.redis.hgetall(self._key("http")).items():
+            kind, _, status = _text(field).partition(":")
+            counts[(kind, status)] = int(value)
+        return counts
+
+    def observe_delay(self, seconds: float) -> None:
+        """Add one article's delay from its ``published`` time to its XADD to the histogram.
+
+        Buckets are stored non-cumulative (one HINCRBY each); the reader sums them up.
+        """
+        seconds = max(seconds, 0.0)
+        bucket = next((f"{b:g}" for b in DELAY_BUCKETS if seconds <= b), "+Inf")
+        key = self._key("delay")
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hincrby(key, bucket, 1)
+        pipe.hincrby(key, "count", 1)
+        pipe.hincrbyfloat(key, "sum", seconds)
+        pipe.execute()
+
+    def delay_histogram(self) -> tuple[list[tuple[str, int]], float]:
+        """(cumulative ``(le, count)`` pairs ending with ``+Inf``, sum of seconds)."""
+        raw = {_text(k): _text(v) for k, v in self.redis.hgetall(self._key("delay")).items()}
+        running, buckets = 0, []
+        for bound in [f"{b:g}" for b in DELAY_BUCKETS] + ["+Inf"]:
+            running += int(raw.get(bound, 0))
+            buckets.append((bound, running))
+        return buckets, float(raw.get("sum", 0.0))
+
+    def stream_groups(self) -> list[dict[str, Any]]:
+        """Consumer groups on the stream: name, consumers, pending (read, not acked) entries."""
+        try:
+            groups = self.redis.xinfo_groups(self.stream)
+        except redis.ResponseError:  # no stream yet
+            return []
+        return [{"name": _text(g["name"]), "consumers": int(g["consumers"]), "pending": int(g["pending"])}
+                for g in groups]
 
     # -- the stream -------------------------------------------------------------
     def stream_length(self) -> int:
@@ -483,6 +611,21 @@ class Store:
             for entry_id, fields in items:
                 entries.append((_text(entry_id), {_text(k): _text(v) for k, v in fields.items()}))
         return entries
+
+    def read_stream_before(self, before: str = "+", count: int = 100) -> list[tuple[str, dict[str, str]]]:
+        """Up to ``count`` entries older than the stream id ``before`` ("+": from the newest), newest first."""
+        start = before if before == "+" else f"({before}"
+        reply = self.redis.xrevrange(self.stream, max=start, min="-", count=count)
+        return [(_text(entry_id), {_text(k): _text(v) for k, v in fields.items()}) for entry_id, fields in reply]
+
+    # -- newsletters ------------------------------------------------------------
+    def imap_state(self, name: str) -> tuple[int | None, int]:
+        """An IMAP source's (UIDVALIDITY, last UID handed to the queue); (None, 0) before the first poll."""
+        validity, last = self.redis.hmget(self._key("imap", name), ["uidvalidity", "last_uid"])
+        return (int(validity) if validity else None, int(last) if last else 0)
+
+    def set_imap_state(self, name: str, uidvalidity: int, last_uid: int) -> None:
+        self.redis.hset(self._key("imap", name), mapping={"uidvalidity": uidvalidity, "last_uid": last_uid})
 
     def beat(self, process: str, now: float) -> None:
         """Record that a process (e.g. the scheduler) is alive, for health checks."""

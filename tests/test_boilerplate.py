@@ -1,0 +1,101 @@
+"""Publisher boilerplate learned per feed: pure decisions, the Redis counts, and the real pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.pipeline_helpers import articles, make_context, run_burst, write_feeds
+from tests.site import Site
+from tests.sitegen import rss2, story, telecoms_page
+from worker import boilerplate
+from worker.store import Store
+
+# Neither a newsletter plea nor a share line: no page-level rule knows it for furniture.
+BOILER = ("This report is part of Network Week, our coverage produced with the support of the "
+          "partners listed on our events page.")
+
+
+def test_fingerprint_ignores_case_punctuation_and_markup() -> None:
+    assert boilerplate.fingerprint("**Read the Network Week report.**") == boilerplate.fingerprint(
+        "read the network week report")
+    assert boilerplate.fingerprint("x " * 300) is None  # long paragraphs are story text
+
+
+def test_strip_needs_threshold_articles_and_never_empties_an_article() -> None:
+    paras = ["Story sentence one about fibre.", BOILER]
+    fp = boilerplate.fingerprint(BOILER)
+    assert fp is not None
+    assert boilerplate.strip_paragraphs(paras, {fp: 2}, threshold=3) == (paras, [])
+    assert boilerplate.strip_paragraphs(paras, {fp: 3}, threshold=3) == (paras[:1], [BOILER])
+    assert boilerplate.strip_paragraphs([BOILER], {fp: 9}) == ([BOILER], [])
+    assert boilerplate.strip_markdown(f"## Head\n\n{BOILER}\n\n- a\n- b", [BOILER]) == "## Head\n\n- a\n- b"
+
+
+def test_store_counts_each_article_once(redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    fps = boilerplate.fingerprints(["one line here", BOILER])
+    assert store.learn_boilerplate("f", "article-1", fps, 1.0) == {}  # nothing earlier
+    assert store.learn_boilerplate("f", "article-1", fps, 2.0) == {}  # a retry: same answer, counts nothing twice
+    assert store.learn_boilerplate("f", "article-2", fps[1:], 3.0) == {fps[1]: 1}
+    assert store.learn_boilerplate("f", "article-2", fps[1:], 4.0) == {fps[1]: 1}
+    assert store.boilerplate_counts("f", fps) == {fps[0]: 1, fps[1]: 2}
+    assert store.boilerplate_counts("other", fps) == {}
+    assert redis_client.ttl("feedstream:boiler:f") > 0
+
+
+def _serve(site: Site, numbers: range, extra: dict[int, str]) -> list[tuple]:
+    items = []
+    for n in numbers:
+        s = story(n)
+        s.paragraphs = [*s.paragraphs, BOILER] + ([extra[n]] if n in extra else [])
+        items.append((s, site.add(f"/news/{s.slug}/", telecoms_page(s))))
+    return items
+
+
+def test_boilerplate_recurring_in_five_articles_is_stripped_from_the_sixth_and_later(
+        site: Site, redis_client: redis.Redis, redis_url: str, feeds_file: Path) -> None:
+    once = "A correction was appended to this story after the operator revised its quarterly figures."
+    first = _serve(site, range(5), {})
+    feed_url = site.add("/feed/", rss2("Publisher", first, with_content=False), "application/rss+xml")
+    context = make_context(redis_url, write_feeds(feeds_file, {"pub": feed_url}))
+    run_burst(context)
+    docs = articles(redis_client)
+    assert len(docs) == 5
+    assert BOILER in docs[0]["text"]  # first sight: nothing is stripped
+
+    later = _serve(site, range(5, 8), {6: once})
+    site.add("/feed/", rss2("Publisher", first + later, with_content=False), "application/rss+xml")
+    run_burst(context)
+    new = {doc["url"]: doc for doc in articles(redis_client)[5:]}
+    assert set(new) == {link for _, link in later}
+    for s, link in later:
+        doc = new[link]
+        assert BOILER not in doc["text"] and BOILER not in doc["markdown"]
+        assert doc["boilerplate_removed"] == 1
+        assert doc["text"] == "\n\n".join(p for p in s.paragraphs if p != BOILER)
+    assert once in new[later[1][1]]["text"]  # a paragraph present once is kept
+
+    # another feed has learned nothing from this one
+    other = _serve(site, range(20, 21), {})
+    site.add("/other/", rss2("Other", other, with_content=False), "application/rss+xml")
+    context = make_context(redis_url, write_feeds(feeds_file, {"pub": feed_url, "other": site.url("/other/")}))
+    run_burst(context)
+    [doc] = [d for d in articles(redis_client) if d["feed"] == "other"]
+    assert BOILER in doc["text"]
+
+
+def test_past_the_cap_fingerprints_seen_once_are_forgotten(
+        redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.store
+
+    monkeypatch.setattr(worker.store, "BOILERPLATE_CAP", 10)
+    store = Store(redis_client)
+    for n in range(6):
+        store.learn_boilerplate("f", f"a{n}", [f"story-{n}-1", f"story-{n}-2", "promo"], float(n))
+    counts = store.boilerplate_counts("f", ["promo", "story-5-1", "story-0-1"])
+    # the 5th article took the hash past 10 entries: the once-seen story lines went, the promo stayed
+    assert counts == {"promo": 6, "story-5-1": 1}
+    assert redis_client.hlen("feedstream:boiler:f") == 3

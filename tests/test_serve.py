@@ -1,0 +1,147 @@
+"""Feeds out: the stream served as Atom and JSON Feed over real HTTP, read back with feedparser."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import feedparser
+import pytest
+import redis
+
+from worker.dedupe import text_key, url_key
+from worker.feeds import parse_feed
+from worker.models import Article
+from worker.serve import FeedServer, make_server
+from worker.store import Store
+
+
+def publish(store: Store, n: int, feed: str, tags: list[str], url: str | None = None) -> Article:
+    url = url or f"https://news.example.com/story-{n}"
+    article = Article(id=f"a{n:03d}", url=url, title=f"Story {n} & <friends>", feed=feed, tags=tags,
+                      text=f"Paragraph one of story {n}.\n\nParagraph two of story {n}, with \x01 a control char.",
+                      published=f"2026-11-{10 + n % 10:02d}T08:00:00Z", author=f"Writer {n}", language="en")
+    result = store.publish(article, url_keys=[url_key(url)], text_key=text_key(article.text))
+    assert result.outcome == "published"
+    return article
+
+
+@pytest.fixture
+def served(redis_client: redis.Redis) -> Iterator[tuple[Store, str]]:
+    store = Store(redis_client)
+    server: FeedServer = make_server(store, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield store, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_atom_round_trips_through_feedparser_with_every_field(served: tuple[Store, str]) -> None:
+    store, base = served
+    published = [publish(store, n, "telecoms", ["telecoms"]) for n in range(3)]
+    status, headers, body = get(f"{base}/feed.atom")
+    assert status == 200 and headers["Content-Type"].startswith("application/atom+xml")
+    parsed = feedparser.parse(io.BytesIO(body))
+    assert not parsed.bozo, parsed.get("bozo_exception")
+    assert parsed.version == "atom10"
+    assert [e.title for e in parsed.entries] == [a.title for a in reversed(published)]
+    newest = parsed.entries[0]
+    article = published[-1]
+    assert newest.link == article.url
+    assert newest.author == article.author
+    assert newest.published == article.published
+    assert newest.content[0].value == article.text.replace("\x01", "")
+    assert [t.term for t in newest.tags] == ["telecoms"]
+    assert newest.id == f"urn:feedstream:article:{article.id}"
+
+
+def test_second_request_with_validators_gets_304(served: tuple[Store, str]) -> None:
+    store, base = served
+    publish(store, 1, "telecoms", ["telecoms"])
+    for path in ("/feed.atom", "/feed.json", "/feeds/telecoms.atom", "/tags/telecoms.json"):
+        status, headers, _ = get(base + path)
+        assert status == 200 and headers["ETag"] and headers["Last-Modified"]
+        status, _, body = get(base + path, {"If-None-Match": headers["ETag"]})
+        assert (status, body) == (304, b""), path
+        status, _, body = get(base + path, {"If-Modified-Since": headers["Last-Modified"]})
+        assert (status, body) == (304, b""), path
+    status, first, _ = get(f"{base}/feed.atom")
+    publish(store, 2, "telecoms", ["telecoms"])  # a new article: the old validators no longer match
+    status, _, body = get(f"{base}/feed.atom", {"If-None-Match": first["ETag"]})
+    assert status == 200 and b"Story 2" in body
+
+
+def test_json_feed_is_valid_1_1_and_reads_back(served: tuple[Store, str]) -> None:
+    store, base = served
+    articles = [publish(store, n, "telecoms", ["telecoms"]) for n in range(2)]
+    publish(store, 9, "letters", ["mail"], url="mid:abc@telecoms.example")
+    status, headers, body = get(f"{base}/feed.json")
+    assert status == 200 and headers["Content-Type"].startswith("application/feed+json")
+    doc = json.loads(body)
+    assert doc["version"] == "https://jsonfeed.org/version/1.1"
+    assert doc["title"] and doc["feed_url"] == f"{base}/feed.json"
+    for item in doc["items"]:  # JSON Feed 1.1: every item has an id and content
+        assert isinstance(item["id"], str) and item["id"]
+        assert isinstance(item["content_text"], str)
+    assert doc["items"][0]["url"] == "mid:abc@telecoms.example"
+    assert doc["items"][0]["_feedstream"]["feed"] == "letters"
+    parsed = parse_feed(body, url=f"{base}/feed.json", headers={"content-type": headers["Content-Type"]})
+    assert [e.url for e in parsed.entries] == [a.url for a in reversed(articles)]  # mid: links are not http
+    assert parsed.entries[0].title == articles[-1].title
+
+
+def test_per_source_and_per_tag(served: tuple[Store, str]) -> None:
+    store, base = served
+    publish(store, 1, "telecoms", ["telecoms"])
+    publish(store, 2, "arstechnica", ["tech"])
+    publish(store, 3, "letters", ["telecoms", "mail"])
+    titles = lambda path: [e.title for e in feedparser.parse(io.BytesIO(get(base + path)[2])).entries]  # noqa: E731
+    assert titles("/feeds/telecoms.atom") == ["Story 1 & <friends>"]
+    assert titles("/feeds/letters.atom") == ["Story 3 & <friends>"]
+    assert titles("/tags/telecoms.atom") == ["Story 3 & <friends>", "Story 1 & <friends>"]
+    assert titles("/tags/tech.atom") == ["Story 2 & <friends>"]
+    assert titles("/tags/nothing.atom") == []
+
+
+def test_paging_follows_next_links_through_every_article_once(served: tuple[Store, str]) -> None:
+    store, base = served
+    published = [publish(store, n, "telecoms", ["telecoms"]) for n in range(7)]
+    for fmt in ("atom", "json"):
+        seen: list[str] = []
+        url: str | None = f"{base}/feed.{fmt}?limit=3"
+        pages = 0
+        while url:
+            status, _, body = get(url)
+            assert status == 200
+            pages += 1
+            if fmt == "atom":
+                parsed = feedparser.parse(io.BytesIO(body))
+                seen += [e.id for e in parsed.entries]
+                url = next((link.href for link in parsed.feed.links if link.rel == "next"), None)
+            else:
+                doc = json.loads(body)
+                seen += [item["id"] for item in doc["items"]]
+                url = doc.get("next_url")
+        assert seen == [f"urn:feedstream:article:{a.id}" for a in reversed(published)], fmt
+        assert pages == 3
+
+
+def test_bad_requests_are_400_and_unknown_paths_404(served: tuple[Store, str]) -> None:
+    _store, base = served
+    assert get(f"{base}/feed.atom?before=yesterday")[0] == 400
+    assert get(f"{base}/feed.atom?limit=100000")[0] == 400
+    assert get(f"{base}/feed.rss")[0] == 404

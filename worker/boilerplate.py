@@ -1,0 +1,77 @@
+"""Publisher boilerplate learned per feed: paragraphs that recur across a feed's articles.
+
+A newsletter plea, a "Read more" line or a standard disclaimer sits inside the
+article container of every story a publisher prints, so no page-level rule can
+tell it from the text; across one feed's articles it is the paragraph that comes
+back word for word. Pure: this module fingerprints paragraphs and decides what
+to strip given how many distinct articles of the feed carried each fingerprint
+(the counts live in Redis, see ``Store.boilerplate_counts``/``learn_boilerplate``).
+
+A paragraph seen in fewer than ``threshold`` earlier articles is kept, so one
+seen once is never stripped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+
+__all__ = ["DEFAULT_THRESHOLD", "fingerprint", "fingerprints", "strip_markdown", "strip_paragraphs"]
+
+DEFAULT_THRESHOLD = 3  # earlier distinct articles of the feed that carried the paragraph
+# Long paragraphs are story text even when repeated (a quoted statement, a follow-up's
+# recap): only lines up to this long are learned and stripped.
+MAX_CHARS = 400
+_NON_WORD = re.compile(r"[\W_]+")
+
+
+def _norm(paragraph: str) -> str:
+    return " ".join(_NON_WORD.sub(" ", paragraph.casefold()).split())
+
+
+def fingerprint(paragraph: str) -> str | None:
+    """16 hex digits for a paragraph compared case-, punctuation- and markup-insensitively; None if not learnable."""
+    if len(paragraph) > MAX_CHARS:
+        return None
+    norm = _norm(paragraph)
+    if not norm:
+        return None
+    return hashlib.blake2b(norm.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def fingerprints(paragraphs: Sequence[str]) -> list[str]:
+    """The distinct fingerprints of an article's paragraphs, in order."""
+    return list(dict.fromkeys(fp for fp in map(fingerprint, paragraphs) if fp))
+
+
+def strip_paragraphs(
+    paragraphs: Sequence[str], counts: Mapping[str, int], threshold: int = DEFAULT_THRESHOLD
+) -> tuple[list[str], list[str]]:
+    """(kept, removed): paragraphs whose fingerprint ``counts`` puts at >= ``threshold`` articles go.
+
+    Never strips every paragraph: if all would go, the article is kept whole (a feed
+    publishing the same short notice over and over is publishing that notice).
+    """
+    kept: list[str] = []
+    removed: list[str] = []
+    for paragraph in paragraphs:
+        fp = fingerprint(paragraph)
+        (removed if fp is not None and counts.get(fp, 0) >= threshold else kept).append(paragraph)
+    if not kept:
+        return list(paragraphs), []
+    return kept, removed
+
+
+def strip_markdown(markdown: str, removed: Sequence[str]) -> str:
+    """The Markdown body without the lines matching ``removed`` paragraphs (markup ignored)."""
+    if not removed:
+        return markdown
+    gone = {_norm(p) for p in removed}
+    blocks = [b for b in markdown.split("\n\n") if b.strip()]
+    out = []
+    for block in blocks:
+        lines = [line for line in block.split("\n") if _norm(line) not in gone]
+        if lines:
+            out.append("\n".join(lines))
+    return "\n\n".join(out)

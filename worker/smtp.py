@@ -1,0 +1,79 @@
+"""The SMTP endpoint newsletters are subscribed to (aiosmtpd).
+
+Accepts mail only for the addresses of ``kind = "smtp"`` newsletter sources:
+an unknown recipient is refused at RCPT time (550), so the sending server keeps
+the bounce and we never store mail nobody asked for. A message over the
+largest source limit is refused while it is being sent (552, aiosmtpd's
+``data_size_limit``), one over its own source's limit at the end of DATA.
+Accepted mail is handed to ``deliver`` (the caller queues it for the RQ workers)
+before we answer 250, so "accepted" means "queued".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from .models import NewsletterSource
+
+Deliver = Callable[[str, bytes], None]  # (source name, raw message)
+Refused = Callable[[str, str], None]  # (source name, reason)
+
+
+class NewsletterHandler:
+    """aiosmtpd handler: per-source recipients, per-source size limits, delivery to a callback."""
+
+    def __init__(self, sources: Sequence[NewsletterSource], deliver: Deliver,
+                 refused: Refused | None = None) -> None:
+        self.by_address = {s.address.lower(): s for s in sources if s.kind == "smtp" and s.address}
+        self.deliver = deliver
+        self.refused = refused
+
+    @property
+    def size_limit(self) -> int:
+        return max((s.max_bytes for s in self.by_address.values()), default=1024 * 1024)
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address.lower() not in self.by_address:
+            return f"550 5.1.1 <{address}>: no newsletter is subscribed at this address"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or envelope.content
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        sources = list({self.by_address[a.lower()].name: self.by_address[a.lower()]
+                        for a in envelope.rcpt_tos}.values())
+        too_big = [s for s in sources if len(raw) > s.max_bytes]
+        if too_big:
+            reason = f"mail: message is {len(raw)} bytes, over the {too_big[0].max_bytes}-byte limit (smtp)"
+            if self.refused:
+                await _in_thread(self.refused, too_big[0].name, reason)
+            return "552 5.3.4 Message too big for this newsletter address"
+        try:
+            for source in sources:
+                await _in_thread(self.deliver, source.name, raw)
+        except Exception:  # Redis away: tell the sender to try later rather than lose the mail
+            return "451 4.3.0 Cannot queue the message now; try again later"
+        return "250 2.0.0 Message queued"
+
+
+async def _in_thread(func: Callable[..., Any], *args: Any) -> Any:
+    # delivery talks to Redis (blocking): keep the event loop serving other sessions
+    return await asyncio.get_running_loop().run_in_executor(None, func, *args)
+
+
+def start_smtp(sources: Sequence[NewsletterSource], deliver: Deliver, *, host: str, port: int,
+               refused: Refused | None = None) -> Controller:
+    """Start the endpoint in a background thread (aiosmtpd's Controller); ``.stop()`` ends it."""
+    handler = NewsletterHandler(sources, deliver, refused)
+    controller = Controller(handler, hostname=host, port=port, data_size_limit=handler.size_limit,
+                            ident="feedstream newsletters")
+    controller.start()
+    return controller
