@@ -6,15 +6,16 @@ into ``BANDS`` bands of ``ROWS`` values; two texts share at least one band with
 probability ``1 - (1 - J**ROWS)**BANDS``, which is the candidate step. A
 candidate only counts after its stored signature agrees with ours on at least
 ``THRESHOLD`` of the values (the estimated Jaccard), so a chance band collision
-never marks a distinct article.
+does not by itself mark a distinct article.
 
-Why our own code and not datasketch/rensa: the whole job is one numpy
-broadcast (permutations x shingles) of a multiply-shift hash family plus a
-``min`` (about 0.2 ms for a 5 KB text here), it needs no state, and the
-signature must be byte-identical across processes and versions because it is
-stored in Redis and compared there; a pinned formula of our own guarantees
-that, with numpy as the only dependency. The parameters below come from
-``bench/dedupe.py`` (see the README's near-duplicates section).
+Why our own code and not datasketch/rensa: the job is one numpy broadcast
+(permutations x shingles) of a multiply-shift hash family plus a ``min``, it
+needs no state, and the signature must be byte-identical across processes and
+releases because it is stored in Redis and compared there; a pinned formula of
+our own guarantees that with numpy as the only dependency. Measured on the 88
+corpus texts (median 3 KB, best of 5 per text, shared 2-core machine): ours
+0.84 ms, datasketch 2.0.0 ``MinHash(num_perm=128).update_batch`` 1.14 ms on
+the same shingles. The parameters below come from ``bench/dedupe.py``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ MIN_WORDS = 25  # shorter texts (teasers, captions) say too little to be called 
 _rng = np.random.default_rng(0x6E65617264757073)
 _A = _rng.integers(1, 2**63, size=PERMUTATIONS, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd multipliers
 _B = _rng.integers(0, 2**63, size=PERMUTATIONS, dtype=np.uint64)
+_MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) mixing shingle positions
 
 
 @dataclass(frozen=True)
@@ -74,16 +76,31 @@ def shingles(text: str, size: int = SHINGLE_WORDS) -> list[str]:
     return [" ".join(words[i:i + size]) for i in range(len(words) - size + 1)]
 
 
-def _shingle_hashes(items: list[str]) -> np.ndarray:
-    digests = b"".join(hashlib.blake2b(item.encode("utf-8"), digest_size=8).digest() for item in items)
-    return np.unique(np.frombuffer(digests, dtype="<u8"))
+def _word_hashes(words: list[str]) -> np.ndarray:
+    # One blake2b per distinct word (news text repeats words a lot), not per shingle.
+    table = {w: hashlib.blake2b(w.encode("utf-8"), digest_size=8).digest() for w in dict.fromkeys(words)}
+    return np.frombuffer(b"".join(table[w] for w in words), dtype="<u8")
+
+
+def _shingle_hashes(words: list[str], size: int = SHINGLE_WORDS) -> np.ndarray:
+    """64-bit hashes of the distinct ``size``-word shingles: the word hashes mixed by position, vectorised."""
+    w = _word_hashes(words)
+    if len(w) < size:
+        size = len(w)
+    n = len(w) - size + 1
+    acc = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(size):  # acc = ((acc * M) ^ word) per position, wrapping mod 2**64
+            acc = (acc * _MIX) ^ w[k:k + n]
+    return np.unique(acc)
 
 
 def signature(text: str) -> Signature | None:
     """The text's MinHash signature, or None when it has fewer than MIN_WORDS words."""
-    if len(normalise_text(text).split()) < MIN_WORDS:
+    words = normalise_text(text).split()
+    if len(words) < MIN_WORDS:
         return None
-    x = _shingle_hashes(shingles(text))
+    x = _shingle_hashes(words)
     # Multiply-shift hashing: (a*x + b) mod 2**64, top 32 bits. uint64 arithmetic
     # wraps, which is exactly the mod. One (PERMUTATIONS, n) broadcast, then min.
     with np.errstate(over="ignore"):

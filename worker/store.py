@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
@@ -259,7 +259,7 @@ class NearKey:
 
 def article_json_head(article: Article) -> str:
     """The article's JSON without ``duplicate_of``/``cluster`` and the closing brace (the publish script adds them)."""
-    doc = {k: v for k, v in json.loads(article.to_json()).items() if k not in ("duplicate_of", "cluster")}
+    doc = {k: v for k, v in asdict(article).items() if k not in ("duplicate_of", "cluster")}
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))[:-1]
 
 
