@@ -544,6 +544,8 @@ def newsletter_article(source: NewsletterSource, letter: Newsletter) -> Article:
         id=key, url=f"mid:{quote(mid, safe='@.-_!$&*+=^`{|}~')}", title=letter.title, text=letter.text,
         feed=source.name, published=letter.published, author=letter.author, guid=letter.message_id,
         tags=list(source.tags), extraction="newsletter", list_id=letter.list_id,
+        authors=[letter.author] if letter.author else [], word_count=len(_WORDS.findall(letter.text)),
+        markdown=letter.text, language=detect_language(letter.text),
     )
 
 
@@ -568,6 +570,8 @@ def ingest_mail(source_name: str, raw: bytes, origin: str = "") -> dict[str, Any
         return {"source": source.name, "outcome": str(exc)}
     article = newsletter_article(source, letter)
     article.fetched_at = _iso(now)
+    # a newsletter's own recurring lines (a sponsor slot, "read online" pleas) are learned per source
+    _strip_learned_boilerplate(store, article)
     near = near_key(article.text) if context.settings.near_duplicates != "off" else None
     result = store.publish(article, url_keys=[], text_key=text_key(article.text), near=near,
                            message_key=message_id_key(letter.message_id) if letter.message_id else article.id)
