@@ -28,6 +28,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -116,6 +117,48 @@ class Burst:
     service_cpu: float
     site_cpu: float
     stdout: str
+    peak_rss_mb: float  # the largest RSS any process of the service reached
+
+
+class PeakRss:
+    """Samples the RSS of a process and its descendants from /proc every 100 ms.
+
+    (getrusage's ru_maxrss of children counts the bench's own pages in a child
+    between fork and exec, so it cannot tell a worker's peak.)
+    """
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.peak_mb = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> PeakRss:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.1):
+            parents: dict[int, int] = {}
+            rss: dict[int, float] = {}
+            for status in Path("/proc").glob("[0-9]*/status"):
+                try:
+                    fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+                except OSError:
+                    continue
+                pid = int(status.parent.name)
+                parents[pid] = int(fields.get("PPid", "0").strip() or 0)
+                rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) / 1024
+            for pid, mb in rss.items():
+                ancestor = pid
+                while ancestor and ancestor != self.root:
+                    ancestor = parents.get(ancestor, 0)
+                if ancestor == self.root:
+                    self.peak_mb = max(self.peak_mb, mb)
 
 
 def run_burst(feed_urls: list[str], workers: int) -> Burst:
@@ -136,9 +179,13 @@ def run_burst(feed_urls: list[str], workers: int) -> Burst:
             site_cpu_before = _cpu(resource.RUSAGE_SELF)
             service_cpu_before = _cpu(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
-            result = subprocess.run([sys.executable, "-m", "worker", "run", "--burst"], env=env, cwd=REPO,
-                                    capture_output=True, text=True)
+            process = subprocess.Popen([sys.executable, "-m", "worker", "run", "--burst"], env=env, cwd=REPO,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            peak_rss = PeakRss(process.pid).start()
+            stdout, stderr = process.communicate()
             elapsed = time.perf_counter() - started
+            peak_rss.stop()
+            result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
             if result.returncode != 0:
                 raise SystemExit(f"bench/pipeline.py: the burst failed:\n{result.stdout}\n{result.stderr}")
             counters = {k.decode(): int(v) for k, v in client.hgetall("feedstream:counters").items()}
@@ -146,7 +193,7 @@ def run_burst(feed_urls: list[str], workers: int) -> Burst:
                 elapsed=elapsed, counters=counters, redis_bytes=redis_state_bytes(client) - empty_bytes,
                 service_cpu=_cpu(resource.RUSAGE_CHILDREN) - service_cpu_before,  # the burst and its workers
                 site_cpu=_cpu(resource.RUSAGE_SELF) - site_cpu_before,  # the loopback site serving pages
-                stdout=result.stdout.strip(),
+                stdout=result.stdout.strip(), peak_rss_mb=peak_rss.peak_mb,
             )
         finally:
             server.stop()
@@ -211,8 +258,6 @@ def main() -> int:
              ((k, pages[k]) for _ in range(args.copies) for k in pages)]
 
     burst = run_burst(feed_urls, args.workers)
-    # before the ceiling's pool: its forks of this process (which holds every page) would count
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest single process
     ceiling_cpu_before = _cpu(resource.RUSAGE_CHILDREN)
     ceiling_rate = ceiling(htmls, args.workers)
     ceiling_cpu = _cpu(resource.RUSAGE_CHILDREN) - ceiling_cpu_before  # includes the pool's start-up
@@ -226,7 +271,7 @@ def main() -> int:
         "burst_seconds": round(burst.elapsed, 2), "burst_pages_per_s": round(ours, 1),
         "ceiling_pages_per_s": round(ceiling_rate, 1), "ratio_to_ceiling": round(ours / ceiling_rate, 3),
         "naive_pages_per_s": round(naive_rate, 1), "speedup_over_naive": round(ours / naive_rate, 2),
-        "peak_rss_mb": round(peak_rss_mb, 1),
+        "worker_peak_rss_mb": round(burst.peak_rss_mb, 1),
         # claims, seen GUIDs, feed state and any job records left after the burst
         "redis_bytes_per_entry_excl_stream": round(burst.redis_bytes / len(links)),
         "redis_bytes_per_published_excl_stream": round(burst.redis_bytes / max(1, published)),
