@@ -164,8 +164,13 @@ _SCAN_CHARS = 512 * 1024
 
 def declared_date(page: str, *, time_elements: bool = True) -> str | None:
     """The date the page states in its metadata (meta tags, JSON-LD, then the first ``<time>``), ISO UTC."""
+    return _first_date(page, _DATE_PATTERNS if time_elements else _DATE_PATTERNS[:-1])
+
+
+def _first_date(page: str, patterns: list[re.Pattern[str]]) -> str | None:
+    """The first of ``patterns`` (in order) that finds a valid date in the page's head, as ISO UTC."""
     window = page[:_SCAN_CHARS]
-    for pattern in _DATE_PATTERNS if time_elements else _DATE_PATTERNS[:-1]:
+    for pattern in patterns:
         match = pattern.search(window)
         if match:
             moment = iso_utc(htmllib.unescape(match.group(1)))
@@ -188,14 +193,7 @@ _UPDATED_PATTERNS = [
 
 def declared_updated(page: str) -> str | None:
     """The last-modified date the page states in its metadata (meta tags, JSON-LD ``dateModified``), ISO UTC."""
-    window = page[:_SCAN_CHARS]
-    for pattern in _UPDATED_PATTERNS:
-        match = pattern.search(window)
-        if match:
-            moment = iso_utc(htmllib.unescape(match.group(1)))
-            if moment:
-                return moment
-    return None
+    return _first_date(page, _UPDATED_PATTERNS)
 
 
 def search_date(page: str, url: str | None) -> str | None:

@@ -388,8 +388,13 @@ class Store:
     def record_poll(self, name: str, fields: Mapping[str, str | int | float], *,
                     error: bool, clear: Iterable[str] = ()) -> None:
         """Store a poll's outcome on the feed's status; counts consecutive errors."""
-        key = self.feed_key(name)
         pipe = self.redis.pipeline()
+        self._queue_poll_status(pipe, name, fields, error=error, clear=clear)
+        pipe.execute()
+
+    def _queue_poll_status(self, pipe: Any, name: str, fields: Mapping[str, str | int | float], *,
+                           error: bool, clear: Iterable[str]) -> None:
+        key = self.feed_key(name)
         pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
         if error:
             pipe.hincrby(key, "consecutive_errors", 1)
@@ -399,7 +404,6 @@ class Store:
         for name_ in clear:
             pipe.hdel(key, name_)
         pipe.hincrby(key, "polls", 1)
-        pipe.execute()
 
     def finish_poll(self, name: str, fields: Mapping[str, str | int | float], *, error: bool,
                     clear: Iterable[str] = (), next_poll: float, counts: Mapping[str, int],
@@ -409,17 +413,8 @@ class Store:
         A poll of an unchanged feed is a handful of Redis writes; sent one by one they
         cost more than the conditional GET itself.
         """
-        key = self.feed_key(name)
         pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(key, mapping={k: str(v) for k, v in fields.items()})
-        if error:
-            pipe.hincrby(key, "consecutive_errors", 1)
-        else:
-            pipe.hset(key, "consecutive_errors", 0)
-            pipe.hdel(key, "last_error")
-        for name_ in clear:
-            pipe.hdel(key, name_)
-        pipe.hincrby(key, "polls", 1)
+        self._queue_poll_status(pipe, name, fields, error=error, clear=clear)
         pipe.zadd(self.due_key, {name: next_poll}, xx=True)
         for counter, amount in counts.items():
             if amount:
