@@ -12,6 +12,7 @@ import os
 import random
 import re
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -346,15 +347,7 @@ class PagesUnavailable(Exception):
 
 
 def _fetch_page(context: Context, entry: Entry) -> Fetched:
-    try:
-        fetched = context.fetcher.get(entry.url, accept=PAGE_ACCEPT, page=True)
-    except (HostDeferred, RobotsDisallowed):
-        raise  # no request was made
-    except FetchError as exc:
-        context.store.count_http("page", exc.status or "error")
-        raise
-    context.store.count_http("page", fetched.status)
-    return fetched
+    return context.fetcher.get(entry.url, accept=PAGE_ACCEPT, page=True)
 
 
 def _article_from_page(entry: Entry, fetched: Fetched) -> tuple[Article, str | None]:
@@ -418,6 +411,7 @@ class _PageOutcome:
     canonical: str | None = None  # the page's own canonical URL, when on the same site
     reason: str | None = None  # why there is no article from the page
     retry: bool = False  # the page may come later: leave the entry to RQ's retry
+    http: int | str | None = None  # the page request's HTTP status ("error": no answer); None: no request
 
 
 def _page_outcome(entry: Entry, download: Future[Fetched] | None, final_attempt: bool) -> _PageOutcome:
@@ -425,17 +419,24 @@ def _page_outcome(entry: Entry, download: Future[Fetched] | None, final_attempt:
     if download is None:  # the feed is configured to publish its own content
         return _PageOutcome()
     try:
-        article, canonical = _article_from_page(entry, download.result())
-        return _PageOutcome(article=article, canonical=canonical)
+        fetched = download.result()
     except HostDeferred:
         raise  # the caller queues the entry again for when the host lets us back
-    except FetchError as exc:
-        return _PageOutcome(reason=str(exc), retry=exc.transient and not final_attempt)
-    except ExtractError as exc:
+    except RobotsDisallowed as exc:  # no request was made
         return _PageOutcome(reason=str(exc))
+    except FetchError as exc:
+        return _PageOutcome(reason=str(exc), retry=exc.transient and not final_attempt, http=exc.status or "error")
+    except Exception as exc:  # a bug in the fetch path must not lose the entry either
+        log.exception("fetching %s", entry.url)
+        return _PageOutcome(reason=f"fetch: unexpected {type(exc).__name__}: {exc}")
+    try:
+        article, canonical = _article_from_page(entry, fetched)
+        return _PageOutcome(article=article, canonical=canonical, http=fetched.status)
+    except ExtractError as exc:
+        return _PageOutcome(reason=str(exc), http=fetched.status)
     except Exception as exc:  # a bug or a pathological page must not lose the entry
         log.exception("extracting %s", entry.url)
-        return _PageOutcome(reason=f"extract: unexpected {type(exc).__name__}: {exc}")
+        return _PageOutcome(reason=f"extract: unexpected {type(exc).__name__}: {exc}", http=fetched.status)
 
 
 def _hold_extracts(context: Context, entries: list[dict[str, Any]], until: float) -> None:
@@ -460,6 +461,8 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     pending: list[tuple[Entry, str]] = []
     held: list[dict[str, Any]] = []  # entries whose host asked us to wait: queued again for later
     held_until = 0.0
+    http: Counter[tuple[str, int | str]] = Counter()
+    delays: list[float] = []
     batch = [Entry.from_dict(raw) for raw in entries]
     keys = [url_key(entry.url) for entry in batch]
     for entry, entry_key, owner in zip(batch, keys, context.store.published_ids(keys), strict=True):
@@ -482,6 +485,8 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
                 held.append(entry.to_dict())
                 held_until = max(held_until, exc.until)
                 continue
+            if outcome.http is not None:
+                http[("page", outcome.http)] += 1
             if outcome.retry:
                 deferred.append(f"{entry.url}: {outcome.reason}")
                 continue
@@ -503,7 +508,7 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
                     counts["near_duplicates"] += 1
                 delay = _seconds_since(article.published)
                 if delay is not None:
-                    context.store.observe_delay(delay)
+                    delays.append(delay)
             elif result.outcome == "near_dropped":
                 counts["near_duplicates"] += 1
             elif result.outcome == "already":
@@ -514,8 +519,10 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
         _hold_extracts(context, held, held_until)
         counts["held"] = len(held)
     # entries_done: finished one way or another (published, already there, duplicate), for progress.
+    # the batch's counters, page statuses and publish delays in one round trip, not one per page
     context.store.count({"fallbacks": counts["fallbacks"], "retried_pages": len(deferred),
-                         "held_pages": len(held), "entries_done": len(entries) - len(deferred) - len(held)})
+                         "held_pages": len(held), "entries_done": len(entries) - len(deferred) - len(held)},
+                        http=http, delays=delays)
     if deferred:
         counts["deferred"] = len(deferred)
         raise PagesUnavailable(f"fetch: {len(deferred)} page(s) will be retried: " + "; ".join(deferred[:3]))

@@ -576,11 +576,18 @@ class Store:
         return {fp: int(n) for fp, n in zip(fingerprints, counts, strict=True) if int(n)}
 
     # -- counters -------------------------------------------------------------
-    def count(self, counts: Mapping[str, int]) -> None:
+    def count(self, counts: Mapping[str, int], *, http: Mapping[tuple[str, int | str], int] | None = None,
+              delays: Iterable[float] = ()) -> None:
+        """Add to the counters, and optionally to the HTTP status counts and the publish-delay
+        histogram, in one round trip (an extract job reports its whole batch at once)."""
         pipe = self.redis.pipeline()
         for name, amount in counts.items():
             if amount:
                 pipe.hincrby(self.counters_key, name, amount)
+        for (kind, status), amount in (http or {}).items():
+            pipe.hincrby(self._key("http"), f"{kind}:{status}", amount)
+        for seconds in delays:
+            self._queue_delay(pipe, seconds)
         pipe.execute()
 
     def counters(self) -> dict[str, int]:
@@ -603,14 +610,17 @@ class Store:
 
         Buckets are stored non-cumulative (one HINCRBY each); the reader sums them up.
         """
+        pipe = self.redis.pipeline(transaction=True)
+        self._queue_delay(pipe, seconds)
+        pipe.execute()
+
+    def _queue_delay(self, pipe: Any, seconds: float) -> None:
         seconds = max(seconds, 0.0)
         bucket = next((f"{b:g}" for b in DELAY_BUCKETS if seconds <= b), "+Inf")
         key = self._key("delay")
-        pipe = self.redis.pipeline(transaction=True)
         pipe.hincrby(key, bucket, 1)
         pipe.hincrby(key, "count", 1)
         pipe.hincrbyfloat(key, "sum", seconds)
-        pipe.execute()
 
     def delay_histogram(self) -> tuple[list[tuple[str, int]], float]:
         """(cumulative ``(le, count)`` pairs ending with ``+Inf``, sum of seconds)."""
