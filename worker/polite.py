@@ -16,11 +16,12 @@ import threading
 import time
 import uuid
 from urllib.parse import urlsplit
+from urllib.robotparser import RobotFileParser
 
 from .errors import BlockedAddress, FetchError, HostDeferred, NotModified, RobotsDisallowed
 from .http import HttpClient
 from .models import Fetched
-from .robots import MAX_ROBOTS_BYTES, agent_token, robots_allows, robots_url
+from .robots import MAX_ROBOTS_BYTES, agent_token, parse_robots, robots_url, rules_allow
 from .schedule import MAX_HINT
 from .store import Store
 
@@ -29,6 +30,9 @@ SLOT_POLL = 0.05
 # A robots.txt that could not be read (5xx, timeout) allows all, as Scrapy does,
 # but is asked for again soon rather than after the full TTL.
 ROBOTS_RETRY_TTL = 600
+# How long a process reuses a host's parsed robots.txt before reading Redis's copy
+# again: a batch's pages would otherwise each cost a round trip and a parse.
+ROBOTS_MEMO_SECONDS = 60.0
 
 
 def host_of(url: str) -> str:
@@ -53,6 +57,7 @@ class PoliteFetcher:
         self.lease = http.settings.deadline + 10
         self.agent = agent_token(http.settings.user_agent)
         self._robots_locks: dict[str, threading.Lock] = {}
+        self._robots_memo: dict[str, tuple[float, RobotFileParser | None]] = {}  # host -> (read at, rules)
         self._locks_guard = threading.Lock()
 
     def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
@@ -98,14 +103,18 @@ class PoliteFetcher:
             return self._robots_locks.setdefault(host, threading.Lock())
 
     def _robots_allow(self, url: str, host: str) -> bool:
-        body = self.store.cached_robots(host)
-        if body is None:
-            # Pages are prefetched in threads: let one of them fetch a host's robots.txt.
+        memo = self._robots_memo.get(host)
+        if memo is None or time.monotonic() - memo[0] > ROBOTS_MEMO_SECONDS:
+            # Pages are prefetched in threads: let one of them read (or fetch) a host's robots.txt.
             with self._robots_lock(host):
-                body = self.store.cached_robots(host)
-                if body is None:
-                    body = self._fetch_robots(url, host)
-        return robots_allows(body, url, self.agent)
+                memo = self._robots_memo.get(host)
+                if memo is None or time.monotonic() - memo[0] > ROBOTS_MEMO_SECONDS:
+                    body = self.store.cached_robots(host)
+                    if body is None:
+                        body = self._fetch_robots(url, host)
+                    memo = (time.monotonic(), parse_robots(body))
+                    self._robots_memo[host] = memo
+        return rules_allow(memo[1], url, self.agent)
 
     def _fetch_robots(self, url: str, host: str) -> bytes:
         ttl = self.robots_ttl

@@ -19,13 +19,23 @@ def robots_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/robots.txt"
 
 
-def robots_allows(body: bytes, url: str, agent: str) -> bool:
-    """Whether the robots.txt ``body`` lets ``agent`` fetch ``url``; an empty body allows all."""
+def parse_robots(body: bytes) -> RobotFileParser | None:
+    """The rules of a robots.txt ``body``, parsed once for many verdicts; None when it is empty (allow all)."""
     if not body.strip():
-        return True
+        return None
     parser = RobotFileParser()
     parser.parse(body[:MAX_ROBOTS_BYTES].decode("utf-8", "replace").splitlines())
-    return parser.can_fetch(agent, url)
+    return parser
+
+
+def rules_allow(rules: RobotFileParser | None, url: str, agent: str) -> bool:
+    """Whether parsed rules (see :func:`parse_robots`) let ``agent`` fetch ``url``."""
+    return rules is None or rules.can_fetch(agent, url)
+
+
+def robots_allows(body: bytes, url: str, agent: str) -> bool:
+    """Whether the robots.txt ``body`` lets ``agent`` fetch ``url``; an empty body allows all."""
+    return rules_allow(parse_robots(body), url, agent)
 
 
 def agent_token(user_agent: str) -> str:
