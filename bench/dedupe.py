@@ -22,7 +22,7 @@ is a false positive.
 The checks run through the real atomic publish script (worker/store.py) on an
 index first filled with 100,000 synthetic articles (random signatures, pushed
 through the same script), so ms/check is measured on a 100,000-article index.
-Memory is Redis ``MEMORY USAGE`` of a sample of indexed articles' keys, and the
+Memory is Redis ``MEMORY USAGE`` of all the index's keys per indexed article, and the
 ``used_memory`` delta over the fill (which also holds the URL claims and the
 capped stream).
 
@@ -201,16 +201,11 @@ def _evalsha_stats(client: object) -> tuple[int, int]:
     return int(stats.get("calls", 0)), int(stats.get("usec", 0))
 
 
-def _index_bytes(store: Store, ids: list[str]) -> float:
-    """Mean MEMORY USAGE of an article's near-duplicate keys (signature + its band buckets)."""
-    total = 0
-    for aid in ids:
-        raw = store.redis.get(store._key("nd", "sig", aid))
-        total += store.redis.memory_usage(store._key("nd", "sig", aid)) or 0
-        sig = minhash.Signature(minhash.unpack(raw.split(b"|", 1)[1]))
-        for band in sig.bands():
-            total += store.redis.memory_usage(store._key("nd", "band", band)) or 0
-    return total / len(ids)
+def _index_bytes(store: Store, indexed: int) -> float:
+    """MEMORY USAGE of every near-duplicate key (signatures and band record strings) per indexed article."""
+    total = sum(store.redis.memory_usage(key, samples=0) or 0
+                for key in store.redis.scan_iter(match=store._key("nd", "*"), count=5000))
+    return total / max(indexed, 1)
 
 
 def main() -> int:
@@ -289,9 +284,9 @@ def main() -> int:
               f"{(stats1[1] - stats0[1]) / max(stats1[0] - stats0[0], 1) / 1000:.3f}")
         print(f"ms per signature (MinHash + bands in Python): median {statistics.median(sig_ms):.3f}, "
               f"p95 {np.percentile(sig_ms, 95):.3f}")
-        sample = [f"{i:024x}" for i in range(0, args.fill, max(args.fill // 200, 1))]
-        print(f"Redis bytes per indexed article: near-duplicate keys {_index_bytes(store, sample):.0f} "
-              f"(MEMORY USAGE, signature + {minhash.BANDS} band buckets, mean of {len(sample)}); "
+        indexed = args.fill + len(ordered)
+        print(f"Redis bytes per indexed article: near-duplicate keys {_index_bytes(store, indexed):.0f} "
+              f"(MEMORY USAGE of all signature and band-record keys / {indexed} articles); "
               f"used_memory delta over the fill {(after - before) / max(args.fill, 1):.0f} "
               f"(also URL claim, counters, capped stream)")
     finally:

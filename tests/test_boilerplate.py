@@ -87,15 +87,37 @@ def test_boilerplate_recurring_in_five_articles_is_stripped_from_the_sixth_and_l
     assert BOILER in doc["text"]
 
 
-def test_past_the_cap_fingerprints_seen_once_are_forgotten(
+def test_once_seen_fingerprints_past_the_recent_window_are_forgotten_repeated_ones_stay(
         redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
     import worker.store
 
-    monkeypatch.setattr(worker.store, "BOILERPLATE_CAP", 10)
+    monkeypatch.setattr(worker.store, "BOILERPLATE_RECENT", 4)
     store = Store(redis_client)
+    fp = boilerplate.fingerprint
     for n in range(6):
-        store.learn_boilerplate("f", f"a{n}", [f"story-{n}-1", f"story-{n}-2", "promo"], float(n))
-    counts = store.boilerplate_counts("f", ["promo", "story-5-1", "story-0-1"])
-    # the 5th article took the hash past 10 entries: the once-seen story lines went, the promo stayed
-    assert counts == {"promo": 6, "story-5-1": 1}
-    assert redis_client.hlen("feedstream:boiler:f") == 3
+        store.learn_boilerplate("f", f"a{n}", [fp(f"story {n} one"), fp(f"story {n} two"), fp("promo")], float(n))
+    counts = store.boilerplate_counts("f", [fp("promo"), fp("story 5 one"), fp("story 0 one")])
+    # the recent window holds 4 once-seen fingerprints: the latest articles' story lines; the promo is counted
+    assert counts == {fp("promo"): 6, fp("story 5 one"): 1}
+    assert redis_client.hlen("feedstream:boiler:f") == 1
+    assert redis_client.strlen("feedstream:boiler-recent:f") == 4 * 8
+    # a story line coming back while still remembered is counted from then on
+    assert store.learn_boilerplate("f", "a6", [fp("story 5 two")], 7.0) == {fp("story 5 two"): 1}
+    assert store.boilerplate_counts("f", [fp("story 5 two")]) == {fp("story 5 two"): 2}
+
+
+def test_past_the_cap_fingerprints_seen_in_two_articles_are_forgotten(
+        redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    import worker.store
+
+    monkeypatch.setattr(worker.store, "BOILERPLATE_CAP", 3)
+    store = Store(redis_client)
+    fp = boilerplate.fingerprint
+    for n in range(3):
+        store.learn_boilerplate("f", f"promo{n}", [fp("promo")], float(n))
+    for n in range(2):  # the second sight of three lines takes the hash to 4 > 3 fields: those at 2 go
+        store.learn_boilerplate("f", f"a{n}", [fp(f"pair {k}") for k in range(3)] + [fp("promo")], float(n))
+    counts = store.boilerplate_counts("f", [fp("promo"), *(fp(f"pair {k}") for k in range(3))])
+    # the pairs are back to "seen once" (their first sight is still among the recent ones)
+    assert counts == {fp("promo"): 5, **{fp(f"pair {k}"): 1 for k in range(3)}}
+    assert redis_client.hlen("feedstream:boiler:f") == 1

@@ -16,7 +16,7 @@ from worker.store import Store
 
 
 def _article(n: int, text: str, feed: str = "f") -> Article:
-    return Article(id=f"id{n:022d}", url=f"https://pub{n}.example/a", title=f"t{n}", text=text, feed=feed)
+    return Article(id=f"{n:024x}", url=f"https://pub{n}.example/a", title=f"t{n}", text=text, feed=feed)
 
 
 def _publish(store: Store, n: int, text: str):
@@ -31,7 +31,7 @@ def test_signature_is_stable_and_separates_copies_from_distinct_stories() -> Non
     a, b, c = minhash.signature(original), minhash.signature(copy), minhash.signature(other)
     assert a is not None and b is not None and c is not None
     assert a.packed() == minhash.signature(original).packed()  # stored signatures must compare across runs
-    assert len(a.packed()) == 4 * minhash.PERMUTATIONS and len(a.bands()) == minhash.BANDS
+    assert len(a.packed()) == 2 * minhash.PERMUTATIONS and len(a.bands()) == minhash.BANDS
     assert minhash.similarity(a, b) >= minhash.THRESHOLD > minhash.similarity(a, c)
     assert set(a.bands()) & set(b.bands())
     assert minhash.signature("too short to judge") is None
@@ -94,8 +94,11 @@ def test_a_short_window_lets_the_index_expire(redis_client: redis.Redis) -> None
     s = wire_story(8)
     first = _publish(store, 1, s.body_text)
     keys = list(redis_client.scan_iter(match="feedstream:nd:*"))
-    assert len(keys) == 1 + minhash.BANDS
-    assert all(redis_client.ttl(k) == 1 for k in keys)
+    sig_key = f"feedstream:nd:sig:{first.article_id}"
+    assert sig_key in {k.decode() for k in keys} and redis_client.ttl(sig_key) == 1
+    # band records: one string per bucket byte of this period, kept a period (here 1 s) past the window
+    assert 1 < len(keys) <= 1 + minhash.BANDS
+    assert all(redis_client.ttl(k) == 2 for k in keys if k.decode() != sig_key)
     redis_client.delete(*keys)  # what expiry does after the window; no sleeping in tests
     assert _publish(store, 2, "\n\n".join(s.paragraphs[:-1])).duplicate_of is None
     assert first.duplicate_of is None
@@ -175,3 +178,14 @@ def test_near_duplicate_settings_are_read_and_checked() -> None:
     assert chosen.store_options()["near_mode"] == "drop" and chosen.store_options()["near_window"] == 7 * 86400
     with pytest.raises(ConfigError, match="FEEDSTREAM_NEAR_DUPLICATES"):
         Settings.from_env({"FEEDSTREAM_NEAR_DUPLICATES": "maybe"})
+
+
+def test_ids_that_are_not_hex_digests_index_and_match_too(redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    s = wire_story(9)
+    original = Article(id="original-story", url="https://a.example/1", title="t", text=s.body_text, feed="f")
+    copy_text = "\n\n".join(s.paragraphs[:-1])
+    copy = Article(id="copy-elsewhere", url="https://b.example/1", title="t", text=copy_text, feed="g")
+    assert store.publish(original, url_keys=["a1"], text_key=None, near=near_key(s.body_text)).duplicate_of is None
+    result = store.publish(copy, url_keys=["b1"], text_key=None, near=near_key(copy_text))
+    assert result.duplicate_of == "original-story" and result.cluster == "original-story"

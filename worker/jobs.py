@@ -36,7 +36,7 @@ from .newsletter import parse_newsletter
 from .polite import PoliteFetcher, host_of
 from .schedule import Limits, backoff_interval, cache_max_age, next_interval, permanent_target, rhythm_interval
 from .settings import Settings, load_feeds, load_newsletters
-from .store import NearKey, Store, connect
+from .store import NearKey, PublishRequest, Store, connect
 
 T = TypeVar("T")
 log = logging.getLogger("feedstream.jobs")
@@ -392,17 +392,24 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
     )
 
 
-def _strip_learned_boilerplate(store: Store, article: Article) -> None:
-    """Drop paragraphs this feed's earlier articles carried too (publisher boilerplate); learn this one's."""
-    paragraphs = article.text.split("\n\n")
-    fps = boilerplate.fingerprints(paragraphs)
-    kept, removed = boilerplate.strip_paragraphs(paragraphs, store.learn_boilerplate(article.feed, article.id, fps,
-                                                                                     time.time()))
-    if removed:
-        article.text = "\n\n".join(kept)
-        article.markdown = boilerplate.strip_markdown(article.markdown, removed)
-        article.word_count = len(_WORDS.findall(article.text))
-        article.boilerplate_removed = len(removed)
+def _strip_learned_boilerplate(store: Store, articles: Sequence[Article]) -> None:
+    """Drop paragraphs each feed's earlier articles carried too (publisher boilerplate); learn these ones'.
+
+    One round trip for all of ``articles``, counted in order (a later one of the same feed sees the earlier).
+    """
+    paragraphs = [article.text.split("\n\n") for article in articles]
+    learned = store.learn_boilerplate_many(
+        [(article.feed, article.id, boilerplate.fingerprints(paras)) for article, paras in zip(articles, paragraphs,
+                                                                                              strict=True)],
+        time.time(),
+    )
+    for article, paras, counts in zip(articles, paragraphs, learned, strict=True):
+        kept, removed = boilerplate.strip_paragraphs(paras, counts)
+        if removed:
+            article.text = "\n\n".join(kept)
+            article.markdown = boilerplate.strip_markdown(article.markdown, removed)
+            article.word_count = len(_WORDS.findall(article.text))
+            article.boilerplate_removed = len(removed)
 
 
 @dataclass
@@ -459,6 +466,7 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     counts = {"published": 0, "already": 0, "duplicates": 0, "near_duplicates": 0, "fallbacks": 0, "deferred": 0}
     deferred: list[str] = []
     pending: list[tuple[Entry, str]] = []
+    ready: list[tuple[Article, list[str]]] = []  # extracted (or from the feed), with their URL claims
     held: list[dict[str, Any]] = []  # entries whose host asked us to wait: queued again for later
     held_until = 0.0
     http: Counter[tuple[str, int | str]] = Counter()
@@ -494,27 +502,29 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
             if article is None:
                 article = _article_from_feed(entry, outcome.reason)
                 counts["fallbacks"] += 1
-            _strip_learned_boilerplate(context.store, article)
-            keys = [url_key(article.url), entry_key]
-            if outcome.canonical:
-                keys.append(url_key(outcome.canonical))
-            article.fetched_at = _iso(time.time())
-            near = near_key(article.text) if context.settings.near_duplicates != "off" else None
-            result = context.store.publish(article, url_keys=list(dict.fromkeys(keys)),
-                                           text_key=text_key(article.text), near=near)
-            if result.outcome == "published":
-                counts["published"] += 1
-                if result.duplicate_of:
-                    counts["near_duplicates"] += 1
-                delay = _seconds_since(article.published)
-                if delay is not None:
-                    delays.append(delay)
-            elif result.outcome == "near_dropped":
+            ready.append((article, [url_key(article.url), entry_key, *([url_key(outcome.canonical)]
+                                                                        if outcome.canonical else [])]))
+    # The batch's boilerplate learning, then its publishing: one round trip each, not one per article.
+    _strip_learned_boilerplate(context.store, [article for article, _ in ready])
+    requests = []
+    for article, keys in ready:
+        article.fetched_at = _iso(time.time())
+        near = near_key(article.text) if context.settings.near_duplicates != "off" else None
+        requests.append(PublishRequest(article, list(dict.fromkeys(keys)), text_key(article.text), near))
+    for request, result in zip(requests, context.store.publish_many(requests), strict=True):
+        if result.outcome == "published":
+            counts["published"] += 1
+            if result.duplicate_of:
                 counts["near_duplicates"] += 1
-            elif result.outcome == "already":
-                counts["already"] += 1
-            else:
-                counts["duplicates"] += 1
+            delay = _seconds_since(request.article.published)
+            if delay is not None:
+                delays.append(delay)
+        elif result.outcome == "near_dropped":
+            counts["near_duplicates"] += 1
+        elif result.outcome == "already":
+            counts["already"] += 1
+        else:
+            counts["duplicates"] += 1
     if held:
         _hold_extracts(context, held, held_until)
         counts["held"] = len(held)
@@ -578,7 +588,7 @@ def ingest_mail(source_name: str, raw: bytes, origin: str = "") -> dict[str, Any
     article = newsletter_article(source, letter)
     article.fetched_at = _iso(now)
     # a newsletter's own recurring lines (a sponsor slot, "read online" pleas) are learned per source
-    _strip_learned_boilerplate(store, article)
+    _strip_learned_boilerplate(store, [article])
     near = near_key(article.text) if context.settings.near_duplicates != "off" else None
     result = store.publish(article, url_keys=[], text_key=text_key(article.text), near=near,
                            message_key=message_id_key(letter.message_id) if letter.message_id else article.id)

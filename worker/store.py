@@ -13,18 +13,22 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:host:{host}:not_before``  string, epoch before which nobody fetches from the host (Retry-After)
 - ``{p}:host:{host}:inflight``    zset, request token -> lease expiry: the per-host semaphore
 - ``{p}:host:{host}:robots``      string, the host's robots.txt body (empty: allow all), with a TTL
-- ``{p}:nd:band:{band}:{hash}`` string, LSH band bucket -> first article id with it (expires with the window)
+- ``{p}:nd:b:{period}:{bucket}`` string, LSH band records (6-byte band digest + 12-byte article id), see the
+  publish script
 - ``{p}:nd:sig:{id}``         string, "<cluster id>|<packed MinHash>" (expires with the window)
 - ``{p}:http``                hash, ``{kind}:{status}`` -> responses seen (kind: feed, page)
 - ``{p}:delay``               hash, publish-delay histogram: bucket upper bound -> count, ``sum``, ``count``
 - ``{p}:heartbeats``          hash, process -> epoch of its last sign of life
-- ``{p}:boiler:{name}``       hash, paragraph fingerprint -> distinct articles of the feed that carried it
+- ``{p}:boiler:{name}``       hash, paragraph fingerprint (8 bytes) -> distinct articles of the feed that carried
+  it, for fingerprints seen in at least two
+- ``{p}:boiler-recent:{name}`` string, the feed's latest once-seen fingerprints, 8 bytes each
 - ``{p}:boiler-seen:{name}``  zset, article ids already counted there -> when (so a retry counts nothing twice)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -47,21 +51,27 @@ SEEN_WINDOW_SECONDS = 90 * 24 * 3600
 # article; and two workers publishing copies of one story at the same moment are
 # serialised by Redis, so the second always sees the first's bands.
 #
-# Near-duplicates (see worker/minhash.py): each LSH band key holds the id of the
-# first article that had that band (SET NX, expiring with the window); the
-# article's own signature key holds "<cluster id>|<packed MinHash>". Candidates
+# Near-duplicates (see worker/minhash.py). The LSH band index is kept compact
+# (issue 7: under 2 KB of Redis per article): one string per (period, bucket) of
+# 18-byte records, the band's 6-byte digest then the article's 12-byte id, appended
+# and scanned here (a string key per band cost ~125 bytes; a record costs 18). The
+# bucket is the band digest's first byte; a period is a quarter of the window, and a
+# lookup reads the periods the window covers, so an article is found for at least
+# the window (at most a period longer) and each string expires a period after it.
+# The article's own signature key holds "<cluster id>|<packed MinHash>". Candidates
 # from the bands only count when their stored signature agrees with ours on at
-# least ARGV[10] values. The signature keys are named from the candidate ids
-# found in the buckets (ARGV[12] .. id), so this script is for a single Redis
-# server or a replicated one, not Redis Cluster.
+# least ARGV[10] values. The band and signature keys are named in the script from
+# ARGV prefixes and the ids found, so this script is for a single Redis server or
+# a replicated one, not Redis Cluster.
 #
 # The article JSON arrives without its closing brace and without
 # duplicate_of/cluster, which only this script can decide; it appends them.
-# KEYS: stream, counters, claim keys (URL claim first; ARGV[7] of them),
-#       own signature key, band keys (none when there is no signature)
+# KEYS: stream, counters, claim keys (URL claim first; ARGV[7] of them), own signature key (when indexed)
 # ARGV: 1 article id, 2 article json head, 3 claim ttl seconds, 4 maxlen (0: no trim), 5 url, 6 feed,
 #       7 number of claim keys, 8 near mode (off|mark|drop), 9 packed signature ('' for none),
-#       10 agreeing values needed, 11 near window seconds, 12 signature key prefix
+#       10 agreeing values needed, 11 near window seconds, 12 signature key prefix, 13 band key prefix,
+#       14 current period number, 15 periods to look back, 16 period seconds, 17 the id as 12 bytes,
+#       18.. band digests (7 bytes each: bucket byte, 6-byte probe)
 _PUBLISH_LUA = """
 local nclaims = tonumber(ARGV[7])
 for i = 3, 2 + nclaims do
@@ -81,35 +91,55 @@ local cluster = ARGV[1]
 local near = false
 if mode ~= 'off' and sig ~= '' then
   local need = tonumber(ARGV[10])
-  local values = string.len(sig) / 4
+  local values = string.len(sig) / 2
   local best = -1
   local tried = {}
-  for i = sigkey + 1, #KEYS do
-    local cand = redis.call('GET', KEYS[i])
-    if cand and cand ~= ARGV[1] and not tried[cand] then
-      tried[cand] = true
-      local stored = redis.call('GET', ARGV[12] .. cand)
-      if stored then
-        local bar = string.find(stored, '|', 1, true)
-        local other = string.sub(stored, bar + 1)
-        if string.len(other) == string.len(sig) then
-          local same = 0
-          for j = 1, 4 * values, 4 do
-            if string.sub(sig, j, j + 3) == string.sub(other, j, j + 3) then
-              same = same + 1
+  local period = tonumber(ARGV[14])
+  for b = 18, #ARGV do
+    local bucket = string.format('%02x', string.byte(ARGV[b], 1))
+    local probe = string.sub(ARGV[b], 2)
+    for p = period - tonumber(ARGV[15]), period do
+      local records = redis.call('GET', ARGV[13] .. p .. ':' .. bucket)
+      local start = 1
+      while records do
+        local at = string.find(records, probe, start, true)
+        if not at then
+          break
+        end
+        if (at - 1) % 18 == 0 then
+          local cand = string.sub(records, at + 6, at + 17)
+          if cand ~= ARGV[17] and not tried[cand] then
+            tried[cand] = true
+            local hex = string.gsub(cand, '.', function(c) return string.format('%02x', string.byte(c)) end)
+            local stored = redis.call('GET', ARGV[12] .. hex)
+            if stored then
+              local bar = string.find(stored, '|', 1, true)
+              local other = string.sub(stored, bar + 1)
+              if string.len(other) == string.len(sig) then
+                local same = 0
+                for j = 1, 2 * values, 2 do
+                  if string.sub(sig, j, j + 1) == string.sub(other, j, j + 1) then
+                    same = same + 1
+                  end
+                end
+                if same >= need and same > best then
+                  best = same
+                  cluster = string.sub(stored, 1, bar - 1)
+                  near = true
+                end
+              end
             end
           end
-          if same >= need and same > best then
-            best = same
-            cluster = string.sub(stored, 1, bar - 1)
-            near = true
-          end
         end
+        start = at + 1
       end
     end
   end
-  for i = sigkey + 1, #KEYS do
-    redis.call('SET', KEYS[i], ARGV[1], 'NX', 'EX', ARGV[11])
+  local ttl = tonumber(ARGV[11]) + tonumber(ARGV[16])
+  for b = 18, #ARGV do
+    local key = ARGV[13] .. period .. ':' .. string.format('%02x', string.byte(ARGV[b], 1))
+    redis.call('APPEND', key, string.sub(ARGV[b], 2) .. ARGV[17])
+    redis.call('EXPIRE', key, ttl)
   end
   redis.call('SET', KEYS[sigkey], cluster .. '|' .. sig, 'EX', ARGV[11])
 end
@@ -192,15 +222,40 @@ return '0'
 """
 # One round trip per article: return how many *earlier* distinct articles of the feed
 # carried each fingerprint, and count this article's (once per article id: a retried
-# job sees the same counts and adds nothing). Keeps both keys bounded (the seen ids to
-# the latest 1000; past the cap, fingerprints seen in only one article are forgotten:
-# they are story text) and lets an idle feed's keys expire.
-# KEYS: counts hash, seen zset; ARGV: article id, now, ttl seconds, cap, fingerprints...
+# job sees the same counts and adds nothing).
+#
+# Memory (issue 7): nearly every fingerprint is story text that never comes back, so
+# those are not hash fields (~70 bytes each) but 8-byte records in one string per feed,
+# the feed's most recent ARGV[5] bytes of once-seen fingerprints; only a fingerprint
+# seen again moves to the counts hash. Boilerplate recurs in most of a feed's articles,
+# so a window of a few thousand paragraphs finds it; a line repeated more rarely than
+# that is forgotten and stays in the text. The counts hash is capped too (past ARGV[4]
+# fields, the ones seen in only two articles go), the seen ids to the latest 256.
+# KEYS: counts hash, seen zset, recent string
+# ARGV: 1 article id, 2 now, 3 ttl seconds, 4 counts cap, 5 recent bytes, 6.. fingerprints (8 bytes each)
 _LEARN_BOILERPLATE_LUA = """
-local counts = {}
+local recent = redis.call('GET', KEYS[3]) or ''
+local function seen_recently(fp)
+  local start = 1
+  while true do
+    local at = string.find(recent, fp, start, true)
+    if not at then
+      return false
+    end
+    if (at - 1) % 8 == 0 then
+      return true
+    end
+    start = at + 1
+  end
+end
 local again = redis.call('ZSCORE', KEYS[2], ARGV[1])
-for i = 5, #ARGV do
+local counts, stored = {}, {}
+for i = 6, #ARGV do
   local n = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  stored[i] = n
+  if n == 0 and seen_recently(ARGV[i]) then
+    n = 1
+  end
   if again and n > 0 then
     n = n - 1
   end
@@ -210,26 +265,44 @@ if again then
   return counts
 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-if redis.call('ZCARD', KEYS[2]) > 1000 then
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -1001)
+if redis.call('ZCARD', KEYS[2]) > 256 then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -257)
 end
-for i = 5, #ARGV do
-  redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+local fresh = {}
+for i = 6, #ARGV do
+  if stored[i] > 0 then
+    redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+  elseif counts[i - 5] > 0 then
+    redis.call('HSET', KEYS[1], ARGV[i], 2)
+  else
+    fresh[#fresh + 1] = ARGV[i]
+  end
 end
+if #fresh > 0 then
+  recent = recent .. table.concat(fresh)
+  local limit = tonumber(ARGV[5])
+  if string.len(recent) > limit then
+    recent = string.sub(recent, string.len(recent) - limit + 1)
+  end
+end
+redis.call('SET', KEYS[3], recent, 'EX', ARGV[3])
 if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[4]) then
   local all = redis.call('HGETALL', KEYS[1])
   for j = 1, #all, 2 do
-    if tonumber(all[j + 1]) <= 1 then
+    if tonumber(all[j + 1]) <= 2 then
       redis.call('HDEL', KEYS[1], all[j])
     end
   end
 end
-redis.call('EXPIRE', KEYS[1], ARGV[3])
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
 redis.call('EXPIRE', KEYS[2], ARGV[3])
 return counts
 """
 BOILERPLATE_TTL = 30 * 24 * 3600
-BOILERPLATE_CAP = 20_000  # fingerprints per feed before the once-seen ones are forgotten
+BOILERPLATE_CAP = 5_000  # repeated fingerprints per feed before those seen in only two articles are forgotten
+BOILERPLATE_RECENT = 4_096  # once-seen fingerprints remembered per feed (8 bytes each)
 
 
 @dataclass(frozen=True)
@@ -249,12 +322,33 @@ class PublishResult:
 
 
 @dataclass(frozen=True)
+class PublishRequest:
+    """One article for :meth:`Store.publish_many`, with the claims that make it a duplicate."""
+
+    article: Article
+    url_keys: Sequence[str]
+    text_key: str | None
+    near: NearKey | None = None
+    message_key: str | None = None
+
+
+@dataclass(frozen=True)
 class NearKey:
-    """What the near-duplicate index needs of one article: its packed MinHash and band keys."""
+    """What the near-duplicate index needs of one article: its packed MinHash and band digests."""
 
     packed: bytes
-    bands: Sequence[str]
+    bands: Sequence[bytes]  # 7 bytes each (see minhash.Signature.bands)
     min_agree: int  # values of the stored signature that must agree for a candidate to count
+
+
+def index_id(article_id: str) -> bytes:
+    """The 12 bytes that stand for an article in the near-duplicate index: its id's own bytes when it is
+    24 hex digits (as :func:`dedupe.article_id` makes them), else a hash of it."""
+    try:
+        raw = bytes.fromhex(article_id)
+    except ValueError:
+        raw = b""
+    return raw if len(raw) == 12 else hashlib.blake2b(article_id.encode("utf-8"), digest_size=12).digest()
 
 
 def article_json_head(article: Article) -> str:
@@ -525,22 +619,46 @@ class Store:
         article (``mark``) or not published (``drop``); either way its own
         bands and signature are indexed for ``near_window`` seconds.
         """
-        claims = [self._key("claim", "url", key) for key in url_keys]
-        if message_key:
-            claims.append(self._key("claim", "mid", message_key))
-        if text_key:
-            claims.append(self._key("claim", "text", text_key))
+        request = PublishRequest(article, url_keys, text_key, near, message_key)
+        keys, args = self._publish_call(request)
+        return self._publish_result(article, self._publish(keys=keys, args=args))
+
+    def publish_many(self, requests: Sequence[PublishRequest]) -> list[PublishResult]:
+        """:meth:`publish` for each request, in order, in one round trip (each one still its own atomic step)."""
+        if not requests:
+            return []
+        pipe = self.redis.pipeline(transaction=False)
+        for request in requests:
+            keys, args = self._publish_call(request)
+            self._publish(keys=keys, args=args, client=pipe)
+        replies = pipe.execute()
+        return [self._publish_result(request.article, reply)
+                for request, reply in zip(requests, replies, strict=True)]
+
+    def _publish_call(self, request: PublishRequest) -> tuple[list[str], list[Any]]:
+        article = request.article
+        claims = [self._key("claim", "url", key) for key in request.url_keys]
+        if request.message_key:
+            claims.append(self._key("claim", "mid", request.message_key))
+        if request.text_key:
+            claims.append(self._key("claim", "text", request.text_key))
         near_keys: list[str] = []
-        packed, need = b"", 0
+        packed, need, bands = b"", 0, []
+        near = request.near
+        raw_id = index_id(article.id)
         if near is not None and self.near_mode != "off":
-            near_keys = [self._key("nd", "sig", article.id), *(self._key("nd", "band", b) for b in near.bands)]
-            packed, need = near.packed, near.min_agree
-        reply = self._publish(
-            keys=[self.stream, self.counters_key, *claims, *near_keys],
-            args=[article.id, article_json_head(article), self.claim_ttl, self.stream_maxlen, article.url,
-                  article.feed, len(claims), self.near_mode, packed, need, self.near_window,
-                  self._key("nd", "sig", "")],
-        )
+            near_keys = [self._key("nd", "sig", raw_id.hex())]
+            packed, need, bands = near.packed, near.min_agree, list(near.bands)
+        period_seconds = max(1, self.near_window // 4)
+        keys = [self.stream, self.counters_key, *claims, *near_keys]
+        args = [article.id, article_json_head(article), self.claim_ttl, self.stream_maxlen, article.url,
+                article.feed, len(claims), self.near_mode, packed, need, self.near_window,
+                self._key("nd", "sig", ""), self._key("nd", "b", ""), int(time.time() // period_seconds),
+                -(-self.near_window // period_seconds), period_seconds, raw_id, *bands]
+        return keys, args
+
+    @staticmethod
+    def _publish_result(article: Article, reply: Sequence[Any]) -> PublishResult:
         outcome, value = _text(reply[0]), _text(reply[1])
         if outcome == "published":
             cluster = _text(reply[2]) if len(reply) > 2 else article.id
@@ -554,11 +672,18 @@ class Store:
 
     # -- learned boilerplate ---------------------------------------------------
     def boilerplate_counts(self, feed: str, fingerprints: Sequence[str]) -> dict[str, int]:
-        """How many distinct articles of the feed carried each paragraph fingerprint (absent: 0)."""
+        """How many distinct articles of the feed carried each paragraph fingerprint (absent: 0; seen once: 1)."""
         if not fingerprints:
             return {}
-        values = self.redis.hmget(self._key("boiler", feed), list(fingerprints))
-        return {fp: int(v) for fp, v in zip(fingerprints, values, strict=True) if v is not None}
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hmget(self._key("boiler", feed), [bytes.fromhex(fp) for fp in fingerprints])
+        pipe.get(self._key("boiler-recent", feed))
+        values, recent = pipe.execute()
+        recent = recent or b""
+        once = {recent[i:i + 8] for i in range(0, len(recent), 8)}
+        counts = {fp: int(v) for fp, v in zip(fingerprints, values, strict=True) if v is not None}
+        counts.update({fp: 1 for fp in fingerprints if fp not in counts and bytes.fromhex(fp) in once})
+        return counts
 
     def learn_boilerplate(self, feed: str, article_id: str, fingerprints: Sequence[str],
                           now: float) -> dict[str, int]:
@@ -567,13 +692,31 @@ class Store:
         Returns, per fingerprint, how many *other* earlier articles of the feed carried it: the
         same answer on a retry of the same article, which then counts nothing again.
         """
-        if not fingerprints:
-            return {}
-        counts = self._learn_boilerplate(
-            keys=[self._key("boiler", feed), self._key("boiler-seen", feed)],
-            args=[article_id, now, BOILERPLATE_TTL, BOILERPLATE_CAP, *fingerprints],
-        )
-        return {fp: int(n) for fp, n in zip(fingerprints, counts, strict=True) if int(n)}
+        return self.learn_boilerplate_many([(feed, article_id, fingerprints)], now)[0]
+
+    def learn_boilerplate_many(self, articles: Sequence[tuple[str, str, Sequence[str]]],
+                               now: float) -> list[dict[str, int]]:
+        """:meth:`learn_boilerplate` for each (feed, article id, fingerprints), in order, in one round trip."""
+        pipe = self.redis.pipeline(transaction=False)
+        asked = []
+        for feed, article_id, fingerprints in articles:
+            if fingerprints:
+                self._learn_boilerplate(
+                    keys=[self._key("boiler", feed), self._key("boiler-seen", feed),
+                          self._key("boiler-recent", feed)],
+                    args=[article_id, now, BOILERPLATE_TTL, BOILERPLATE_CAP, 8 * BOILERPLATE_RECENT,
+                          *(bytes.fromhex(fp) for fp in fingerprints)], client=pipe,
+                )
+                asked.append(fingerprints)
+        replies = iter(pipe.execute() if asked else [])
+        out: list[dict[str, int]] = []
+        for _, _, fingerprints in articles:
+            if not fingerprints:
+                out.append({})
+                continue
+            counts = next(replies)
+            out.append({fp: int(n) for fp, n in zip(fingerprints, counts, strict=True) if int(n)})
+        return out
 
     # -- counters -------------------------------------------------------------
     def count(self, counts: Mapping[str, int], *, http: Mapping[tuple[str, int | str], int] | None = None,
