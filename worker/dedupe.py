@@ -69,9 +69,12 @@ def normalise_text(text: str) -> str:
     return " ".join(_WORD_RE.findall(folded))
 
 
-def text_key(text: str) -> str | None:
-    """Hash of the normalised text; None when there are too few words to mean anything."""
-    normal = normalise_text(text)
+def text_key(text: str, *, normalised: str | None = None) -> str | None:
+    """Hash of the normalised text; None when there are too few words to mean anything.
+
+    ``normalised``: ``normalise_text(text)`` when the caller has it already.
+    """
+    normal = normalise_text(text) if normalised is None else normalised
     if normal.count(" ") < 20:
         return None
     return _digest(normal)

@@ -14,7 +14,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -24,7 +24,16 @@ from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 
 from . import boilerplate
-from .dedupe import article_id, canonical_url, guid_key, message_id_key, same_site, text_key, url_key
+from .dedupe import (
+    article_id,
+    canonical_url,
+    guid_key,
+    message_id_key,
+    normalise_text,
+    same_site,
+    text_key,
+    url_key,
+)
 from .errors import ExtractError, FetchError, HostDeferred, MailError, NotModified, ParseError, RobotsDisallowed
 from .extract import decode_html, detect_language, extract_article, text_from_html_fragment
 from .feeds import parse_feed
@@ -372,9 +381,9 @@ def _article_from_page(entry: Entry, fetched: Fetched) -> tuple[Article, str | N
     return article, own
 
 
-def near_key(text: str) -> NearKey | None:
+def near_key(text: str, *, normalised: str | None = None) -> NearKey | None:
     """The article text's entry in the near-duplicate index; None for texts too short to judge."""
-    sig = signature(text)
+    sig = signature(text, normalised=normalised)
     if sig is None:
         return None
     return NearKey(sig.packed(), sig.bands(), min_agree=round(THRESHOLD * PERMUTATIONS))
@@ -458,6 +467,20 @@ def _hold_extracts(context: Context, entries: list[dict[str, Any]], until: float
     )
 
 
+_prefetch: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _prefetch_pool() -> ThreadPoolExecutor:
+    """This process's page-download threads, kept from job to job (a pool per job cost ~1% of a worker's time).
+
+    Made on first use in each process: threads do not survive the fork that starts a worker.
+    """
+    global _prefetch
+    if _prefetch is None or _prefetch[0] != os.getpid():
+        _prefetch = (os.getpid(), ThreadPoolExecutor(max_workers=PAGE_PREFETCH, thread_name_prefix="prefetch"))
+    return _prefetch[1]
+
+
 def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     """Fetch, extract and publish each entry exactly once; fall back to the feed's content."""
     context = current_context()
@@ -480,12 +503,13 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
             pending.append((entry, entry_key))
     # Pages download in background threads while this one extracts: the network wait
     # hides behind the CPU-bound extraction instead of idling the core (issue 7).
-    with ThreadPoolExecutor(max_workers=PAGE_PREFETCH, thread_name_prefix="prefetch") as fetcher:
-        downloads = {
-            entry_key: fetcher.submit(_fetch_page, context, entry)
-            for entry, entry_key in pending
-            if (feed := context.feeds.get(entry.feed)) is None or feed.full_text
-        }
+    fetcher = _prefetch_pool()
+    downloads = {
+        entry_key: fetcher.submit(_fetch_page, context, entry)
+        for entry, entry_key in pending
+        if (feed := context.feeds.get(entry.feed)) is None or feed.full_text
+    }
+    try:
         for entry, entry_key in pending:
             try:
                 outcome = _page_outcome(entry, downloads.get(entry_key), final_attempt)
@@ -504,13 +528,20 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
                 counts["fallbacks"] += 1
             ready.append((article, [url_key(article.url), entry_key, *([url_key(outcome.canonical)]
                                                                         if outcome.canonical else [])]))
+    finally:
+        # the job ends with no download of its own left running (only a bug gets here with some)
+        for download in downloads.values():
+            download.cancel()
+        wait(downloads.values())
     # The batch's boilerplate learning, then its publishing: one round trip each, not one per article.
     _strip_learned_boilerplate(context.store, [article for article, _ in ready])
     requests = []
     for article, keys in ready:
         article.fetched_at = _iso(time.time())
-        near = near_key(article.text) if context.settings.near_duplicates != "off" else None
-        requests.append(PublishRequest(article, list(dict.fromkeys(keys)), text_key(article.text), near))
+        normal = normalise_text(article.text)  # once for both keys
+        near = near_key(article.text, normalised=normal) if context.settings.near_duplicates != "off" else None
+        requests.append(PublishRequest(article, list(dict.fromkeys(keys)), text_key(article.text, normalised=normal),
+                                       near))
     for request, result in zip(requests, context.store.publish_many(requests), strict=True):
         if result.outcome == "published":
             counts["published"] += 1

@@ -100,9 +100,12 @@ def _shingle_hashes(words: list[str], size: int = SHINGLE_WORDS) -> np.ndarray:
     return np.unique(acc)
 
 
-def signature(text: str) -> Signature | None:
-    """The text's MinHash signature, or None when it has fewer than MIN_WORDS words."""
-    words = normalise_text(text).split()
+def signature(text: str, *, normalised: str | None = None) -> Signature | None:
+    """The text's MinHash signature, or None when it has fewer than MIN_WORDS words.
+
+    ``normalised``: ``normalise_text(text)`` when the caller has it already.
+    """
+    words = (normalise_text(text) if normalised is None else normalised).split()
     if len(words) < MIN_WORDS:
         return None
     x = _shingle_hashes(words)

@@ -164,14 +164,21 @@ _SCAN_CHARS = 512 * 1024
 
 def declared_date(page: str, *, time_elements: bool = True) -> str | None:
     """The date the page states in its metadata (meta tags, JSON-LD, then the first ``<time>``), ISO UTC."""
-    return _first_date(page, _DATE_PATTERNS if time_elements else _DATE_PATTERNS[:-1])
+    return _first_date(page, _DATE_PATTERNS if time_elements else _DATE_PATTERNS[:-1], meta_patterns=2)
 
 
-def _first_date(page: str, patterns: list[re.Pattern[str]]) -> str | None:
-    """The first of ``patterns`` (in order) that finds a valid date in the page's head, as ISO UTC."""
+def _first_date(page: str, patterns: list[re.Pattern[str]], *, meta_patterns: int) -> str | None:
+    """The first of ``patterns`` (in order) that finds a valid date in the page, as ISO UTC.
+
+    The first ``meta_patterns`` look for ``<meta>`` tags, which belong in the head: they
+    scan up to ``</head>`` when the page has one (a page's body is most of its bytes, and
+    each failed pattern would otherwise scan all of it); the others scan the page's start.
+    """
     window = page[:_SCAN_CHARS]
-    for pattern in patterns:
-        match = pattern.search(window)
+    head_end = window.find("</head>")
+    head = window[:head_end] if head_end >= 0 else window
+    for n, pattern in enumerate(patterns):
+        match = pattern.search(head if n < meta_patterns else window)
         if match:
             moment = iso_utc(htmllib.unescape(match.group(1)))
             if moment:
@@ -193,7 +200,7 @@ _UPDATED_PATTERNS = [
 
 def declared_updated(page: str) -> str | None:
     """The last-modified date the page states in its metadata (meta tags, JSON-LD ``dateModified``), ISO UTC."""
-    return _first_date(page, _UPDATED_PATTERNS)
+    return _first_date(page, _UPDATED_PATTERNS, meta_patterns=2)
 
 
 def search_date(page: str, url: str | None) -> str | None:
