@@ -673,7 +673,12 @@ _MIN_WORD_CHARS = 20  # fewer word characters than this is no article ("<p>x</p>
 
 
 def _usable(text: str) -> bool:
-    return sum(len(w) for w in _WORD.findall(text)) >= _MIN_WORD_CHARS
+    total = 0
+    for word in _WORD.finditer(text):  # stops as soon as there is enough, not after every word of the text
+        total += word.end() - word.start()
+        if total >= _MIN_WORD_CHARS:
+            return True
+    return False
 
 
 def _split_tags(tags: Iterable[str]) -> list[str]:
