@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import redis
@@ -189,3 +190,21 @@ def test_ids_that_are_not_hex_digests_index_and_match_too(redis_client: redis.Re
     assert store.publish(original, url_keys=["a1"], text_key=None, near=near_key(s.body_text)).duplicate_of is None
     result = store.publish(copy, url_keys=["b1"], text_key=None, near=near_key(copy_text))
     assert result.duplicate_of == "original-story" and result.cluster == "original-story"
+
+
+def test_a_full_bucket_overflows_into_two_byte_buckets_and_copies_are_still_found(
+        redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    s = wire_story(10)
+    near = near_key(s.body_text)
+    period = int(time.time() // (store.near_window // 4))
+    # every one-byte bucket the story's bands fall in already holds 4 KB of other articles' records
+    firsts = {band[:1].hex() for band in near.bands}
+    for first in firsts:
+        redis_client.set(f"feedstream:nd:b:{period}:{first}", bytes(18) * 228)
+    original = _publish(store, 1, s.body_text)
+    for band in near.bands:
+        assert redis_client.strlen(f"feedstream:nd:b:{period}:{band[:2].hex()}") >= 18
+    assert all(redis_client.strlen(f"feedstream:nd:b:{period}:{first}") == 18 * 228 for first in firsts)
+    copy = _publish(store, 2, "\n\n".join(s.paragraphs[:-1]))
+    assert copy.duplicate_of == original.article_id

@@ -65,7 +65,7 @@ class Signature:
         return (self.values & 0xFFFF).astype("<u2").tobytes()
 
     def bands(self) -> list[bytes]:
-        """One 7-byte digest per band, of the band's number and its rows (the store's bucket byte and probe)."""
+        """One 7-byte digest per band, of the band's number and its rows (the store's bucket bytes and probe)."""
         raw = self.values.astype("<u4")
         return [
             hashlib.blake2b(bytes([band]) + raw[band * ROWS:(band + 1) * ROWS].tobytes(), digest_size=7).digest()

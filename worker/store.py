@@ -13,8 +13,8 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:host:{host}:not_before``  string, epoch before which nobody fetches from the host (Retry-After)
 - ``{p}:host:{host}:inflight``    zset, request token -> lease expiry: the per-host semaphore
 - ``{p}:host:{host}:robots``      string, the host's robots.txt body (empty: allow all), with a TTL
-- ``{p}:nd:b:{period}:{bucket}`` string, LSH band records (6-byte band digest + 12-byte article id), see the
-  publish script
+- ``{p}:nd:b:{period}:{bucket}`` string, LSH band records (6-byte band probe + 12-byte article id) of one
+  or two leading digest bytes (hex), see the publish script
 - ``{p}:nd:sig:{id}``         string, "<cluster id>|<packed MinHash>" (expires with the window)
 - ``{p}:http``                hash, ``{kind}:{status}`` -> responses seen (kind: feed, page)
 - ``{p}:delay``               hash, publish-delay histogram: bucket upper bound -> count, ``sum``, ``count``
@@ -52,12 +52,16 @@ SEEN_WINDOW_SECONDS = 90 * 24 * 3600
 # serialised by Redis, so the second always sees the first's bands.
 #
 # Near-duplicates (see worker/minhash.py). The LSH band index is kept compact
-# (issue 7: under 2 KB of Redis per article): one string per (period, bucket) of
-# 18-byte records, the band's 6-byte digest then the article's 12-byte id, appended
-# and scanned here (a string key per band cost ~125 bytes; a record costs 18). The
-# bucket is the band digest's first byte; a period is a quarter of the window, and a
-# lookup reads the periods the window covers, so an article is found for at least
-# the window (at most a period longer) and each string expires a period after it.
+# (issue 7: under 2 KB of Redis per article): 18-byte records, the band's 6-byte
+# probe then the article's 12-byte id, appended to strings and scanned here (a
+# string key per band cost ~125 bytes; a record costs 18 plus its string's share).
+# A record goes to the string of its period and first digest byte (256 of them)
+# until that string holds 4 KB, then to the string of its first two bytes (65,536):
+# a small index stays in few keys, a large one in many short strings, and a lookup
+# reads at most 4 KB plus one short string per band and period. A period is a
+# quarter of the window; a lookup reads the periods the window covers, so an
+# article is found for at least the window (at most a period longer), and each
+# string expires a period after its last record.
 # The article's own signature key holds "<cluster id>|<packed MinHash>". Candidates
 # from the bands only count when their stored signature agrees with ours on at
 # least ARGV[10] values. The band and signature keys are named in the script from
@@ -71,7 +75,7 @@ SEEN_WINDOW_SECONDS = 90 * 24 * 3600
 #       7 number of claim keys, 8 near mode (off|mark|drop), 9 packed signature ('' for none),
 #       10 agreeing values needed, 11 near window seconds, 12 signature key prefix, 13 band key prefix,
 #       14 current period number, 15 periods to look back, 16 period seconds, 17 the id as 12 bytes,
-#       18.. band digests (7 bytes each: bucket byte, 6-byte probe)
+#       18.. band digests (7 bytes each: the first two name the buckets, the last six are the probe)
 _PUBLISH_LUA = """
 local nclaims = tonumber(ARGV[7])
 for i = 3, 2 + nclaims do
@@ -94,50 +98,66 @@ if mode ~= 'off' and sig ~= '' then
   local values = string.len(sig) / 2
   local best = -1
   local tried = {}
+  local function consider(cand)
+    tried[cand] = true
+    local hex = string.gsub(cand, '.', function(c) return string.format('%02x', string.byte(c)) end)
+    local stored = redis.call('GET', ARGV[12] .. hex)
+    if not stored then
+      return
+    end
+    local bar = string.find(stored, '|', 1, true)
+    local other = string.sub(stored, bar + 1)
+    if string.len(other) ~= string.len(sig) then
+      return
+    end
+    local same = 0
+    for j = 1, 2 * values, 2 do
+      if string.sub(sig, j, j + 1) == string.sub(other, j, j + 1) then
+        same = same + 1
+      end
+    end
+    if same >= need and same > best then
+      best = same
+      cluster = string.sub(stored, 1, bar - 1)
+      near = true
+    end
+  end
+  local function scan(records, probe)
+    local start = 1
+    while records do
+      local at = string.find(records, probe, start, true)
+      if not at then
+        return
+      end
+      if (at - 1) % 18 == 0 then
+        local cand = string.sub(records, at + 6, at + 17)
+        if cand ~= ARGV[17] and not tried[cand] then
+          consider(cand)
+        end
+      end
+      start = at + 1
+    end
+  end
   local period = tonumber(ARGV[14])
+  local buckets = {}
   for b = 18, #ARGV do
-    local bucket = string.format('%02x', string.byte(ARGV[b], 1))
+    local first = string.format('%02x', string.byte(ARGV[b], 1))
+    buckets[b] = {first, first .. string.format('%02x', string.byte(ARGV[b], 2))}
     local probe = string.sub(ARGV[b], 2)
     for p = period - tonumber(ARGV[15]), period do
-      local records = redis.call('GET', ARGV[13] .. p .. ':' .. bucket)
-      local start = 1
-      while records do
-        local at = string.find(records, probe, start, true)
-        if not at then
-          break
-        end
-        if (at - 1) % 18 == 0 then
-          local cand = string.sub(records, at + 6, at + 17)
-          if cand ~= ARGV[17] and not tried[cand] then
-            tried[cand] = true
-            local hex = string.gsub(cand, '.', function(c) return string.format('%02x', string.byte(c)) end)
-            local stored = redis.call('GET', ARGV[12] .. hex)
-            if stored then
-              local bar = string.find(stored, '|', 1, true)
-              local other = string.sub(stored, bar + 1)
-              if string.len(other) == string.len(sig) then
-                local same = 0
-                for j = 1, 2 * values, 2 do
-                  if string.sub(sig, j, j + 1) == string.sub(other, j, j + 1) then
-                    same = same + 1
-                  end
-                end
-                if same >= need and same > best then
-                  best = same
-                  cluster = string.sub(stored, 1, bar - 1)
-                  near = true
-                end
-              end
-            end
-          end
-        end
-        start = at + 1
+      local records = redis.call('GET', ARGV[13] .. p .. ':' .. buckets[b][1])
+      scan(records, probe)
+      if records and string.len(records) >= 4096 then  -- only a full one-byte bucket overflows
+        scan(redis.call('GET', ARGV[13] .. p .. ':' .. buckets[b][2]), probe)
       end
     end
   end
   local ttl = tonumber(ARGV[11]) + tonumber(ARGV[16])
   for b = 18, #ARGV do
-    local key = ARGV[13] .. period .. ':' .. string.format('%02x', string.byte(ARGV[b], 1))
+    local key = ARGV[13] .. period .. ':' .. buckets[b][1]
+    if redis.call('STRLEN', key) >= 4096 then
+      key = ARGV[13] .. period .. ':' .. buckets[b][2]
+    end
     redis.call('APPEND', key, string.sub(ARGV[b], 2) .. ARGV[17])
     redis.call('EXPIRE', key, ttl)
   end
