@@ -11,6 +11,7 @@ from tests.pipeline_helpers import articles, make_context, run_burst, write_feed
 from tests.site import Site
 from tests.sitegen import rss2, story, telecoms_page
 from worker import boilerplate
+from worker.models import Article
 from worker.store import Store
 
 # Neither a newsletter plea nor a share line: no page-level rule knows it for furniture.
@@ -34,16 +35,25 @@ def test_strip_needs_threshold_articles_and_never_empties_an_article() -> None:
     assert boilerplate.strip_markdown(f"## Head\n\n{BOILER}\n\n- a\n- b", [BOILER]) == "## Head\n\n- a\n- b"
 
 
-def test_store_counts_each_article_once(redis_client: redis.Redis) -> None:
+def _publish(store: Store, article_id: str, fingerprints: list[str], feed: str = "f", text_key: str | None = None):
+    article = Article(id=article_id, url=f"https://pub.example/{article_id}", title="t", text="text", feed=feed)
+    return store.publish(article, url_keys=[article_id], text_key=text_key, boilerplate=fingerprints)
+
+
+def test_only_published_articles_are_counted_and_each_once(redis_client: redis.Redis) -> None:
     store = Store(redis_client)
     fps = boilerplate.fingerprints(["one line here", BOILER])
-    assert store.learn_boilerplate("f", "article-1", fps, 1.0) == {}  # nothing earlier
-    assert store.learn_boilerplate("f", "article-1", fps, 2.0) == {}  # a retry: same answer, counts nothing twice
-    assert store.learn_boilerplate("f", "article-2", fps[1:], 3.0) == {fps[1]: 1}
-    assert store.learn_boilerplate("f", "article-2", fps[1:], 4.0) == {fps[1]: 1}
+    assert store.boilerplate_counts("f", fps) == {}  # nothing earlier
+    assert _publish(store, "article-1", fps).outcome == "published"
+    assert _publish(store, "article-1", fps).outcome == "already"  # a retry counts nothing twice
+    assert store.boilerplate_counts("f", fps) == {fps[0]: 1, fps[1]: 1}
+    assert _publish(store, "article-2", fps[1:], text_key="same-text").outcome == "published"
+    assert store.boilerplate_counts("f", fps) == {fps[0]: 1, fps[1]: 2}
+    # an exact copy of article-2 is not published, and teaches nothing
+    assert _publish(store, "article-3", fps[1:], text_key="same-text").outcome == "duplicate"
     assert store.boilerplate_counts("f", fps) == {fps[0]: 1, fps[1]: 2}
     assert store.boilerplate_counts("other", fps) == {}
-    assert redis_client.ttl("feedstream:boiler:f") > 0
+    assert redis_client.ttl("feedstream:boiler:f") > 0 and redis_client.ttl("feedstream:boiler-recent:f") > 0
 
 
 def _serve(site: Site, numbers: range, extra: dict[int, str]) -> list[tuple]:
@@ -95,14 +105,14 @@ def test_once_seen_fingerprints_past_the_recent_window_are_forgotten_repeated_on
     store = Store(redis_client)
     fp = boilerplate.fingerprint
     for n in range(6):
-        store.learn_boilerplate("f", f"a{n}", [fp(f"story {n} one"), fp(f"story {n} two"), fp("promo")], float(n))
+        _publish(store, f"a{n}", [fp(f"story {n} one"), fp(f"story {n} two"), fp("promo")])
     counts = store.boilerplate_counts("f", [fp("promo"), fp("story 5 one"), fp("story 0 one")])
     # the recent window holds 4 once-seen fingerprints: the latest articles' story lines; the promo is counted
     assert counts == {fp("promo"): 6, fp("story 5 one"): 1}
     assert redis_client.hlen("feedstream:boiler:f") == 1
     assert redis_client.strlen("feedstream:boiler-recent:f") == 4 * 8
     # a story line coming back while still remembered is counted from then on
-    assert store.learn_boilerplate("f", "a6", [fp("story 5 two")], 7.0) == {fp("story 5 two"): 1}
+    _publish(store, "a6", [fp("story 5 two")])
     assert store.boilerplate_counts("f", [fp("story 5 two")]) == {fp("story 5 two"): 2}
 
 
@@ -114,9 +124,9 @@ def test_past_the_cap_fingerprints_seen_in_two_articles_are_forgotten(
     store = Store(redis_client)
     fp = boilerplate.fingerprint
     for n in range(3):
-        store.learn_boilerplate("f", f"promo{n}", [fp("promo")], float(n))
+        _publish(store, f"promo{n}", [fp("promo")])
     for n in range(2):  # the second sight of three lines takes the hash to 4 > 3 fields: those at 2 go
-        store.learn_boilerplate("f", f"a{n}", [fp(f"pair {k}") for k in range(3)] + [fp("promo")], float(n))
+        _publish(store, f"a{n}", [fp(f"pair {k}") for k in range(3)] + [fp("promo")])
     counts = store.boilerplate_counts("f", [fp("promo"), *(fp(f"pair {k}") for k in range(3))])
     # the pairs are back to "seen once" (their first sight is still among the recent ones)
     assert counts == {fp("promo"): 5, **{fp(f"pair {k}"): 1 for k in range(3)}}

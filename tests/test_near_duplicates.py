@@ -192,19 +192,26 @@ def test_ids_that_are_not_hex_digests_index_and_match_too(redis_client: redis.Re
     assert result.duplicate_of == "original-story" and result.cluster == "original-story"
 
 
-def test_a_full_bucket_overflows_into_two_byte_buckets_and_copies_are_still_found(
-        redis_client: redis.Redis) -> None:
+def test_full_buckets_overflow_to_longer_prefixes_and_copies_are_still_found(redis_client: redis.Redis) -> None:
     store = Store(redis_client)
     s = wire_story(10)
     near = near_key(s.body_text)
     period = int(time.time() // (store.near_window // 4))
-    # every one-byte bucket the story's bands fall in already holds 4 KB of other articles' records
-    firsts = {band[:1].hex() for band in near.bands}
-    for first in firsts:
-        redis_client.set(f"feedstream:nd:b:{period}:{first}", bytes(18) * 228)
+    # the 1- and 2-hex-digit buckets the story's bands fall in already hold 4 KB of other articles' records
+    full = {prefix for band in near.bands for prefix in (band[:1].hex()[:1], band[:1].hex())}
+    for prefix in full:
+        redis_client.set(f"feedstream:nd:b:{period}:{prefix}", bytes(18) * 228)
     original = _publish(store, 1, s.body_text)
     for band in near.bands:
         assert redis_client.strlen(f"feedstream:nd:b:{period}:{band[:2].hex()}") >= 18
-    assert all(redis_client.strlen(f"feedstream:nd:b:{period}:{first}") == 18 * 228 for first in firsts)
+    assert all(redis_client.strlen(f"feedstream:nd:b:{period}:{prefix}") == 18 * 228 for prefix in full)
     copy = _publish(store, 2, "\n\n".join(s.paragraphs[:-1]))
     assert copy.duplicate_of == original.article_id
+
+
+def test_a_small_index_sits_in_the_first_level(redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    for n in range(20):
+        _publish(store, 100 + n, wire_story(200 + n).body_text)
+    buckets = [k.decode().rsplit(":", 1)[1] for k in redis_client.scan_iter(match="feedstream:nd:b:*")]
+    assert buckets and all(len(bucket) == 1 for bucket in buckets)  # 400 records in at most 16 strings

@@ -401,24 +401,24 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
     )
 
 
-def _strip_learned_boilerplate(store: Store, articles: Sequence[Article]) -> None:
-    """Drop paragraphs each feed's earlier articles carried too (publisher boilerplate); learn these ones'.
+def _strip_learned_boilerplate(store: Store, articles: Sequence[Article]) -> list[list[str]]:
+    """Drop paragraphs each feed's earlier published articles carried too (publisher boilerplate).
 
-    One round trip for all of ``articles``, counted in order (a later one of the same feed sees the earlier).
+    Reads the counts for all of ``articles`` in one round trip and returns each article's
+    fingerprints, which its publish counts (so only published articles teach the feed).
     """
     paragraphs = [article.text.split("\n\n") for article in articles]
-    learned = store.learn_boilerplate_many(
-        [(article.feed, article.id, boilerplate.fingerprints(paras)) for article, paras in zip(articles, paragraphs,
-                                                                                              strict=True)],
-        time.time(),
-    )
-    for article, paras, counts in zip(articles, paragraphs, learned, strict=True):
-        kept, removed = boilerplate.strip_paragraphs(paras, counts)
+    fingerprints = [boilerplate.fingerprints(paras) for paras in paragraphs]
+    counts = store.boilerplate_counts_many([(article.feed, fps) for article, fps in zip(articles, fingerprints,
+                                                                                          strict=True)])
+    for article, paras, known in zip(articles, paragraphs, counts, strict=True):
+        kept, removed = boilerplate.strip_paragraphs(paras, known)
         if removed:
             article.text = "\n\n".join(kept)
             article.markdown = boilerplate.strip_markdown(article.markdown, removed)
             article.word_count = len(_WORDS.findall(article.text))
             article.boilerplate_removed = len(removed)
+    return fingerprints
 
 
 @dataclass
@@ -533,15 +533,15 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
         for download in downloads.values():
             download.cancel()
         wait(downloads.values())
-    # The batch's boilerplate learning, then its publishing: one round trip each, not one per article.
-    _strip_learned_boilerplate(context.store, [article for article, _ in ready])
+    # The batch's boilerplate counts, then its publishing: one round trip each, not one per article.
+    fingerprints = _strip_learned_boilerplate(context.store, [article for article, _ in ready])
     requests = []
-    for article, keys in ready:
+    for (article, keys), fps in zip(ready, fingerprints, strict=True):
         article.fetched_at = _iso(time.time())
         normal = normalise_text(article.text)  # once for both keys
         near = near_key(article.text, normalised=normal) if context.settings.near_duplicates != "off" else None
         requests.append(PublishRequest(article, list(dict.fromkeys(keys)), text_key(article.text, normalised=normal),
-                                       near))
+                                       near, boilerplate=fps))
     for request, result in zip(requests, context.store.publish_many(requests), strict=True):
         if result.outcome == "published":
             counts["published"] += 1
@@ -619,10 +619,11 @@ def ingest_mail(source_name: str, raw: bytes, origin: str = "") -> dict[str, Any
     article = newsletter_article(source, letter)
     article.fetched_at = _iso(now)
     # a newsletter's own recurring lines (a sponsor slot, "read online" pleas) are learned per source
-    _strip_learned_boilerplate(store, [article])
+    [fingerprints] = _strip_learned_boilerplate(store, [article])
     near = near_key(article.text) if context.settings.near_duplicates != "off" else None
     result = store.publish(article, url_keys=[], text_key=text_key(article.text), near=near,
-                           message_key=message_id_key(letter.message_id) if letter.message_id else article.id)
+                           message_key=message_id_key(letter.message_id) if letter.message_id else article.id,
+                           boilerplate=fingerprints)
     store.record_poll(source.name, {**base, "last_status": result.outcome, "last_success": _iso(now),
                                     "title": letter.list_id or source.name}, error=False)
     store.count({"mails_ok": 1})

@@ -4,7 +4,7 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 
 - ``{p}:due``                 zset, feed name -> epoch of its next poll
 - ``{p}:feed:{name}``         hash, the feed's status and HTTP validators
-- ``{p}:seen:{name}``         zset, hashed item GUID -> last time the feed listed it
+- ``{p}:seen:{name}``         zset, hashed item GUID (12 bytes) -> last time the feed listed it (epoch seconds)
 - ``{p}:claim:url:{key}``     string, canonical-URL claim -> article id
 - ``{p}:claim:text:{key}``    string, normalised-text claim -> article id
 - ``{p}:claim:mid:{key}``     string, newsletter Message-ID claim -> article id
@@ -13,8 +13,8 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:host:{host}:not_before``  string, epoch before which nobody fetches from the host (Retry-After)
 - ``{p}:host:{host}:inflight``    zset, request token -> lease expiry: the per-host semaphore
 - ``{p}:host:{host}:robots``      string, the host's robots.txt body (empty: allow all), with a TTL
-- ``{p}:nd:b:{period}:{bucket}`` string, LSH band records (6-byte band probe + 12-byte article id) of one
-  or two leading digest bytes (hex), see the publish script
+- ``{p}:nd:b:{period}:{bucket}`` string, LSH band records (6-byte band probe + 12-byte article id) whose
+  digest starts with the bucket's 1, 2 or 4 hex digits, see the publish script
 - ``{p}:nd:sig:{id}``         string, "<cluster id>|<packed MinHash>" (expires with the window)
 - ``{p}:http``                hash, ``{kind}:{status}`` -> responses seen (kind: feed, page)
 - ``{p}:delay``               hash, publish-delay histogram: bucket upper bound -> count, ``sum``, ``count``
@@ -22,7 +22,6 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:boiler:{name}``       hash, paragraph fingerprint (8 bytes) -> distinct articles of the feed that carried
   it, for fingerprints seen in at least two
 - ``{p}:boiler-recent:{name}`` string, the feed's latest once-seen fingerprints, 8 bytes each
-- ``{p}:boiler-seen:{name}``  zset, article ids already counted there -> when (so a retry counts nothing twice)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.
 """
 
@@ -55,10 +54,11 @@ SEEN_WINDOW_SECONDS = 90 * 24 * 3600
 # (issue 7: under 2 KB of Redis per article): 18-byte records, the band's 6-byte
 # probe then the article's 12-byte id, appended to strings and scanned here (a
 # string key per band cost ~125 bytes; a record costs 18 plus its string's share).
-# A record goes to the string of its period and first digest byte (256 of them)
-# until that string holds 4 KB, then to the string of its first two bytes (65,536):
-# a small index stays in few keys, a large one in many short strings, and a lookup
-# reads at most 4 KB plus one short string per band and period. A period is a
+# A record goes to the string of its period and the first hex digit of its digest
+# (16 strings) until that string holds 4 KB, then to the one of its first byte (256),
+# then of its first two bytes (65,536): a small index stays in few keys, a large one
+# in many short strings, and a lookup reads at most 8 KB plus one short string per
+# band and period. A period is a
 # quarter of the window; a lookup reads the periods the window covers, so an
 # article is found for at least the window (at most a period longer), and each
 # string expires a period after its last record.
@@ -70,13 +70,70 @@ SEEN_WINDOW_SECONDS = 90 * 24 * 3600
 #
 # The article JSON arrives without its closing brace and without
 # duplicate_of/cluster, which only this script can decide; it appends them.
-# KEYS: stream, counters, claim keys (URL claim first; ARGV[7] of them), own signature key (when indexed)
+#
+# A published article's paragraph fingerprints are counted for its feed's learned
+# boilerplate here too (see Store.boilerplate_counts for how they are read): only
+# published articles teach it, so a retry ("already") or an exact copy counts nothing.
+# KEYS: stream, counters, claim keys (URL claim first; ARGV[7] of them), own signature key (when indexed),
+#       the feed's boilerplate counts hash and recent-fingerprints string (always the last two)
 # ARGV: 1 article id, 2 article json head, 3 claim ttl seconds, 4 maxlen (0: no trim), 5 url, 6 feed,
 #       7 number of claim keys, 8 near mode (off|mark|drop), 9 packed signature ('' for none),
 #       10 agreeing values needed, 11 near window seconds, 12 signature key prefix, 13 band key prefix,
 #       14 current period number, 15 periods to look back, 16 period seconds, 17 the id as 12 bytes,
-#       18.. band digests (7 bytes each: the first two name the buckets, the last six are the probe)
+#       18 boilerplate fingerprints (8 bytes each, '' for none), 19 their ttl seconds, 20 counts cap,
+#       21 recent bytes kept, 22.. band digests (7 bytes each: the first two name the buckets, the last six
+#       are the probe)
 _PUBLISH_LUA = """
+-- Count a published article's paragraph fingerprints (8 bytes each, concatenated) for its feed: a
+-- fingerprint already counted goes up by one, one among the recent once-seen records is counted 2, any
+-- other is appended to those records (the latest `recent_bytes` of them are kept).
+local function learn_boilerplate(counts_key, recent_key, fingerprints, ttl, cap, recent_bytes)
+  local recent = redis.call('GET', recent_key) or ''
+  local fresh = {}
+  for at = 1, string.len(fingerprints), 8 do
+    local fp = string.sub(fingerprints, at, at + 7)
+    if redis.call('HEXISTS', counts_key, fp) == 1 then
+      redis.call('HINCRBY', counts_key, fp, 1)
+    else
+      local seen, start = false, 1
+      while true do
+        local found = string.find(recent, fp, start, true)
+        if not found then
+          break
+        end
+        if (found - 1) % 8 == 0 then
+          seen = true
+          break
+        end
+        start = found + 1
+      end
+      if seen then
+        redis.call('HSET', counts_key, fp, 2)
+      else
+        fresh[#fresh + 1] = fp
+      end
+    end
+  end
+  if #fresh > 0 then
+    recent = recent .. table.concat(fresh)
+    if string.len(recent) > recent_bytes then
+      recent = string.sub(recent, string.len(recent) - recent_bytes + 1)
+    end
+  end
+  redis.call('SET', recent_key, recent, 'EX', ttl)
+  if redis.call('HLEN', counts_key) > cap then
+    local all = redis.call('HGETALL', counts_key)
+    for j = 1, #all, 2 do
+      if tonumber(all[j + 1]) <= 2 then
+        redis.call('HDEL', counts_key, all[j])
+      end
+    end
+  end
+  if redis.call('EXISTS', counts_key) == 1 then
+    redis.call('EXPIRE', counts_key, ttl)
+  end
+end
+
 local nclaims = tonumber(ARGV[7])
 for i = 3, 2 + nclaims do
   local owner = redis.call('GET', KEYS[i])
@@ -140,26 +197,32 @@ if mode ~= 'off' and sig ~= '' then
   end
   local period = tonumber(ARGV[14])
   local buckets = {}
-  for b = 18, #ARGV do
-    local first = string.format('%02x', string.byte(ARGV[b], 1))
-    buckets[b] = {first, first .. string.format('%02x', string.byte(ARGV[b], 2))}
+  for b = 22, #ARGV do
+    local hex = string.format('%02x%02x', string.byte(ARGV[b], 1), string.byte(ARGV[b], 2))
+    buckets[b] = {string.sub(hex, 1, 1), string.sub(hex, 1, 2), hex}
     local probe = string.sub(ARGV[b], 2)
     for p = period - tonumber(ARGV[15]), period do
-      local records = redis.call('GET', ARGV[13] .. p .. ':' .. buckets[b][1])
-      scan(records, probe)
-      if records and string.len(records) >= 4096 then  -- only a full one-byte bucket overflows
-        scan(redis.call('GET', ARGV[13] .. p .. ':' .. buckets[b][2]), probe)
+      for level = 1, 3 do
+        local records = redis.call('GET', ARGV[13] .. p .. ':' .. buckets[b][level])
+        scan(records, probe)
+        if not records or string.len(records) < 4096 then  -- only a full bucket overflows to the next level
+          break
+        end
       end
     end
   end
   local ttl = tonumber(ARGV[11]) + tonumber(ARGV[16])
-  for b = 18, #ARGV do
-    local key = ARGV[13] .. period .. ':' .. buckets[b][1]
-    if redis.call('STRLEN', key) >= 4096 then
-      key = ARGV[13] .. period .. ':' .. buckets[b][2]
+  for b = 22, #ARGV do
+    local key
+    for level = 1, 3 do
+      key = ARGV[13] .. period .. ':' .. buckets[b][level]
+      if level == 3 or redis.call('STRLEN', key) < 4096 then
+        break
+      end
     end
-    redis.call('APPEND', key, string.sub(ARGV[b], 2) .. ARGV[17])
-    redis.call('EXPIRE', key, ttl)
+    -- SET of the whole, not APPEND: APPEND's room for growth (up to the string's size again) is memory too
+    local records = redis.call('GET', key) or ''
+    redis.call('SET', key, records .. string.sub(ARGV[b], 2) .. ARGV[17], 'EX', ttl)
   end
   redis.call('SET', KEYS[sigkey], cluster .. '|' .. sig, 'EX', ARGV[11])
 end
@@ -188,6 +251,9 @@ for i = 3, 2 + nclaims do
   redis.call('SET', KEYS[i], ARGV[1], 'EX', ARGV[3])
 end
 redis.call('HINCRBY', KEYS[2], 'published', 1)
+if ARGV[18] ~= '' then
+  learn_boilerplate(KEYS[#KEYS - 1], KEYS[#KEYS], ARGV[18], ARGV[19], tonumber(ARGV[20]), tonumber(ARGV[21]))
+end
 if near then
   redis.call('HINCRBY', KEYS[2], 'duplicates_near', 1)
   return {'published', sid, cluster}
@@ -240,86 +306,13 @@ if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
 end
 return '0'
 """
-# One round trip per article: return how many *earlier* distinct articles of the feed
-# carried each fingerprint, and count this article's (once per article id: a retried
-# job sees the same counts and adds nothing).
-#
-# Memory (issue 7): nearly every fingerprint is story text that never comes back, so
-# those are not hash fields (~70 bytes each) but 8-byte records in one string per feed,
-# the feed's most recent ARGV[5] bytes of once-seen fingerprints; only a fingerprint
-# seen again moves to the counts hash. Boilerplate recurs in most of a feed's articles,
-# so a window of a few thousand paragraphs finds it; a line repeated more rarely than
-# that is forgotten and stays in the text. The counts hash is capped too (past ARGV[4]
-# fields, the ones seen in only two articles go), the seen ids to the latest 256.
-# KEYS: counts hash, seen zset, recent string
-# ARGV: 1 article id, 2 now, 3 ttl seconds, 4 counts cap, 5 recent bytes, 6.. fingerprints (8 bytes each)
-_LEARN_BOILERPLATE_LUA = """
-local recent = redis.call('GET', KEYS[3]) or ''
-local function seen_recently(fp)
-  local start = 1
-  while true do
-    local at = string.find(recent, fp, start, true)
-    if not at then
-      return false
-    end
-    if (at - 1) % 8 == 0 then
-      return true
-    end
-    start = at + 1
-  end
-end
-local again = redis.call('ZSCORE', KEYS[2], ARGV[1])
-local counts, stored = {}, {}
-for i = 6, #ARGV do
-  local n = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
-  stored[i] = n
-  if n == 0 and seen_recently(ARGV[i]) then
-    n = 1
-  end
-  if again and n > 0 then
-    n = n - 1
-  end
-  counts[#counts + 1] = n
-end
-if again then
-  return counts
-end
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-if redis.call('ZCARD', KEYS[2]) > 256 then
-  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -257)
-end
-local fresh = {}
-for i = 6, #ARGV do
-  if stored[i] > 0 then
-    redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
-  elseif counts[i - 5] > 0 then
-    redis.call('HSET', KEYS[1], ARGV[i], 2)
-  else
-    fresh[#fresh + 1] = ARGV[i]
-  end
-end
-if #fresh > 0 then
-  recent = recent .. table.concat(fresh)
-  local limit = tonumber(ARGV[5])
-  if string.len(recent) > limit then
-    recent = string.sub(recent, string.len(recent) - limit + 1)
-  end
-end
-redis.call('SET', KEYS[3], recent, 'EX', ARGV[3])
-if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[4]) then
-  local all = redis.call('HGETALL', KEYS[1])
-  for j = 1, #all, 2 do
-    if tonumber(all[j + 1]) <= 2 then
-      redis.call('HDEL', KEYS[1], all[j])
-    end
-  end
-end
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('EXPIRE', KEYS[1], ARGV[3])
-end
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return counts
-"""
+# Learned boilerplate (see worker/boilerplate.py and the publish script). Memory (issue
+# 7): nearly every fingerprint is story text that never comes back, so those are not
+# hash fields (~70 bytes each) but 8-byte records in one string per feed, its latest
+# BOILERPLATE_RECENT once-seen fingerprints; only a fingerprint seen again moves to the
+# counts hash. Boilerplate recurs in most of a feed's articles, so a window of a few
+# thousand paragraphs finds it; a line repeated more rarely than that is forgotten and
+# stays in the text. Past BOILERPLATE_CAP fields, the ones seen in only two articles go.
 BOILERPLATE_TTL = 30 * 24 * 3600
 BOILERPLATE_CAP = 5_000  # repeated fingerprints per feed before those seen in only two articles are forgotten
 BOILERPLATE_RECENT = 4_096  # once-seen fingerprints remembered per feed (8 bytes each)
@@ -350,6 +343,8 @@ class PublishRequest:
     text_key: str | None
     near: NearKey | None = None
     message_key: str | None = None
+    # the article's paragraph fingerprints (boilerplate.fingerprints), counted for its feed if it is published
+    boilerplate: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -399,6 +394,14 @@ def connect_quick(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
 
 
+def _compact(key: str) -> bytes:
+    """A hex digest key as its bytes (half the memory as a set member); any other key as UTF-8."""
+    try:
+        return bytes.fromhex(key)
+    except ValueError:
+        return key.encode("utf-8")
+
+
 def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
@@ -422,7 +425,6 @@ class Store:
         self._claim_due = client.register_script(_CLAIM_DUE_LUA)
         self._defer_host = client.register_script(_DEFER_HOST_LUA)
         self._acquire_slot = client.register_script(_ACQUIRE_SLOT_LUA)
-        self._learn_boilerplate = client.register_script(_LEARN_BOILERPLATE_LUA)
 
     # -- keys ---------------------------------------------------------------
     def _key(self, *parts: str) -> str:
@@ -603,7 +605,7 @@ class Store:
         """For each hashed GUID, whether this feed has not listed it before."""
         if not guid_keys:
             return []
-        scores = self.redis.zmscore(self._key("seen", feed), list(guid_keys))
+        scores = self.redis.zmscore(self._key("seen", feed), [_compact(key) for key in guid_keys])
         return [score is None for score in scores]
 
     def mark_seen(self, feed: str, guid_keys: Sequence[str], now: float) -> None:
@@ -611,7 +613,8 @@ class Store:
         key = self._key("seen", feed)
         pipe = self.redis.pipeline()
         if guid_keys:
-            pipe.zadd(key, dict.fromkeys(guid_keys, now))
+            # whole seconds: a listpack stores them as a small integer, not a 17-character float
+            pipe.zadd(key, dict.fromkeys((_compact(guid) for guid in guid_keys), int(now)))
         pipe.zremrangebyscore(key, "-inf", now - SEEN_WINDOW_SECONDS)
         pipe.execute()
 
@@ -629,7 +632,8 @@ class Store:
         return [_text(owner) if owner else None for owner in owners]
 
     def publish(self, article: Article, *, url_keys: Sequence[str], text_key: str | None,
-                near: NearKey | None = None, message_key: str | None = None) -> PublishResult:
+                near: NearKey | None = None, message_key: str | None = None,
+                boilerplate: Sequence[str] = ()) -> PublishResult:
         """Claim the article's URLs (and text, and a newsletter's Message-ID), check it for near-copies and XADD it.
 
         One atomic step.
@@ -637,9 +641,10 @@ class Store:
         signature agrees with a stored one (found through a shared band) is
         published with ``duplicate_of``/``cluster`` set to that cluster's first
         article (``mark``) or not published (``drop``); either way its own
-        bands and signature are indexed for ``near_window`` seconds.
+        bands and signature are indexed for ``near_window`` seconds. A published
+        article's ``boilerplate`` fingerprints are counted for its feed in the same step.
         """
-        request = PublishRequest(article, url_keys, text_key, near, message_key)
+        request = PublishRequest(article, url_keys, text_key, near, message_key, boilerplate)
         keys, args = self._publish_call(request)
         return self._publish_result(article, self._publish(keys=keys, args=args))
 
@@ -674,7 +679,10 @@ class Store:
         args = [article.id, article_json_head(article), self.claim_ttl, self.stream_maxlen, article.url,
                 article.feed, len(claims), self.near_mode, packed, need, self.near_window,
                 self._key("nd", "sig", ""), self._key("nd", "b", ""), int(time.time() // period_seconds),
-                -(-self.near_window // period_seconds), period_seconds, raw_id, *bands]
+                -(-self.near_window // period_seconds), period_seconds, raw_id,
+                b"".join(bytes.fromhex(fp) for fp in request.boilerplate), BOILERPLATE_TTL, BOILERPLATE_CAP,
+                8 * BOILERPLATE_RECENT, *bands]
+        keys += [self._key("boiler", article.feed), self._key("boiler-recent", article.feed)]
         return keys, args
 
     @staticmethod
@@ -692,50 +700,31 @@ class Store:
 
     # -- learned boilerplate ---------------------------------------------------
     def boilerplate_counts(self, feed: str, fingerprints: Sequence[str]) -> dict[str, int]:
-        """How many distinct articles of the feed carried each paragraph fingerprint (absent: 0; seen once: 1)."""
-        if not fingerprints:
-            return {}
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hmget(self._key("boiler", feed), [bytes.fromhex(fp) for fp in fingerprints])
-        pipe.get(self._key("boiler-recent", feed))
-        values, recent = pipe.execute()
-        recent = recent or b""
-        once = {recent[i:i + 8] for i in range(0, len(recent), 8)}
-        counts = {fp: int(v) for fp, v in zip(fingerprints, values, strict=True) if v is not None}
-        counts.update({fp: 1 for fp in fingerprints if fp not in counts and bytes.fromhex(fp) in once})
-        return counts
+        """How many earlier published articles of the feed carried each paragraph fingerprint.
 
-    def learn_boilerplate(self, feed: str, article_id: str, fingerprints: Sequence[str],
-                          now: float) -> dict[str, int]:
-        """Count the article's paragraph fingerprints for the feed (once per article id), in one step.
-
-        Returns, per fingerprint, how many *other* earlier articles of the feed carried it: the
-        same answer on a retry of the same article, which then counts nothing again.
+        Absent: none (or so long ago that it was forgotten); 1: seen once, recently. Fingerprints are
+        :func:`boilerplate.fingerprint`'s 16 hex digits. Publishing counts them (see :class:`PublishRequest`).
         """
-        return self.learn_boilerplate_many([(feed, article_id, fingerprints)], now)[0]
+        return self.boilerplate_counts_many([(feed, fingerprints)])[0]
 
-    def learn_boilerplate_many(self, articles: Sequence[tuple[str, str, Sequence[str]]],
-                               now: float) -> list[dict[str, int]]:
-        """:meth:`learn_boilerplate` for each (feed, article id, fingerprints), in order, in one round trip."""
+    def boilerplate_counts_many(self, asks: Sequence[tuple[str, Sequence[str]]]) -> list[dict[str, int]]:
+        """:meth:`boilerplate_counts` for each (feed, fingerprints), in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
-        asked = []
-        for feed, article_id, fingerprints in articles:
+        for feed, fingerprints in asks:
             if fingerprints:
-                self._learn_boilerplate(
-                    keys=[self._key("boiler", feed), self._key("boiler-seen", feed),
-                          self._key("boiler-recent", feed)],
-                    args=[article_id, now, BOILERPLATE_TTL, BOILERPLATE_CAP, 8 * BOILERPLATE_RECENT,
-                          *(bytes.fromhex(fp) for fp in fingerprints)], client=pipe,
-                )
-                asked.append(fingerprints)
-        replies = iter(pipe.execute() if asked else [])
+                pipe.hmget(self._key("boiler", feed), [bytes.fromhex(fp) for fp in fingerprints])
+                pipe.get(self._key("boiler-recent", feed))
+        replies = iter(pipe.execute() if any(fps for _, fps in asks) else [])
         out: list[dict[str, int]] = []
-        for _, _, fingerprints in articles:
+        for _, fingerprints in asks:
             if not fingerprints:
                 out.append({})
                 continue
-            counts = next(replies)
-            out.append({fp: int(n) for fp, n in zip(fingerprints, counts, strict=True) if int(n)})
+            values, recent = next(replies), next(replies) or b""
+            once = {recent[i:i + 8] for i in range(0, len(recent), 8)}
+            counts = {fp: int(v) for fp, v in zip(fingerprints, values, strict=True) if v is not None}
+            counts.update({fp: 1 for fp in fingerprints if fp not in counts and bytes.fromhex(fp) in once})
+            out.append(counts)
         return out
 
     # -- counters -------------------------------------------------------------
