@@ -84,6 +84,17 @@ SEEN_WINDOW_SECONDS = 90 * 24 * 3600
 #       21 recent bytes kept, 22.. band digests (7 bytes each: the first two name the buckets, the last six
 #       are the probe)
 _PUBLISH_LUA = """
+-- Where (from `start` on) `needle` begins one of the `width`-byte records of `records`, or nil.
+local function find_record(records, needle, start, width)
+  while true do
+    local at = string.find(records, needle, start, true)
+    if not at or (at - 1) % width == 0 then
+      return at
+    end
+    start = at + 1
+  end
+end
+
 -- Count a published article's paragraph fingerprints (8 bytes each, concatenated) for its feed: a
 -- fingerprint already counted goes up by one, one among the recent once-seen records is counted 2, any
 -- other is appended to those records (the latest `recent_bytes` of them are kept).
@@ -94,24 +105,10 @@ local function learn_boilerplate(counts_key, recent_key, fingerprints, ttl, cap,
     local fp = string.sub(fingerprints, at, at + 7)
     if redis.call('HEXISTS', counts_key, fp) == 1 then
       redis.call('HINCRBY', counts_key, fp, 1)
+    elseif find_record(recent, fp, 1, 8) then
+      redis.call('HSET', counts_key, fp, 2)
     else
-      local seen, start = false, 1
-      while true do
-        local found = string.find(recent, fp, start, true)
-        if not found then
-          break
-        end
-        if (found - 1) % 8 == 0 then
-          seen = true
-          break
-        end
-        start = found + 1
-      end
-      if seen then
-        redis.call('HSET', counts_key, fp, 2)
-      else
-        fresh[#fresh + 1] = fp
-      end
+      fresh[#fresh + 1] = fp
     end
   end
   if #fresh > 0 then
@@ -180,19 +177,13 @@ if mode ~= 'off' and sig ~= '' then
     end
   end
   local function scan(records, probe)
-    local start = 1
-    while records do
-      local at = string.find(records, probe, start, true)
-      if not at then
-        return
+    local at = records and find_record(records, probe, 1, 18)
+    while at do
+      local cand = string.sub(records, at + 6, at + 17)
+      if cand ~= ARGV[17] and not tried[cand] then
+        consider(cand)
       end
-      if (at - 1) % 18 == 0 then
-        local cand = string.sub(records, at + 6, at + 17)
-        if cand ~= ARGV[17] and not tried[cand] then
-          consider(cand)
-        end
-      end
-      start = at + 1
+      at = find_record(records, probe, at + 18, 18)
     end
   end
   local period = tonumber(ARGV[14])
