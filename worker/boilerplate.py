@@ -5,7 +5,8 @@ article container of every story a publisher prints, so no page-level rule can
 tell it from the text; across one feed's articles it is the paragraph that comes
 back word for word. Pure: this module fingerprints paragraphs and decides what
 to strip given how many distinct articles of the feed carried each fingerprint
-(the counts live in Redis, see ``Store.boilerplate_counts``/``learn_boilerplate``).
+(the counts live in Redis: ``Store.boilerplate_counts`` reads them, publishing an article counts its
+fingerprints).
 
 A paragraph seen in fewer than ``threshold`` earlier articles is kept, so one
 seen once is never stripped.

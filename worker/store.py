@@ -52,16 +52,15 @@ SEEN_WINDOW_SECONDS = 90 * 24 * 3600
 #
 # Near-duplicates (see worker/minhash.py). The LSH band index is kept compact
 # (issue 7: under 2 KB of Redis per article): 18-byte records, the band's 6-byte
-# probe then the article's 12-byte id, appended to strings and scanned here (a
-# string key per band cost ~125 bytes; a record costs 18 plus its string's share).
-# A record goes to the string of its period and the first hex digit of its digest
-# (16 strings) until that string holds 4 KB, then to the one of its first byte (256),
-# then of its first two bytes (65,536): a small index stays in few keys, a large one
-# in many short strings, and a lookup reads at most 8 KB plus one short string per
-# band and period. A period is a
-# quarter of the window; a lookup reads the periods the window covers, so an
-# article is found for at least the window (at most a period longer), and each
-# string expires a period after its last record.
+# probe then the article's 12-byte id, added to strings and scanned here (a string
+# key per band cost ~125 bytes; a record costs 18 plus its string's share). A
+# record goes to the string of its period and the first hex digit of its digest
+# (16 strings) until that string holds 4 KB, then to the one of its first byte
+# (256), then of its first two bytes (65,536): a small index stays in few keys, a
+# large one in many short strings, and a lookup reads at most 8 KB plus one short
+# string per band and period. A period is a quarter of the window; a lookup reads
+# the periods the window covers, so an article is found for at least the window
+# (at most a period longer), and each string expires a period after its last record.
 # The article's own signature key holds "<cluster id>|<packed MinHash>". Candidates
 # from the bands only count when their stored signature agrees with ours on at
 # least ARGV[10] values. The band and signature keys are named in the script from
