@@ -176,7 +176,7 @@ if mode ~= 'off' and sig ~= '' then
     end
   end
   local function scan(records, probe)
-    local at = records and find_record(records, probe, 1, 18)
+    local at = find_record(records, probe, 1, 18)
     while at do
       local cand = string.sub(records, at + 6, at + 17)
       if cand ~= ARGV[17] and not tried[cand] then
@@ -186,6 +186,15 @@ if mode ~= 'off' and sig ~= '' then
     end
   end
   local period = tonumber(ARGV[14])
+  -- bucket strings read so far ('' when absent): 20 bands share 16 first-level buckets, and
+  -- the current period's are read again to add the new records
+  local strings = {}
+  local function bucket(key)
+    if strings[key] == nil then
+      strings[key] = redis.call('GET', key) or ''
+    end
+    return strings[key]
+  end
   local buckets = {}
   for b = 22, #ARGV do
     local hex = string.format('%02x%02x', string.byte(ARGV[b], 1), string.byte(ARGV[b], 2))
@@ -193,9 +202,9 @@ if mode ~= 'off' and sig ~= '' then
     local probe = string.sub(ARGV[b], 2)
     for p = period - tonumber(ARGV[15]), period do
       for level = 1, 3 do
-        local records = redis.call('GET', ARGV[13] .. p .. ':' .. buckets[b][level])
+        local records = bucket(ARGV[13] .. p .. ':' .. buckets[b][level])
         scan(records, probe)
-        if not records or string.len(records) < 4096 then  -- only a full bucket overflows to the next level
+        if string.len(records) < 4096 then  -- only a full bucket overflows to the next level
           break
         end
       end
@@ -206,13 +215,13 @@ if mode ~= 'off' and sig ~= '' then
     local key
     for level = 1, 3 do
       key = ARGV[13] .. period .. ':' .. buckets[b][level]
-      if level == 3 or redis.call('STRLEN', key) < 4096 then
+      if level == 3 or string.len(bucket(key)) < 4096 then
         break
       end
     end
     -- SET of the whole, not APPEND: APPEND's room for growth (up to the string's size again) is memory too
-    local records = redis.call('GET', key) or ''
-    redis.call('SET', key, records .. string.sub(ARGV[b], 2) .. ARGV[17], 'EX', ttl)
+    strings[key] = bucket(key) .. string.sub(ARGV[b], 2) .. ARGV[17]
+    redis.call('SET', key, strings[key], 'EX', ttl)
   end
   redis.call('SET', KEYS[sigkey], cluster .. '|' .. sig, 'EX', ARGV[11])
 end
