@@ -51,10 +51,10 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from worker import minhash  # noqa: E402
-from worker.dedupe import normalise_text  # noqa: E402
+from worker.dedupe import minhash  # noqa: E402
+from worker.dedupe.keys import normalise_text  # noqa: E402
 from worker.errors import ExtractError  # noqa: E402
-from worker.extract import extract_article  # noqa: E402
+from worker.extract.article import extract_article  # noqa: E402
 from worker.jobs import near_key  # noqa: E402
 from worker.models import Article  # noqa: E402
 from worker.store import NearKey, Store, connect  # noqa: E402
@@ -230,7 +230,7 @@ def main() -> int:
     embedded = None
     url = os.environ.get("REDIS_URL")
     if not url:
-        from worker.embedded import EmbeddedRedis
+        from worker.ops.embedded import EmbeddedRedis
         embedded = EmbeddedRedis(Path(tempfile.mkdtemp(prefix="bench-dedupe-")))
         url = embedded.start()
     client = connect(url)

@@ -39,7 +39,7 @@ from tests.pipeline_helpers import write_feeds  # noqa: E402
 from tests.site import Site  # noqa: E402
 from tests.sitegen import rss2, story, telecoms_page  # noqa: E402
 from tests.test_http import GiB, RawServer, bomb, hold_silently, trickle  # noqa: E402
-from worker.embedded import EmbeddedRedis  # noqa: E402
+from worker.ops.embedded import EmbeddedRedis  # noqa: E402
 
 RSS_LIMIT_MB = 300
 SLACK = 2.0
@@ -109,9 +109,9 @@ def run_worker(config: dict[str, Any]) -> None:
     """The worker process: production settings, timed requests, then report as JSON on stdout."""
     from rq import Queue, SimpleWorker
 
-    from worker.http import HttpClient, HttpSettings
+    from worker.fetch.client import HttpClient, HttpSettings
+    from worker.fetch.polite import PoliteFetcher
     from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, Context, enqueue_poll, install_context
-    from worker.polite import PoliteFetcher
     from worker.settings import Settings
 
     timings: list[dict[str, Any]] = []

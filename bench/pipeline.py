@@ -41,7 +41,7 @@ CORPUS = REPO.parent / "shared" / "corpus" / "aeb-dev"
 sys.path.insert(0, str(REPO))
 
 from tests.site import Site  # noqa: E402
-from worker.embedded import EmbeddedRedis  # noqa: E402
+from worker.ops.embedded import EmbeddedRedis  # noqa: E402
 
 ITEMS_PER_FEED = 50
 

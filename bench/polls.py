@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tests.site import Site  # noqa: E402
-from worker.embedded import EmbeddedRedis  # noqa: E402
+from worker.ops.embedded import EmbeddedRedis  # noqa: E402
 from worker.store import Store, connect  # noqa: E402
 
 FEED = ('<?xml version="1.0"?><rss version="2.0"><channel><title>unchanged {n}</title>'

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from tests.site import Site
-from worker.embedded import EmbeddedRedis
+from worker.ops.embedded import EmbeddedRedis
 
 
 @pytest.fixture(scope="session")

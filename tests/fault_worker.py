@@ -13,7 +13,7 @@ import sys
 
 from rq import Queue, Worker
 
-from worker.rqworker import HEARTBEAT_EVERY, MAINTENANCE_INTERVAL, QUEUES, WORKER_TTL, FeedstreamWorker
+from worker.ops.rqworker import HEARTBEAT_EVERY, MAINTENANCE_INTERVAL, QUEUES, WORKER_TTL, FeedstreamWorker
 from worker.store import connect
 
 

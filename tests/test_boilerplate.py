@@ -10,7 +10,7 @@ import redis
 from tests.pipeline_helpers import articles, make_context, run_burst, write_feeds
 from tests.site import Site
 from tests.sitegen import rss2, story, telecoms_page
-from worker import boilerplate
+from worker.dedupe import boilerplate
 from worker.models import Article
 from worker.store import Store
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from worker.candidates import Candidate, choose, coverage, looks_weak
+from worker.extract.candidates import Candidate, choose, coverage, looks_weak
 
 
 def paras(topic: str, n: int) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.dedupe import article_id, canonical_url, guid_key, normalise_text, text_key, url_key
+from worker.dedupe.keys import article_id, canonical_url, guid_key, normalise_text, text_key, url_key
 
 BASE = "https://www.telecoms.com/networks/operator-hits-milestone/"
 

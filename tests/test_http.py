@@ -32,7 +32,7 @@ import pytest
 
 from tests.site import Site
 from worker.errors import BlockedAddress, DeadlineExceeded, FetchError, NotModified, TooLarge
-from worker.http import HttpClient, HttpSettings, _Fetch, is_public_address, parse_retry_after
+from worker.fetch.client import HttpClient, HttpSettings, _Fetch, is_public_address, parse_retry_after
 
 GiB = 1 << 30
 MiB = 1 << 20

@@ -31,7 +31,7 @@ from worker.jobs import (
     poll_mailbox,
     record_mail_refused,
 )
-from worker.smtp import start_smtp
+from worker.mail.smtp import start_smtp
 
 FURNITURE = ("unsubscribe", "view this email", "browser", "preferences", "forward to a friend",
              "you are receiving", "mailing address")

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.site import Site
 from tests.test_downstream import burst_of_every_kind
-from worker.embedded import EmbeddedRedis
+from worker.ops.embedded import EmbeddedRedis
 from worker.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent

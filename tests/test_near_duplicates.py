@@ -10,7 +10,7 @@ import redis
 from tests.pipeline_helpers import articles, make_context, run_burst, write_feeds
 from tests.site import Site
 from tests.sitegen import partner_page, rss2, telecoms_page, wire_story
-from worker import minhash
+from worker.dedupe import minhash
 from worker.jobs import near_key
 from worker.models import Article
 from worker.store import Store

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from worker.extract import extract_article
-from worker.pagemeta import declared_date, iso_utc, rel_links
+from worker.extract.article import extract_article
+from worker.extract.pagemeta import declared_date, iso_utc, rel_links
 
 BODY = "".join(
     f"<p>Paragraph {n} of a story about fibre roll-out in rural areas, with enough words to count as news.</p>"

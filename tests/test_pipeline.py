@@ -177,7 +177,7 @@ def test_scheduler_ticks_poll_feeds_in_batches_and_publish_everything(
     from rq import Queue, SimpleWorker
 
     from worker.jobs import EXTRACT_QUEUE, POLL_BATCH, POLL_QUEUE
-    from worker.scheduler import tick
+    from worker.ops.scheduler import tick
     from worker.store import Store
 
     feeds = {}

@@ -6,8 +6,15 @@ import random
 
 import pytest
 
-from worker.robots import agent_token, robots_allows, robots_url
-from worker.schedule import Limits, backoff_interval, cache_max_age, next_interval, permanent_target, rhythm_interval
+from worker.fetch.robots import agent_token, robots_allows, robots_url
+from worker.pipeline.schedule import (
+    Limits,
+    backoff_interval,
+    cache_max_age,
+    next_interval,
+    permanent_target,
+    rhythm_interval,
+)
 
 LIMITS = Limits(min_interval=300, max_interval=86400, fallback=900, max_backoff=6 * 3600)
 NOW = 1_800_000_000.0

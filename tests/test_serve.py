@@ -13,10 +13,10 @@ import feedparser
 import pytest
 import redis
 
-from worker.dedupe import text_key, url_key
-from worker.feeds import parse_feed
+from worker.dedupe.keys import text_key, url_key
+from worker.feeds.parse import parse_feed
 from worker.models import Article
-from worker.serve import FeedServer, make_server
+from worker.out.server import FeedServer, make_server
 from worker.store import Store
 
 

@@ -9,7 +9,7 @@ from rq import Queue
 
 from worker.jobs import POLL_QUEUE, enqueue_poll
 from worker.models import Article
-from worker.scheduler import tick
+from worker.ops.scheduler import tick
 from worker.store import Store
 
 

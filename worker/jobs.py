@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -23,8 +22,8 @@ from urllib.parse import quote
 from rq import Queue, Retry, get_current_job
 from rq.exceptions import DuplicateJobError
 
-from . import boilerplate
-from .dedupe import (
+from worker.dedupe import boilerplate
+from worker.dedupe.keys import (
     article_id,
     canonical_url,
     guid_key,
@@ -34,22 +33,30 @@ from .dedupe import (
     text_key,
     url_key,
 )
-from .errors import ExtractError, FetchError, HostDeferred, MailError, NotModified, ParseError, RobotsDisallowed
-from .extract import decode_html, detect_language, extract_article, text_from_html_fragment
-from .feeds import parse_feed
-from .http import HttpClient
-from .mailsources import ImapState, poll_imap, poll_maildir
-from .minhash import PERMUTATIONS, THRESHOLD, signature
-from .models import Article, Entry, Feed, Fetched, Newsletter, NewsletterSource
-from .newsletter import parse_newsletter
-from .polite import PoliteFetcher, host_of
-from .schedule import Limits, backoff_interval, cache_max_age, next_interval, permanent_target, rhythm_interval
-from .settings import Settings, load_feeds, load_newsletters
-from .store import NearKey, PublishRequest, Store, connect
+from worker.dedupe.minhash import PERMUTATIONS, THRESHOLD, signature
+from worker.errors import ExtractError, FetchError, HostDeferred, MailError, NotModified, ParseError, RobotsDisallowed
+from worker.extract.article import decode_html, detect_language, extract_article, text_from_html_fragment
+from worker.feeds.parse import parse_feed
+from worker.fetch.client import HttpClient
+from worker.fetch.polite import PoliteFetcher, host_of
+from worker.mail.mailboxes import ImapState, poll_imap, poll_maildir
+from worker.mail.parse import parse_newsletter
+from worker.models import Article, Entry, Feed, Fetched, Newsletter, NewsletterSource
+from worker.pipeline.schedule import (
+    Limits,
+    backoff_interval,
+    cache_max_age,
+    next_interval,
+    permanent_target,
+    rhythm_interval,
+)
+from worker.settings import Settings, load_sources
+from worker.store import NearKey, PublishRequest, Store, connect
+from worker.text import word_count
+from worker.timefmt import iso_from_epoch, seconds_since
 
 T = TypeVar("T")
 log = logging.getLogger("feedstream.jobs")
-_WORDS = re.compile(r"\w+")  # word_count counts as extract does
 
 POLL_QUEUE = "poll"
 EXTRACT_QUEUE = "extract"
@@ -91,17 +98,14 @@ class Context:
     def build(cls, settings: Settings, redis_url: str) -> Context:
         """Connect to Redis and read the feeds file; raises ConfigError."""
         client = connect(redis_url)
-        feeds = {feed.name: feed for feed in load_feeds(settings.feeds_path)}
+        sources = load_sources(settings.feeds_path)
         store = Store(client, **settings.store_options())
         http = HttpClient(settings.http)
         fetcher = PoliteFetcher(http, store, host_concurrency=settings.host_concurrency,
                                 robots=settings.robots, robots_ttl=settings.robots_ttl)
-        newsletters = {source.name: source for source in load_newsletters(settings.feeds_path)}
-        passwords = {source.name: os.environ.get(source.password_env, "")
-                     for source in newsletters.values() if source.password_env}
-        return cls(settings, feeds, store, http,
+        return cls(settings, {feed.name: feed for feed in sources.feeds}, store, http,
                    Queue(POLL_QUEUE, connection=client), Queue(EXTRACT_QUEUE, connection=client), fetcher,
-                   newsletters, passwords)
+                   {source.name: source for source in sources.newsletters}, dict(sources.mail_passwords))
 
 
 _context: Context | None = None
@@ -122,10 +126,6 @@ def current_context() -> Context:
             raise RuntimeError("REDIS_URL must be set for a worker started outside feedstream")
         _context = Context.build(settings, settings.redis_url)
     return _context
-
-
-def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- enqueueing ---------------------------------------------------------------------
@@ -265,7 +265,7 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
         return {"feed": feed.name, "outcome": "retired"}
     limits = _limits(context.settings, feed)
     etag, last_modified = status.get("etag") or None, status.get("last_modified") or None
-    base: dict[str, str | int | float] = {"url": url, "last_poll": _iso(now)}
+    base: dict[str, str | int | float] = {"url": url, "last_poll": iso_from_epoch(now)}
     try:
         fetched = context.fetcher.get(url, etag=etag, last_modified=last_modified, accept=FEED_ACCEPT)
         store.count_http("feed", fetched.status)
@@ -273,16 +273,16 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
     except HostDeferred as exc:
         # Not the feed's fault: no error counted, just a later slot.
         at = exc.until + random.uniform(0, 5)
-        store.record_deferral(feed.name, {"deferred": str(exc), "next_poll": _iso(at)})
+        store.record_deferral(feed.name, {"deferred": str(exc), "next_poll": iso_from_epoch(at)})
         store.schedule(feed.name, at)
         store.count({"polls_deferred": 1})
         return {"feed": feed.name, "outcome": str(exc)}
     except NotModified as exc:
-        fields = {**base, "last_status": 304, "last_success": _iso(now), "last_new": 0}
+        fields = {**base, "last_status": 304, "last_success": iso_from_epoch(now), "last_new": 0}
         clear = _track_redirect(context, feed, status, url, exc.redirects, fields)
         interval = int(status.get("interval") or rhythm_interval([], now, limits))
         interval = min(max(interval, limits.min_interval), limits.max_interval)
-        fields["next_poll"] = _iso(now + interval)
+        fields["next_poll"] = iso_from_epoch(now + interval)
         store.finish_poll(feed.name, fields, error=False, clear=[*clear, *RETIRED_FIELDS, "deferred"],
                           next_poll=now + interval, counts={"polls_not_modified": 1}, http=("feed", 304))
         return {"feed": feed.name, "outcome": "not modified"}
@@ -292,7 +292,8 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
             store.count_http("feed", http_status or "error")
         if http_status == 410:
             store.record_poll(feed.name, {**base, "last_status": 410, "last_error": str(exc),
-                                          "retired": f"gone: {exc}", "retired_url": url, "retired_at": _iso(now)},
+                                          "retired": f"gone: {exc}", "retired_url": url,
+                                          "retired_at": iso_from_epoch(now)},
                               error=True)
             store.retire(feed.name, {})
             store.count({"polls_failed": 1, "feeds_retired": 1})
@@ -301,7 +302,7 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
         errors = int(status.get("consecutive_errors", "0")) + 1
         delay = backoff_interval(limits, errors, getattr(exc, "retry_after", None))
         store.record_poll(feed.name, {**base, "last_status": http_status or "error", "last_error": str(exc),
-                                      "next_poll": _iso(now + delay)}, error=True, clear=["deferred"])
+                                      "next_poll": iso_from_epoch(now + delay)}, error=True, clear=["deferred"])
         store.schedule(feed.name, now + delay)
         store.count({"polls_failed": 1})
         log.warning("%s: %s", feed.name, exc)
@@ -320,8 +321,8 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
     interval = next_interval([entry.published for entry in entries], now, limits,
                              max_age=cache_max_age(fetched.headers), ttl_minutes=parsed.ttl_minutes)
     fields: dict[str, str | int | float] = {
-        **base, "last_status": fetched.status, "last_success": _iso(now), "last_new": len(new),
-        "next_poll": _iso(now + interval), "interval": interval, "title": parsed.title or "",
+        **base, "last_status": fetched.status, "last_success": iso_from_epoch(now), "last_new": len(new),
+        "next_poll": iso_from_epoch(now + interval), "interval": interval, "title": parsed.title or "",
     }
     clear = _track_redirect(context, feed, status, url, fetched.redirects, fields)
     if parsed.warning:
@@ -337,19 +338,6 @@ def poll_feed(feed_name: str) -> dict[str, Any]:
 
 
 # -- extract and publish --------------------------------------------------------------
-
-def _seconds_since(iso: str | None) -> float | None:
-    """Seconds from an ISO 8601 UTC time to now (the publish delay metric); None when absent or unreadable."""
-    if not iso:
-        return None
-    try:
-        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return time.time() - when.timestamp()
-
 
 class PagesUnavailable(Exception):
     """Some pages failed for reasons that may pass; RQ retries the job (published ones are skipped)."""
@@ -396,7 +384,7 @@ def _article_from_feed(entry: Entry, reason: str | None) -> Article:
         id=article_id(url), url=url, title=entry.title, text=text, feed=entry.feed,
         published=entry.published, author=entry.author, guid=entry.guid, tags=entry.tags,
         extraction="feed", fallback_reason=reason,
-        authors=[entry.author] if entry.author else [], word_count=len(_WORDS.findall(text)), markdown=text,
+        authors=[entry.author] if entry.author else [], word_count=word_count(text), markdown=text,
         language=detect_language(text),
     )
 
@@ -416,7 +404,7 @@ def _strip_learned_boilerplate(store: Store, articles: Sequence[Article]) -> lis
         if removed:
             article.text = "\n\n".join(kept)
             article.markdown = boilerplate.strip_markdown(article.markdown, removed)
-            article.word_count = len(_WORDS.findall(article.text))
+            article.word_count = word_count(article.text)
             article.boilerplate_removed = len(removed)
     return fingerprints
 
@@ -537,7 +525,7 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
     fingerprints = _strip_learned_boilerplate(context.store, [article for article, _ in ready])
     requests = []
     for (article, keys), fps in zip(ready, fingerprints, strict=True):
-        article.fetched_at = _iso(time.time())
+        article.fetched_at = iso_from_epoch(time.time())
         normal = normalise_text(article.text)  # once for both keys
         near = near_key(article.text, normalised=normal) if context.settings.near_duplicates != "off" else None
         requests.append(PublishRequest(article, list(dict.fromkeys(keys)), text_key(article.text, normalised=normal),
@@ -547,7 +535,7 @@ def extract_entries(entries: list[dict[str, Any]]) -> dict[str, int]:
             counts["published"] += 1
             if result.duplicate_of:
                 counts["near_duplicates"] += 1
-            delay = _seconds_since(request.article.published)
+            delay = seconds_since(request.article.published)
             if delay is not None:
                 delays.append(delay)
         elif result.outcome == "near_dropped":
@@ -592,7 +580,7 @@ def newsletter_article(source: NewsletterSource, letter: Newsletter) -> Article:
         id=key, url=f"mid:{quote(mid, safe='@.-_!$&*+=^`{|}~')}", title=letter.title, text=letter.text,
         feed=source.name, published=letter.published, author=letter.author, guid=letter.message_id,
         tags=list(source.tags), extraction="newsletter", list_id=letter.list_id,
-        authors=[letter.author] if letter.author else [], word_count=len(_WORDS.findall(letter.text)),
+        authors=[letter.author] if letter.author else [], word_count=word_count(letter.text),
         markdown=letter.text, language=detect_language(letter.text),
     )
 
@@ -605,7 +593,7 @@ def ingest_mail(source_name: str, raw: bytes, origin: str = "") -> dict[str, Any
     if source is None:
         return {"source": source_name, "outcome": "unknown newsletter source (removed from the feeds file?)"}
     now = time.time()
-    base = {"kind": source.kind, "last_mail": _iso(now), "last_origin": origin or "smtp"}
+    base = {"kind": source.kind, "last_mail": iso_from_epoch(now), "last_origin": origin or "smtp"}
     try:
         letter = parse_newsletter(raw, max_bytes=source.max_bytes)
     except MailError as exc:
@@ -617,14 +605,14 @@ def ingest_mail(source_name: str, raw: bytes, origin: str = "") -> dict[str, Any
         log.warning("%s: %s (%s)", source.name, exc, origin)
         return {"source": source.name, "outcome": str(exc)}
     article = newsletter_article(source, letter)
-    article.fetched_at = _iso(now)
+    article.fetched_at = iso_from_epoch(now)
     # a newsletter's own recurring lines (a sponsor slot, "read online" pleas) are learned per source
     [fingerprints] = _strip_learned_boilerplate(store, [article])
     near = near_key(article.text) if context.settings.near_duplicates != "off" else None
     result = store.publish(article, url_keys=[], text_key=text_key(article.text), near=near,
                            message_key=message_id_key(letter.message_id) if letter.message_id else article.id,
                            boilerplate=fingerprints)
-    store.record_poll(source.name, {**base, "last_status": result.outcome, "last_success": _iso(now),
+    store.record_poll(source.name, {**base, "last_status": result.outcome, "last_success": iso_from_epoch(now),
                                     "title": letter.list_id or source.name}, error=False)
     store.count({"mails_ok": 1})
     if result.outcome == "published":
@@ -644,7 +632,8 @@ def ingest_mail(source_name: str, raw: bytes, origin: str = "") -> dict[str, Any
 
 def record_mail_refused(store: Store, source: NewsletterSource, message: str) -> None:
     """Record on the source's status a message refused before it was read (too large at SMTP or in a mailbox)."""
-    store.record_poll(source.name, {"kind": source.kind, "last_mail": _iso(time.time()), "last_status": "refused",
+    store.record_poll(source.name, {"kind": source.kind, "last_mail": iso_from_epoch(time.time()),
+                                    "last_status": "refused",
                                     "last_error": message, "last_refused": message}, error=True)
     store.add_feed_count(source.name, "mails_refused", 1)
     store.count({"mails_refused": 1})
@@ -678,11 +667,12 @@ def poll_mailbox(source_name: str) -> dict[str, Any]:
         else:
             return {"source": source.name, "outcome": f"{source.kind} sources are not polled"}
     except FetchError as exc:
-        store.record_poll(source.name, {"kind": source.kind, "last_poll": _iso(now), "last_status": "error",
+        store.record_poll(source.name, {"kind": source.kind, "last_poll": iso_from_epoch(now), "last_status": "error",
                                         "last_error": str(exc)}, error=True)
         store.schedule(source.name, now + source.interval)
         return {"source": source.name, "outcome": str(exc)}
-    store.record_poll(source.name, {"kind": source.kind, "last_poll": _iso(now), "last_new": count}, error=False,
+    store.record_poll(source.name, {"kind": source.kind, "last_poll": iso_from_epoch(now), "last_new": count},
+                      error=False,
                       clear=["last_error"])
     store.schedule(source.name, now + source.interval)
     return {"source": source.name, "outcome": "ok", "new": count}

@@ -1,6 +1,6 @@
 """Settings from the environment and the feeds file, read once at the edge.
 
-Processes call ``Settings.from_env()`` and ``load_feeds()`` at start and pass
+Processes call ``Settings.from_env()`` and ``load_sources()`` at start and pass
 the results down; nothing deeper reads the environment.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError
-from .http import HttpSettings
-from .models import Feed, NewsletterSource
+from worker.errors import ConfigError
+from worker.fetch.client import HttpSettings
+from worker.models import Feed, NewsletterSource
 
 DEFAULT_FEEDS_PATH = "config/feeds.toml"
 DEFAULT_STREAM = "articles"
@@ -168,15 +168,36 @@ def _read_doc(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
 
 
-def load_feeds(path: Path) -> list[Feed]:
-    """Read the feeds file (one ``[[feeds]]`` table per feed); raises ConfigError.
+@dataclass(frozen=True)
+class Sources:
+    """Everything the feeds file names, read in one go: feeds, newsletter sources and their secrets."""
 
-    The file's ``[[newsletters]]`` tables are validated too (see :func:`load_newsletters`),
-    so a bad newsletter source stops the service at start like a bad feed; a file
-    with newsletters only may have no feeds.
+    feeds: list[Feed]
+    newsletters: list[NewsletterSource]
+    # IMAP passwords by source name, read from the environment variables the sources name
+    mail_passwords: dict[str, str] = field(default_factory=dict)
+
+
+def load_sources(path: Path, env: Mapping[str, str] | None = None) -> Sources:
+    """Read the feeds file once: its ``[[feeds]]`` and ``[[newsletters]]`` tables; raises ConfigError.
+
+    A file with newsletters only may have no feeds. Passwords come from ``env``
+    (default: the process environment) under the names the sources give.
     """
+    env = os.environ if env is None else env
     doc = _read_doc(path)
     newsletters = _newsletters_from_doc(doc, path)
+    feeds = _feeds_from_doc(doc, path, newsletters)
+    passwords = {source.name: env.get(source.password_env, "") for source in newsletters if source.password_env}
+    return Sources(feeds, newsletters, passwords)
+
+
+def load_feeds(path: Path) -> list[Feed]:
+    """The feeds file's ``[[feeds]]`` (the whole file is validated); raises ConfigError."""
+    return load_sources(path).feeds
+
+
+def _feeds_from_doc(doc: dict[str, Any], path: Path, newsletters: list[NewsletterSource]) -> list[Feed]:
     tables = doc.get("feeds")
     if newsletters and tables is None:
         return []

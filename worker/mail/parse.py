@@ -28,16 +28,17 @@ import email
 import email.errors
 import email.utils
 import re
-from datetime import UTC
 from email import policy
 from email.message import EmailMessage
 
 import lxml.etree
 import lxml.html
 
-from .errors import MailError, MailLoop, MailTooLarge
-from .extract import clean_paragraphs, decode_html, text_from_html_fragment
-from .models import Newsletter
+from worker.errors import MailError, MailLoop, MailTooLarge
+from worker.extract.article import clean_paragraphs, decode_html, text_from_html_fragment
+from worker.models import Newsletter
+from worker.text import is_usable
+from worker.timefmt import iso_utc
 
 __all__ = ["LOOP_HEADER", "LOOP_VALUE", "MAX_RECEIVED", "parse_newsletter"]
 
@@ -97,7 +98,6 @@ _FURNITURE_TEXT_LINE = re.compile(
 _URL = re.compile(r"https?://[^\s<>\"')\]]+")
 _SPACE = re.compile(r"\s+")
 _WORD = re.compile(r"\w+")
-_MIN_WORD_CHARS = 20
 
 
 def _header(message: EmailMessage, name: str) -> str | None:
@@ -128,8 +128,10 @@ def _published(message: EmailMessage) -> str | None:
         moment = email.utils.parsedate_to_datetime(raw)
     except (TypeError, ValueError, IndexError, OverflowError):
         return None
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return iso_utc(moment)
+    except (ValueError, OverflowError):
+        return None
 
 
 def _author(message: EmailMessage) -> tuple[str | None, str | None]:
@@ -286,13 +288,13 @@ def parse_newsletter(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Newsl
         text, links = "", []
         if html_part is not None:
             text, links = _html_text(_part_text(html_part))
-        if not _usable(text) and plain_part is not None:
+        if not is_usable(text) and plain_part is not None:
             text, links = _plain_text(_part_text(plain_part))
         subject = _header(message, "Subject")
         paragraphs = _cut_footer([p for p in text.split("\n\n") if p.strip()])
         # the subject repeated as the body's first heading is the title, not the text
         text = "\n\n".join(clean_paragraphs(paragraphs, title=subject, labels=()))
-        if not _usable(text):
+        if not is_usable(text):
             raise MailError("no readable text in the message body")
         author, address = _author(message)
         message_id = _header(message, "Message-ID")
@@ -313,6 +315,3 @@ def parse_newsletter(raw: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> Newsl
             RecursionError, lxml.etree.Error, email.errors.MessageError) as exc:
         raise MailError(f"unreadable message: {type(exc).__name__}: {exc}") from exc
 
-
-def _usable(text: str) -> bool:
-    return sum(len(w) for w in _WORD.findall(text)) >= _MIN_WORD_CHARS

@@ -13,7 +13,8 @@ import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+
+from worker.timefmt import epoch_from_iso
 
 WEEK = 7 * 86400
 # A publisher's hint is honoured up to a day; beyond that it is more likely a mistake
@@ -31,18 +32,9 @@ class Limits:
     max_backoff: int
 
 
-def _epoch(iso: str | None) -> float | None:
-    if not iso:
-        return None
-    try:
-        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
 def rhythm_interval(published: Iterable[str | None], now: float, limits: Limits) -> int:
     """Seconds until the next poll from the entries' publication dates (ISO 8601), clamped."""
-    dates = [t for t in (_epoch(p) for p in published) if t is not None and t <= now + 3600]
+    dates = [t for t in (epoch_from_iso(p) for p in published) if t is not None and t <= now + 3600]
     if not dates:
         interval = float(limits.fallback)
     else:

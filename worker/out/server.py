@@ -34,8 +34,8 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import redis
 
-from .feedsout import ATOM_TYPE, JSON_FEED_TYPE, FeedMeta, Item, render_atom, render_json_feed, updated
-from .store import Store
+from worker.out.render import ATOM_TYPE, JSON_FEED_TYPE, FeedMeta, Item, render_atom, render_json_feed, updated
+from worker.store import Store
 
 log = logging.getLogger("feedstream.serve")
 

@@ -26,7 +26,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import ThreadingWSGIServer, WSGIRequestHandler, make_server
 from prometheus_client.registry import Collector
 
-from .store import Store
+from worker.store import Store
 
 log = logging.getLogger("feedstream.metrics")
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.timefmt import iso_utc
+
 ATOM_NS = "http://www.w3.org/2005/Atom"
 FS_NS = "https://feedstream.invalid/ns/1"  # our extension elements; a namespace name, never fetched
 JSON_FEED_VERSION = "https://jsonfeed.org/version/1.1"
@@ -53,10 +55,6 @@ def stream_time(stream_id: str) -> datetime:
     return datetime.fromtimestamp(int(stream_id.split("-", 1)[0]) / 1000, UTC)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _clean(value: Any) -> str:
     return _XML_ILLEGAL.sub("", str(value or ""))
 
@@ -79,7 +77,7 @@ def render_atom(meta: FeedMeta, items: Sequence[Item]) -> bytes:
     _sub(feed, "id", meta.feed_id)
     _sub(feed, "title", meta.title)
     newest = updated(items)
-    _sub(feed, "updated", _iso(newest or datetime(1970, 1, 1, tzinfo=UTC)))
+    _sub(feed, "updated", iso_utc(newest or datetime(1970, 1, 1, tzinfo=UTC)))
     _sub(feed, "generator", "feedstream")
     _sub(feed, "link", rel="self", type="application/atom+xml", href=meta.self_url)
     _sub(feed, "link", rel="alternate", type="application/feed+json", href=meta.alternate_url)
@@ -89,7 +87,7 @@ def render_atom(meta: FeedMeta, items: Sequence[Item]) -> bytes:
         entry = _sub(feed, "entry")
         _sub(entry, "id", f"urn:feedstream:article:{doc.get('id')}")
         _sub(entry, "title", doc.get("title") or "(untitled)")
-        _sub(entry, "updated", _iso(stream_time(stream_id)))
+        _sub(entry, "updated", iso_utc(stream_time(stream_id)))
         if doc.get("published"):
             _sub(entry, "published", doc["published"])
         if doc.get("url"):
@@ -127,7 +125,7 @@ def render_json_feed(meta: FeedMeta, items: Sequence[Item]) -> bytes:
             "id": f"urn:feedstream:article:{doc.get('id')}",
             "title": doc.get("title") or "",
             "content_text": doc.get("text") or "",
-            "date_modified": _iso(stream_time(stream_id)),
+            "date_modified": iso_utc(stream_time(stream_id)),
         }
         if doc.get("url"):
             item["url"] = doc["url"]

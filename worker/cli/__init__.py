@@ -25,17 +25,18 @@ from typing import TextIO
 import redis
 from rq import Queue
 
-from . import __version__
-from .consumer import Consumer
-from .embedded import EmbeddedRedis
-from .errors import ConfigError
-from .jobs import POLL_QUEUE, enqueue_poll
-from .metrics import make_app, serve
-from .models import Feed, NewsletterSource
-from .rqworker import pending_work, queue_depths, run_pool, worker_count
-from .scheduler import TICK_SECONDS, run_forever
-from .settings import Settings, load_feeds, load_newsletters
-from .store import Store, connect, connect_quick
+from worker import __version__
+from worker.consumer import Consumer
+from worker.errors import ConfigError
+from worker.jobs import POLL_QUEUE, enqueue_poll
+from worker.models import Feed, NewsletterSource
+from worker.ops.embedded import EmbeddedRedis
+from worker.ops.metrics import make_app, serve
+from worker.ops.rqworker import pending_work, queue_depths, run_pool, worker_count
+from worker.ops.scheduler import TICK_SECONDS, run_forever
+from worker.settings import Settings, Sources, load_sources
+from worker.store import Store, connect, connect_quick
+from worker.timefmt import iso_from_epoch
 
 EXIT_CANNOT_RUN = 2
 # A burst waits for RQ retries scheduled this soon; later ones (a host's long
@@ -72,8 +73,8 @@ def _say(message: str, out: TextIO = sys.stderr) -> None:
 def _open_edge(need_feeds: bool = True) -> Edge:
     try:
         settings = Settings.from_env()
-        feeds = load_feeds(settings.feeds_path) if need_feeds else []
-        newsletters = load_newsletters(settings.feeds_path) if need_feeds else []
+        sources = load_sources(settings.feeds_path) if need_feeds else Sources([], [])
+        feeds, newsletters = sources.feeds, sources.newsletters
     except ConfigError as exc:
         raise CannotRun(str(exc)) from None
     embedded = None
@@ -278,8 +279,8 @@ def _wait_for_signal() -> None:
 
 def run_smtp(edge: Edge) -> int:
     """The newsletter SMTP endpoint until SIGTERM/Ctrl-C: accepted mail is queued for the workers."""
-    from .jobs import EXTRACT_QUEUE, enqueue_mail, record_mail_refused
-    from .smtp import start_smtp
+    from worker.jobs import EXTRACT_QUEUE, enqueue_mail, record_mail_refused
+    from worker.mail.smtp import start_smtp
 
     sources = {s.name: s for s in edge.newsletters if s.kind == "smtp"}
     if not sources:
@@ -304,7 +305,7 @@ def run_smtp(edge: Edge) -> int:
 
 def run_serve(edge: Edge) -> int:
     """Serve the stream as Atom and JSON Feed until SIGTERM/Ctrl-C."""
-    from .serve import make_server
+    from worker.out.server import make_server
 
     host, port = edge.settings.serve_host, edge.settings.serve_port
     try:
@@ -391,7 +392,7 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "entries_seen": int(status.get("entries_seen", 0)),
             "consecutive_errors": int(status.get("consecutive_errors", 0)),
             "last_error": status.get("last_error"),
-            "next_poll": datetime.fromtimestamp(next_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else None,
+            "next_poll": iso_from_epoch(next_at) if next_at else None,
             "interval": int(status["interval"]) if status.get("interval") else None,
             "moved_to": status.get("moved_to"),
             "moved_polls": int(status.get("moved_polls", 0)),
@@ -412,7 +413,7 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "entries_seen": int(status.get("mails_published", 0)),
             "consecutive_errors": int(status.get("consecutive_errors", 0)),
             "last_error": status.get("last_error"),
-            "next_poll": datetime.fromtimestamp(next_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if next_at else None,
+            "next_poll": iso_from_epoch(next_at) if next_at else None,
             "mails_refused": int(status.get("mails_refused", 0)),
             "last_refused": status.get("last_refused"),
         })

@@ -39,8 +39,8 @@ from urllib3.exceptions import DecodeError, HTTPError, LocationValueError, SSLEr
 from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.connection import allowed_gai_family
 
-from .errors import BlockedAddress, DeadlineExceeded, FetchError, NotModified, TooLarge
-from .models import Fetched
+from worker.errors import BlockedAddress, DeadlineExceeded, FetchError, NotModified, TooLarge
+from worker.models import Fetched
 
 __all__ = ["HttpClient", "HttpSettings", "is_public_address", "parse_retry_after"]
 

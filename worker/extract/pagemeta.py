@@ -22,7 +22,7 @@ from __future__ import annotations
 import html as htmllib
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from htmldate import find_date
 from lxml.html import HtmlElement
@@ -34,6 +34,9 @@ from trafilatura.metadata import (
     extract_title,
     extract_url,
 )
+
+from worker.timefmt import iso_utc as format_iso
+from worker.timefmt import parse_iso
 
 __all__ = ["PageMeta", "declared_date", "declared_updated", "page_metadata", "rel_links", "search_date", "sections"]
 
@@ -213,17 +216,8 @@ def search_date(page: str, url: str | None) -> str | None:
 
 
 def iso_utc(value: str | None) -> str | None:
-    """An ISO 8601 date or datetime (offset optional, naive taken as UTC) -> "YYYY-MM-DDTHH:MM:SSZ"."""
-    if not value:
+    """A page's declared date or datetime -> "YYYY-MM-DDTHH:MM:SSZ"; None when unreadable or implausible."""
+    moment = parse_iso(value)
+    if moment is None or not 1990 <= moment.year <= datetime.now().year + 1:
         return None
-    text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
-    if len(text) >= 10 and text[10:11] == " ":
-        text = text[:10] + "T" + text[11:]
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if not 1990 <= moment.year <= datetime.now().year + 1:
-        return None
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_iso(moment)

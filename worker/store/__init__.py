@@ -38,7 +38,7 @@ import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from .models import Article
+from worker.models import Article
 
 NEAR_MODES = ("mark", "drop", "off")
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dedupe import normalise_text
+from worker.dedupe.keys import normalise_text
 
 SHINGLE_WORDS = 4  # words per shingle
 PERMUTATIONS = 128

@@ -18,12 +18,13 @@ import uuid
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
-from .errors import BlockedAddress, FetchError, HostDeferred, NotModified, RobotsDisallowed
-from .http import HttpClient
-from .models import Fetched
-from .robots import MAX_ROBOTS_BYTES, agent_token, parse_robots, robots_url, rules_allow
-from .schedule import MAX_HINT
-from .store import Store
+from worker.errors import BlockedAddress, FetchError, HostDeferred, NotModified, RobotsDisallowed
+from worker.fetch.client import HttpClient
+from worker.fetch.robots import MAX_ROBOTS_BYTES, agent_token, parse_robots, robots_url, rules_allow
+from worker.models import Fetched
+from worker.pipeline.schedule import MAX_HINT
+from worker.store import Store
+from worker.timefmt import iso_from_epoch
 
 # How long to wait for a free slot on a busy host before deferring instead.
 SLOT_POLL = 0.05
@@ -132,4 +133,4 @@ class PoliteFetcher:
 
 
 def _clock(epoch: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    return iso_from_epoch(epoch)

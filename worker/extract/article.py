@@ -44,10 +44,11 @@ import lxml.html
 import trafilatura
 from trafilatura.utils import load_html
 
-from .candidates import Candidate, choose, looks_weak
-from .errors import ExtractError
-from .models import Extracted
-from .pagemeta import page_metadata
+from worker.errors import ExtractError
+from worker.extract.candidates import Candidate, choose, looks_weak
+from worker.extract.pagemeta import page_metadata
+from worker.models import Extracted
+from worker.text import BOMS, is_usable, language_code, word_count
 
 __all__ = [
     "clean_paragraphs", "decode_html", "detect_language", "extract_article", "text_from_html_fragment", "warm_up",
@@ -88,13 +89,6 @@ _CHARSET_SUPERSETS = {
     "big5": "big5hkscs",
 }
 _UTF16_32 = {"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"}
-_BOMS = (  # UTF-32 first: its LE BOM starts with UTF-16's
-    (codecs.BOM_UTF8, "utf-8"),
-    (codecs.BOM_UTF32_LE, "utf-32-le"),
-    (codecs.BOM_UTF32_BE, "utf-32-be"),
-    (codecs.BOM_UTF16_LE, "utf-16-le"),
-    (codecs.BOM_UTF16_BE, "utf-16-be"),
-)
 _CT_CHARSET = re.compile(r"""charset\s*=\s*["']?\s*([^\s"';,]+)""", re.IGNORECASE)
 # <meta charset=x> and <meta http-equiv=Content-Type content="...; charset=x">, and an
 # XML declaration's encoding=.
@@ -175,7 +169,7 @@ def decode_html(body: bytes, content_type: str = "") -> str:
     if not body:
         return ""
     try:
-        for bom, encoding in _BOMS:
+        for bom, encoding in BOMS:
             if body.startswith(bom):
                 return body[len(bom) :].decode(encoding, errors="replace")
 
@@ -522,7 +516,6 @@ _BREADCRUMB_OPEN = re.compile(
 _BREADCRUMB_WINDOW = 4000
 _BREADCRUMB_MAX_HITS = 50
 _JSONLD_NAME = re.compile(r'"name"\s*:\s*"((?:[^"\\]|\\.){1,80})"')
-_LANG_CODE = re.compile(r"^([a-zA-Z]{2})(?:$|[-_])")
 _LANG_META_NAMES = ("og:locale", "content-language", "language", "dc.language", "dcterms.language")
 
 
@@ -540,13 +533,6 @@ def _attrs(tag: str) -> dict[str, str]:
     }
 
 
-def _language_code(value: str | None) -> str | None:
-    """"en-GB", "en_US", "EN" -> "en"; anything not a 2-letter ISO 639-1 code -> None."""
-    if not value:
-        return None
-    match = _LANG_CODE.match(value.strip().split(",")[0].strip())
-    return match.group(1).lower() if match else None
-
 
 def _page_hints(page: str) -> _PageHints:
     hints = _PageHints()
@@ -557,7 +543,7 @@ def _page_hints(page: str) -> _PageHints:
     match = _HTML_TAG.search(head)
     if match:
         attrs = _attrs(match.group(0))
-        hints.language = _language_code(attrs.get("lang") or attrs.get("xml:lang"))
+        hints.language = language_code(attrs.get("lang") or attrs.get("xml:lang"))
     if hints.language is None:
         declared: dict[str, str] = {}
         for tag in _META_TAG.findall(head):
@@ -568,7 +554,7 @@ def _page_hints(page: str) -> _PageHints:
             if key in _LANG_META_NAMES and key not in declared:
                 declared[key] = attrs.get("content", "")
         for key in _LANG_META_NAMES:
-            hints.language = _language_code(declared.get(key))
+            hints.language = language_code(declared.get(key))
             if hints.language:
                 break
 
@@ -663,22 +649,12 @@ def _detect_language(text: str) -> str | None:
         code, confidence = _language_identifier().classify(text[:_LANGID_SAMPLE_CHARS])
     except _INPUT_ERRORS:
         return None
-    return _language_code(code) if confidence >= _LANGID_MIN_CONFIDENCE else None
+    return language_code(code) if confidence >= _LANGID_MIN_CONFIDENCE else None
 
 
 # --------------------------------------------------------------------------------------
 # public API
 
-_MIN_WORD_CHARS = 20  # fewer word characters than this is no article ("<p>x</p>", junk)
-
-
-def _usable(text: str) -> bool:
-    total = 0
-    for word in _WORD.finditer(text):  # stops as soon as there is enough, not after every word of the text
-        total += word.end() - word.start()
-        if total >= _MIN_WORD_CHARS:
-            return True
-    return False
 
 
 def _split_tags(tags: Iterable[str]) -> list[str]:
@@ -783,7 +759,7 @@ def extract_article(
                              link_density=feed.link_density)
         best = choose(primary, recall, feed)
     text = "\n\n".join(best.paragraphs)
-    if not _usable(text):
+    if not is_usable(text):
         raise ExtractError("no article text found (too little text)")
 
     return Extracted(
@@ -802,7 +778,7 @@ def extract_article(
         updated=meta.updated,
         markdown=best.markdown or text,
         extraction=best.name,
-        word_count=len(_WORD.findall(text)),
+        word_count=word_count(text),
     )
 
 
