@@ -48,7 +48,7 @@ sys.path.insert(0, str(REPO))
 import trafilatura  # noqa: E402
 
 from worker.errors import ExtractError  # noqa: E402
-from worker.extract.article import decode_html, extract_article  # noqa: E402
+from worker.extract import decode_html, extract_article  # noqa: E402
 
 _TOKEN = re.compile(r"\w+")
 

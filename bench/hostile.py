@@ -109,8 +109,7 @@ def run_worker(config: dict[str, Any]) -> None:
     """The worker process: production settings, timed requests, then report as JSON on stdout."""
     from rq import Queue, SimpleWorker
 
-    from worker.fetch.client import HttpClient, HttpSettings
-    from worker.fetch.polite import PoliteFetcher
+    from worker.fetch import HttpClient, HttpSettings, PoliteFetcher
     from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, Context, enqueue_poll, install_context
     from worker.settings import Settings
 

@@ -33,7 +33,7 @@ from rq import Queue  # noqa: E402
 from tests.mailgen import STORY, mail_bytes, newsletter_html  # noqa: E402
 from worker.dedupe.keys import text_key  # noqa: E402
 from worker.jobs import EXTRACT_QUEUE, enqueue_mail  # noqa: E402
-from worker.mail.parse import parse_newsletter  # noqa: E402
+from worker.mail import parse_newsletter  # noqa: E402
 from worker.mail.smtp import start_smtp  # noqa: E402
 from worker.models import Article, NewsletterSource  # noqa: E402
 from worker.ops.embedded import EmbeddedRedis  # noqa: E402

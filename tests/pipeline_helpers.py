@@ -10,7 +10,7 @@ import redis
 from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry
 
-from worker.fetch.client import HttpSettings
+from worker.fetch import HttpSettings
 from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, Context, enqueue_poll, install_context
 from worker.settings import Settings
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from worker.errors import ExtractError
-from worker.extract.article import clean_paragraphs, decode_html, extract_article, text_from_html_fragment
+from worker.extract import clean_paragraphs, decode_html, extract_article, text_from_html_fragment
 
 PAGES = Path(__file__).parent / "pages"
 

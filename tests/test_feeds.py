@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from worker.errors import ParseError
-from worker.extract.article import text_from_html_fragment
-from worker.feeds.parse import parse_feed
+from worker.extract import text_from_html_fragment
+from worker.feeds import parse_feed
 from worker.models import ParsedFeed
 
 FEEDS = Path(__file__).parent / "feeds"

@@ -21,8 +21,7 @@ from tests.pipeline_helpers import articles, make_context, run_burst, write_feed
 from tests.site import Site
 from tests.sitegen import rss2, story, telecoms_page
 from tests.test_http import GiB, OnePortAllowed, RawServer, bomb, hold_silently, trickle
-from worker.fetch.client import HttpSettings
-from worker.fetch.polite import PoliteFetcher
+from worker.fetch import HttpSettings, PoliteFetcher
 
 _connects: list[tuple[str, int]] = []
 

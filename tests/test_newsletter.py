@@ -6,7 +6,7 @@ import pytest
 
 from tests.mailgen import STORY, mail_bytes, newsletter_html
 from worker.errors import MailError, MailLoop, MailTooLarge
-from worker.mail.parse import parse_newsletter
+from worker.mail import parse_newsletter
 
 FURNITURE = ("unsubscribe", "view this email", "in your browser", "preferences", "forward to a friend",
              "you are receiving", "mailing address", "top story and more inside", "open.gif")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from worker.extract.article import extract_article
+from worker.extract import extract_article
 from worker.extract.pagemeta import declared_date, iso_utc, rel_links
 
 BODY = "".join(

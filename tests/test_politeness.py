@@ -20,8 +20,7 @@ from rq.registry import FailedJobRegistry, ScheduledJobRegistry
 from tests.pipeline_helpers import articles, make_context, run_burst, write_feeds
 from tests.site import Site
 from tests.sitegen import rss2, story, telecoms_page
-from worker.fetch.client import HttpClient, HttpSettings
-from worker.fetch.polite import PoliteFetcher, host_of
+from worker.fetch import HttpClient, HttpSettings, PoliteFetcher, host_of
 from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, install_context, poll_feed
 from worker.ops.scheduler import run_forever
 from worker.store import Store

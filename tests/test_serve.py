@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from worker.dedupe.keys import text_key, url_key
-from worker.feeds.parse import parse_feed
+from worker.feeds import parse_feed
 from worker.models import Article
 from worker.out.server import FeedServer, make_server
 from worker.store import Store

@@ -35,12 +35,11 @@ from worker.dedupe.keys import (
 )
 from worker.dedupe.minhash import PERMUTATIONS, THRESHOLD, signature
 from worker.errors import ExtractError, FetchError, HostDeferred, MailError, NotModified, ParseError, RobotsDisallowed
-from worker.extract.article import decode_html, detect_language, extract_article, text_from_html_fragment
-from worker.feeds.parse import parse_feed
-from worker.fetch.client import HttpClient
-from worker.fetch.polite import PoliteFetcher, host_of
+from worker.extract import decode_html, detect_language, extract_article, text_from_html_fragment
+from worker.feeds import parse_feed
+from worker.fetch import HttpClient, PoliteFetcher, host_of
+from worker.mail import parse_newsletter
 from worker.mail.mailboxes import ImapState, poll_imap, poll_maildir
-from worker.mail.parse import parse_newsletter
 from worker.models import Article, Entry, Feed, Fetched, Newsletter, NewsletterSource
 from worker.pipeline.schedule import (
     Limits,

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import ConfigError
-from worker.fetch.client import HttpSettings
+from worker.fetch import HttpSettings
 from worker.models import Feed, NewsletterSource
 
 DEFAULT_FEEDS_PATH = "config/feeds.toml"

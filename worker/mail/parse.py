@@ -35,7 +35,7 @@ import lxml.etree
 import lxml.html
 
 from worker.errors import MailError, MailLoop, MailTooLarge
-from worker.extract.article import clean_paragraphs, decode_html, text_from_html_fragment
+from worker.extract import clean_paragraphs, decode_html, text_from_html_fragment
 from worker.models import Newsletter
 from worker.text import is_usable
 from worker.timefmt import iso_utc

@@ -21,7 +21,7 @@ from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegi
 from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
-from worker.extract.article import warm_up
+from worker.extract import warm_up
 from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE
 
 QUEUES = [POLL_QUEUE, EXTRACT_QUEUE]  # polls first: they are cheap and keep the schedule
