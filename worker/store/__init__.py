@@ -22,6 +22,7 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:boiler:{name}``       hash, paragraph fingerprint (8 bytes) -> distinct articles of the feed that carried
   it, for fingerprints seen in at least two
 - ``{p}:boiler-recent:{name}`` string, the feed's latest once-seen fingerprints, 8 bytes each
+- ``{p}:sources``, ``{p}:sources:version``: the sources and their change counter (see store/sources.py)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.
 """
 
@@ -39,6 +40,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from worker.models import Article
+from worker.store.sources import SourceStore
 
 NEAR_MODES = ("mark", "drop", "off")
 
@@ -405,7 +407,7 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
-class Store:
+class Store(SourceStore):
     """Feed state, deduplication claims, the stream and counters, over one Redis client."""
 
     def __init__(self, client: redis.Redis, *, stream: str = "articles", prefix: str = "feedstream",
