@@ -131,6 +131,9 @@ class SourceAdmin:
         # check every field before fetching anything (the name may be made later: stand in for it)
         source = source_from_dict(data if named else {**data, "name": "source"})
         title = ""
+        now, iso = self._now()
+        # a name or address in use is refused before anything is fetched
+        plan_create(self.store.sources_snapshot(), source if named else _with(source, name="\0"), now, iso)
         if isinstance(source, Feed):
             refuse_private_literal(source.url, self.options.allow_private)
             if check:
@@ -139,7 +142,6 @@ class SourceAdmin:
                 title = found.title
         if not named:
             source = _with(source, name=name_from(title or _host_or(source)))
-        now, iso = self._now()
         auto_name = not named
 
         def decide(snapshot: Any) -> tuple[Any, Source]:
