@@ -55,8 +55,8 @@ from worker.dedupe import minhash  # noqa: E402
 from worker.dedupe.keys import normalise_text  # noqa: E402
 from worker.errors import ExtractError  # noqa: E402
 from worker.extract import extract_article  # noqa: E402
-from worker.jobs import near_key  # noqa: E402
 from worker.models import Article  # noqa: E402
+from worker.pipeline.articles import near_key  # noqa: E402
 from worker.store import NearKey, Store, connect  # noqa: E402
 
 VARIANTS = ("dateline", "cut", "reworded", "headline", "template")
