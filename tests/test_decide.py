@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from itertools import pairwise
 
 from worker.models import Feed, NewsletterSource, PublishResult
 from worker.pipeline.decide import (
@@ -99,7 +100,7 @@ def test_backoff_grows_with_consecutive_errors_up_to_the_cap() -> None:
         assert intent.http == ("feed", "error")
         delays.append(intent.next_poll - NOW)
     # same seed, same jitter: each error doubles the wait until max_backoff (6 h) holds it
-    assert all(later >= earlier for earlier, later in zip(delays, delays[1:], strict=False))
+    assert all(later >= earlier for earlier, later in pairwise(delays))
     assert delays[1] > 1.5 * delays[0]
     assert max(delays) <= 1.2 * 6 * 3600 and delays[-1] >= 0.8 * 6 * 3600
 

@@ -106,7 +106,8 @@ class PublishStore(BoilerplateStore):
         bands and signature are indexed for ``near_window`` seconds. A published
         article's ``boilerplate`` fingerprints are counted for its feed in the same step.
         """
-        return self.publish_many([PublishRequest(article, url_keys, text_key, near, message_key, boilerplate)])[0]
+        keys, argv = self._publish_call(PublishRequest(article, url_keys, text_key, near, message_key, boilerplate))
+        return self._publish_result(article, self._script("publish")(keys=keys, args=argv))
 
     def publish_many(self, requests: Sequence[PublishRequest]) -> list[PublishResult]:
         """:meth:`publish` for each request, in order, in one round trip (each one still its own atomic step)."""
