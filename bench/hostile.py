@@ -110,7 +110,8 @@ def run_worker(config: dict[str, Any]) -> None:
     from rq import Queue, SimpleWorker
 
     from worker.fetch import HttpClient, HttpSettings, PoliteFetcher
-    from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, Context, enqueue_poll, install_context
+    from worker.pipeline.context import Context, install_context
+    from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE, enqueue_poll
     from worker.settings import Settings
 
     timings: list[dict[str, Any]] = []

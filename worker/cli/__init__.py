@@ -28,12 +28,12 @@ from rq import Queue
 from worker import __version__
 from worker.consumer import Consumer
 from worker.errors import ConfigError
-from worker.jobs import POLL_QUEUE, enqueue_poll
 from worker.models import Feed, NewsletterSource
 from worker.ops.embedded import EmbeddedRedis
 from worker.ops.metrics import make_app, serve
 from worker.ops.rqworker import pending_work, queue_depths, run_pool, worker_count
 from worker.ops.scheduler import TICK_SECONDS, run_forever
+from worker.pipeline.queues import POLL_QUEUE, enqueue_poll
 from worker.settings import Settings, Sources, load_sources
 from worker.store import Store, connect, connect_quick
 from worker.timefmt import iso_from_epoch
@@ -279,8 +279,9 @@ def _wait_for_signal() -> None:
 
 def run_smtp(edge: Edge) -> int:
     """The newsletter SMTP endpoint until SIGTERM/Ctrl-C: accepted mail is queued for the workers."""
-    from worker.jobs import EXTRACT_QUEUE, enqueue_mail, record_mail_refused
     from worker.mail.smtp import start_smtp
+    from worker.pipeline.mail import record_mail_refused
+    from worker.pipeline.queues import EXTRACT_QUEUE, enqueue_mail
 
     sources = {s.name: s for s in edge.newsletters if s.kind == "smtp"}
     if not sources:

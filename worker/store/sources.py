@@ -22,6 +22,7 @@ import redis
 
 from worker.errors import SourceError
 from worker.sources.plan import Snapshot, SourceChange, SourceRecord, active_polled
+from worker.store.base import StoreBase, text
 
 T = TypeVar("T")
 log = logging.getLogger("feedstream.sources")
@@ -32,17 +33,8 @@ FORGET_AFTER_SECONDS = 90 * 24 * 3600
 CHANGE_ATTEMPTS = 20
 
 
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
-
-
-class SourceStore:
-    """Mixin of :class:`worker.store.Store`: the sources hash, its version, and their poll slots."""
-
-    redis: redis.Redis
-
-    def _key(self, *parts: str) -> str:  # pragma: no cover - provided by the store
-        raise NotImplementedError
+class SourceStore(StoreBase):
+    """The sources hash, its version, and their poll slots."""
 
     @property
     def sources_key(self) -> str:
@@ -65,7 +57,7 @@ class SourceStore:
     def _queue_snapshot_reads(self, pipe: Any) -> None:
         pipe.get(self.sources_version_key)
         pipe.hgetall(self.sources_key)
-        pipe.zrange(self._key("due"), 0, -1, withscores=True)
+        pipe.zrange(self.due_key, 0, -1, withscores=True)
 
     def change_sources(self, decide: Callable[[Snapshot], tuple[SourceChange, T]]) -> T:
         """Decide a change from a fresh snapshot and write it atomically; returns what ``decide`` returned.
@@ -78,7 +70,7 @@ class SourceStore:
                 try:
                     pipe.watch(self.sources_version_key)
                     snapshot = _snapshot(pipe.get(self.sources_version_key), pipe.hgetall(self.sources_key),
-                                         pipe.zrange(self._key("due"), 0, -1, withscores=True))
+                                         pipe.zrange(self.due_key, 0, -1, withscores=True))
                     change, result = decide(snapshot)
                     if not change:
                         pipe.unwatch()
@@ -92,13 +84,13 @@ class SourceStore:
         raise redis.WatchError(f"sources kept changing: gave up after {CHANGE_ATTEMPTS} attempts")
 
     def _queue_change(self, pipe: Any, change: SourceChange) -> None:
-        due = self._key("due")
+        due = self.due_key
         if change.put:
             pipe.hset(self.sources_key, mapping={name: record.to_json() for name, record in change.put.items()})
         for name in change.delete:
             pipe.hdel(self.sources_key, name)
             pipe.zrem(due, name)
-            pipe.delete(self._key("feed", name), self._key("polling", name))
+            pipe.delete(self.feed_key(name), self._key("polling", name))
             pipe.expire(self._key("seen", name), FORGET_AFTER_SECONDS)
             pipe.expire(self._key("imap", name), FORGET_AFTER_SECONDS)
         if change.unschedule:
@@ -118,8 +110,8 @@ class SourceStore:
         """Each source's status hash (what its polls or mails left), in one round trip."""
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
-            pipe.hgetall(self._key("feed", name))
-        return {name: {_text(k): _text(v) for k, v in raw.items()}
+            pipe.hgetall(self.feed_key(name))
+        return {name: {text(k): text(v) for k, v in raw.items()}
                 for name, raw in zip(names, pipe.execute() if names else [], strict=True)}
 
     def reconcile_schedule(self, now: float) -> list[str]:
@@ -143,7 +135,7 @@ def _snapshot(version: Any, raw: dict[Any, Any], due: list[tuple[Any, float]]) -
             record = SourceRecord.from_json(value)
         except (ValueError, KeyError, TypeError, SourceError) as exc:
             # a record edited by hand into nonsense must not stop every process: it is left out, loudly
-            log.error("sources: record %r is unreadable and ignored: %s", _text(name), exc)
+            log.error("sources: record %r is unreadable and ignored: %s", text(name), exc)
             continue
         records[record.name] = record
-    return Snapshot(int(version or 0), records, {_text(n): float(s) for n, s in due})
+    return Snapshot(int(version or 0), records, {text(n): float(s) for n, s in due})
