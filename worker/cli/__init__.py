@@ -35,6 +35,7 @@ from worker.ops.rqworker import pending_work, queue_depths, run_pool, worker_cou
 from worker.ops.scheduler import TICK_SECONDS, run_forever
 from worker.pipeline.queues import POLL_QUEUE, enqueue_poll
 from worker.settings import Settings, Sources, load_sources
+from worker.sources.manage import apply_feeds_file
 from worker.store import Store, connect, connect_quick
 from worker.timefmt import iso_from_epoch
 
@@ -98,6 +99,10 @@ def _open_edge(need_feeds: bool = True) -> Edge:
     # Children (workers, dashboard) find Redis the same way.
     os.environ["REDIS_URL"] = url
     store = Store(connect(url), **settings.store_options())
+    if need_feeds:
+        report = apply_feeds_file(store, feeds, newsletters)
+        if report.summary() != "no change":
+            _say(f"feeds file {settings.feeds_path} applied: {report.summary()}")
     return Edge(settings, feeds, url, store, embedded, newsletters)
 
 
@@ -511,9 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())
             with contextlib.suppress(KeyboardInterrupt):
-                run_forever(edge.store, Queue(POLL_QUEUE, connection=edge.store.redis),
-                            edge.scheduled, stop,
-                            feed_urls={feed.name: feed.url for feed in edge.feeds})
+                run_forever(edge.store, Queue(POLL_QUEUE, connection=edge.store.redis), stop)
         elif args.command == "metrics":
             stop = threading.Event()
             signal.signal(signal.SIGTERM, lambda *_: stop.set())

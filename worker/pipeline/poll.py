@@ -69,11 +69,14 @@ def _poll_one(context: Context, feed_name: str) -> dict[str, Any]:
 
 def poll_feed(context: Context, feed_name: str) -> dict[str, Any]:
     """Fetch one feed, find entries it has not listed before, queue their extraction."""
-    feed = context.feeds.get(feed_name)
-    if feed is None and feed_name in context.newsletters:  # a mailbox shares the feeds' schedule
+    record = context.sources.record(feed_name)
+    if record is None:
+        return {"feed": feed_name, "outcome": "unknown source (removed?): not polled"}
+    if record.paused:  # paused after this poll was queued: its state stays as it was
+        return {"feed": feed_name, "outcome": "paused: not polled"}
+    feed = record.source
+    if not isinstance(feed, Feed):  # a mailbox shares the feeds' schedule
         return poll_mailbox(context, feed_name)
-    if feed is None:
-        return {"feed": feed_name, "outcome": "unknown feed (removed from the feeds file?)"}
     now = time.time()
     status = context.store.feed_status(feed.name)
     url = poll_url(feed, status)

@@ -63,10 +63,11 @@ class LiveSources:
         return self._snapshot.records
 
     def record(self, name: str) -> SourceRecord | None:
-        """The source named ``name``; an unknown name makes the view check Redis again at once."""
+        """The source named ``name``; an unknown or paused one makes the view check Redis again at once
+        (a job must not skip a source added or resumed a moment ago)."""
         self.refresh()
         record = self._snapshot.records.get(name)
-        if record is None and self.refresh(force=True):
+        if (record is None or record.paused) and self.refresh(force=True):
             record = self._snapshot.records.get(name)
         return record
 

@@ -130,7 +130,7 @@ class SourceStore(StoreBase):
 
 def _snapshot(version: Any, raw: dict[Any, Any], due: list[tuple[Any, float]]) -> Snapshot:
     records = {}
-    for name, value in raw.items():
+    for name, value in sorted(raw.items()):  # by name: every reader lists them in one order
         try:
             record = SourceRecord.from_json(value)
         except (ValueError, KeyError, TypeError, SourceError) as exc:
