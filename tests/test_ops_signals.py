@@ -30,6 +30,7 @@ def test_sigterm_and_sigint_set_the_event(signum: signal.Signals) -> None:
 
 @pytest.mark.usefixtures("restore_handlers")
 def test_sigint_left_out_still_raises_keyboard_interrupt() -> None:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Python's own, whatever an earlier test installed
     stop = stop_event((signal.SIGTERM,))
     with pytest.raises(KeyboardInterrupt):
         os.kill(os.getpid(), signal.SIGINT)
