@@ -15,7 +15,7 @@ of the times. Both read the same str, decoded once with ``decode_html``.
 
 Also printed: which candidate of the chain won on how many pages (without a feed
 to agree with, recall only overrules an unusable precision body, see
-``worker/candidates.py``), and the cost of the Markdown rendering inside (b).
+``worker/extract/candidates.py``), and the cost of the Markdown rendering inside (b).
 
 Held-out check: ``--heldout DIR`` (default ``$FEEDSTREAM_HELDOUT``, else
 ``../shared/corpus/heldout``) scores (a) and (b) the same way on another set of

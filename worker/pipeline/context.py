@@ -9,7 +9,7 @@ from rq import Queue
 from worker.fetch import HttpClient, PoliteFetcher
 from worker.models import Feed, NewsletterSource
 from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE
-from worker.settings import Settings, load_sources
+from worker.settings import Settings, Sources, load_sources
 from worker.store import Store, connect
 
 
@@ -29,10 +29,11 @@ class Context:
     mail_passwords: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, settings: Settings, redis_url: str) -> Context:
-        """Connect to Redis and read the feeds file; raises ConfigError."""
+    def build(cls, settings: Settings, redis_url: str, sources: Sources | None = None) -> Context:
+        """Connect to Redis; read the feeds file unless the caller has (``sources``); raises ConfigError."""
         client = connect(redis_url)
-        sources = load_sources(settings.feeds_path)
+        if sources is None:
+            sources = load_sources(settings.feeds_path)
         store = Store(client, **settings.store_options())
         http = HttpClient(settings.http)
         fetcher = PoliteFetcher(http, store, host_concurrency=settings.host_concurrency,
