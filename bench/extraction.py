@@ -100,7 +100,7 @@ def ours_detail(html: str, url: str) -> tuple[str, str, float]:
     """(text, winning candidate, ms spent rendering Markdown) of (b)."""
     from trafilatura.utils import load_html
 
-    from worker import extract
+    from worker.extract.markdown import markdown
 
     try:
         article = extract_article(html, url=url, entry_author=FEED_AUTHOR, entry_published=FEED_PUBLISHED)
@@ -111,7 +111,7 @@ def ours_detail(html: str, url: str) -> tuple[str, str, float]:
         return article.text, article.extraction, 0.0
     kept = article.text.split("\n\n")  # the same call (b) makes
     start = time.process_time()
-    extract._markdown(document.body, kept)
+    markdown(document.body, kept)
     return article.text, article.extraction, (time.process_time() - start) * 1000
 
 
