@@ -15,7 +15,7 @@ of the times. Both read the same str, decoded once with ``decode_html``.
 
 Also printed: which candidate of the chain won on how many pages (without a feed
 to agree with, recall only overrules an unusable precision body, see
-``worker/candidates.py``), and the cost of the Markdown rendering inside (b).
+``worker/extract/candidates.py``), and the cost of the Markdown rendering inside (b).
 
 Held-out check: ``--heldout DIR`` (default ``$FEEDSTREAM_HELDOUT``, else
 ``../shared/corpus/heldout``) scores (a) and (b) the same way on another set of
@@ -100,7 +100,7 @@ def ours_detail(html: str, url: str) -> tuple[str, str, float]:
     """(text, winning candidate, ms spent rendering Markdown) of (b)."""
     from trafilatura.utils import load_html
 
-    from worker import extract
+    from worker.extract.markdown import markdown
 
     try:
         article = extract_article(html, url=url, entry_author=FEED_AUTHOR, entry_published=FEED_PUBLISHED)
@@ -111,7 +111,7 @@ def ours_detail(html: str, url: str) -> tuple[str, str, float]:
         return article.text, article.extraction, 0.0
     kept = article.text.split("\n\n")  # the same call (b) makes
     start = time.process_time()
-    extract._markdown(document.body, kept)
+    markdown(document.body, kept)
     return article.text, article.extraction, (time.process_time() - start) * 1000
 
 

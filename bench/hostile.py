@@ -38,7 +38,7 @@ import redis  # noqa: E402
 from tests.pipeline_helpers import write_feeds  # noqa: E402
 from tests.site import Site  # noqa: E402
 from tests.sitegen import rss2, story, telecoms_page  # noqa: E402
-from tests.test_http import GiB, RawServer, bomb, hold_silently, trickle  # noqa: E402
+from tests.test_fetch_client import GiB, RawServer, bomb, hold_silently, trickle  # noqa: E402
 from worker.ops.embedded import EmbeddedRedis  # noqa: E402
 
 RSS_LIMIT_MB = 300

@@ -207,11 +207,6 @@ def load_sources(path: Path, env: Mapping[str, str] | None = None) -> Sources:
     return Sources(feeds, newsletters, passwords)
 
 
-def load_feeds(path: Path) -> list[Feed]:
-    """The feeds file's ``[[feeds]]`` (the whole file is validated); raises ConfigError."""
-    return load_sources(path).feeds
-
-
 def _feeds_from_doc(doc: dict[str, Any], path: Path, newsletters: list[NewsletterSource]) -> list[Feed]:
     tables = doc.get("feeds")
     if tables is None and newsletters:
@@ -271,9 +266,6 @@ def _from_table(table: dict[str, Any], where: str, kinds: tuple[str, ...],
 
 # -- newsletters ---------------------------------------------------------------------
 
-def load_newsletters(path: Path) -> list[NewsletterSource]:
-    """The feeds file's ``[[newsletters]]`` tables (none: an empty list); raises ConfigError."""
-    return _newsletters_from_doc(_read_doc(path), path)
 
 
 def _newsletters_from_doc(doc: dict[str, Any], path: Path) -> list[NewsletterSource]:

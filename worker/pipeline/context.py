@@ -12,7 +12,7 @@ from rq import Queue
 from worker.fetch import HttpClient, PoliteFetcher
 from worker.models import Feed, NewsletterSource
 from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE
-from worker.settings import Settings, load_sources
+from worker.settings import Settings, Sources, load_sources
 from worker.sources.live import LiveSources
 from worker.sources.manage import apply_feeds_file
 from worker.store import Store, connect
@@ -33,16 +33,21 @@ class Context:
     fetcher: PoliteFetcher
     # The environment as the process started: IMAP passwords are read from the variables sources name.
     env: Mapping[str, str] = field(default_factory=dict)
-    # Passwords set by hand, by source name, over the environment's (tests).
+    # Passwords by source name, over the environment's (read with the feeds file at start; tests set them).
     mail_passwords: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def build(cls, settings: Settings, redis_url: str, env: Mapping[str, str] | None = None,
-              apply_file: bool = True) -> Context:
-        """Connect to Redis and, with ``apply_file``, apply the feeds file; raises ConfigError."""
+    def build(cls, settings: Settings, redis_url: str, sources: Sources | None = None,
+              env: Mapping[str, str] | None = None) -> Context:
+        """Connect to Redis; raises ConfigError.
+
+        Without ``sources`` it reads the feeds file and applies it (as every process does when it
+        starts); a caller passing the ``sources`` it read has applied them. The jobs read the
+        sources from Redis as they change; ``sources`` only lends the passwords read with it.
+        """
         client = connect(redis_url)
         store = Store(client, **settings.store_options())
-        if apply_file:
+        if sources is None:
             sources = load_sources(settings.feeds_path)
             report = apply_feeds_file(store, sources.feeds, sources.newsletters)
             if report.summary() != "no change":
@@ -51,7 +56,8 @@ class Context:
         fetcher = PoliteFetcher(http, store, host_concurrency=settings.host_concurrency,
                                 robots=settings.robots, robots_ttl=settings.robots_ttl)
         return cls(settings, LiveSources(store), store, http, Queue(POLL_QUEUE, connection=client),
-                   Queue(EXTRACT_QUEUE, connection=client), fetcher, dict(os.environ if env is None else env))
+                   Queue(EXTRACT_QUEUE, connection=client), fetcher, dict(os.environ if env is None else env),
+                   dict(sources.mail_passwords))
 
     @property
     def feeds(self) -> dict[str, Feed]:

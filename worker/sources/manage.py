@@ -19,8 +19,10 @@ from urllib.parse import urlsplit
 
 from worker.errors import FetchError, SourceInvalid
 from worker.feeds.discover import ACCEPT, FoundFeed, NoFeedFound, discover
-from worker.fetch.client import is_public_address
+from worker.fetch import HttpClient, PoliteFetcher
+from worker.fetch.addresses import is_public_address
 from worker.models import Feed, Fetched, NewsletterSource
+from worker.settings import Settings
 from worker.sources.opml import OpmlError, outline_fields, parse_opml, render_opml
 from worker.sources.plan import (
     FileReport,
@@ -287,3 +289,12 @@ def _host_or_text(url: str) -> str:
 def fetch_for_discovery(get: Callable[..., Fetched]) -> Get:
     """A ``get(url)`` for discovery from a client's ``get(url, accept=...)``."""
     return lambda url: get(url, accept=ACCEPT)
+
+
+def open_admin(store: Store, settings: Settings) -> tuple[SourceAdmin, HttpClient]:
+    """The operations for a process (API or CLI), fetching through the polite, guarded client the
+    workers use (same address checks, deadline, size cap, per-host limits); close the client when done."""
+    client = HttpClient(settings.http)
+    polite = PoliteFetcher(client, store, host_concurrency=settings.host_concurrency, robots=False)
+    options = AdminOptions(allow_private=settings.allow_private, mail_domain=settings.mail_domain)
+    return SourceAdmin(store, fetch_for_discovery(polite.get), options), client
