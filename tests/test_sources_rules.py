@@ -59,7 +59,7 @@ def test_every_bad_field_is_named_with_its_rule() -> None:
     assert set(errors) == {"name", "url", "interval", "full_text", "tags", "colour"}
     assert "must be an http(s) URL" in errors["url"] and "60" in errors["interval"]
     assert errors["colour"] == "unknown key for kind 'feed'"
-    assert errors_of({"name": "a"}) == {"url": "must be an http(s) URL (it is required)"}
+    assert errors_of({"name": "a"}) == {"url": "must be an http(s) URL (got None)"}
     assert "must name a host" in errors_of({"name": "a", "url": "http:///feed"})["url"]
     assert "kind" in errors_of({"name": "a", "kind": "pop3"})
     assert errors_of({"name": "a", "url": "https://x/", "min_interval": 600, "max_interval": 120}) == {

@@ -142,7 +142,7 @@ FIELDS: dict[str, dict[str, Checker]] = {
 REQUIRED: dict[str, tuple[str, ...]] = {
     FEED_KIND: ("url",), "smtp": ("address",), "imap": ("host", "user", "password_env"), "maildir": ("path",),
 }
-_REQUIRED_RULES = {"url": "must be an http(s) URL (it is required)", "address": "must be an email address (got None)",
+_REQUIRED_RULES = {"url": "must be an http(s) URL (got None)", "address": "must be an email address (got None)",
                    "path": "must be the Maildir's directory"}
 
 
