@@ -12,6 +12,7 @@ import ipaddress
 import re
 import secrets
 import time
+import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -60,7 +61,8 @@ class AdminOptions:
 
 def name_from(text: str) -> str:
     """A source name made from a title or a host: ``Ars Technica`` -> ``ars-technica``."""
-    stem = _NOT_NAME.sub("-", text.strip().lower().removeprefix("www.")).strip("-._")
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()  # Télécoms -> Telecoms
+    stem = _NOT_NAME.sub("-", ascii_text.strip().lower().removeprefix("www.")).strip("-._")
     stem = stem[:64].rstrip("-._")
     return stem if stem and NAME_RE.match(stem) else "source"
 
