@@ -5,6 +5,7 @@ Routes (``.atom`` or ``.json`` each):
 - ``/feed.atom``                 every article, newest first
 - ``/feeds/<source>.atom``       one feed's or newsletter's articles
 - ``/tags/<tag>.atom``           articles carrying the tag
+- ``/api/...``                   the admin API (sources; worker/out/api.py), when the server is given one
 
 Query: ``before=<stream id>`` (the page of older articles; each page links the
 next one with rel=next / ``next_url``), ``limit=`` (1-200, default 50).
@@ -107,17 +108,8 @@ class FeedHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._answer(head=False)
 
-    def do_POST(self) -> None:
-        self._answer(head=False)
-
-    def do_PUT(self) -> None:
-        self._answer(head=False)
-
-    def do_PATCH(self) -> None:
-        self._answer(head=False)
-
-    def do_DELETE(self) -> None:
-        self._answer(head=False)
+    # the admin API's writes (anything else than GET/HEAD outside /api/ is answered 405)
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
     def _admin(self) -> tuple[int, dict[str, str], bytes]:
         """A request under /api/: read its body (within the limit) and let the API answer it."""
