@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import urllib.error
 import urllib.request
@@ -133,6 +134,11 @@ def test_malformed_bodies_routes_and_methods(api: str, site: Site) -> None:
     assert call(api, "POST", "/api/sources", raw=b"{not json")[1]["error"].startswith("the body is not JSON")
     assert call(api, "POST", "/api/sources", raw=b"name=a", content_type="application/x-www-form-urlencoded")[0] == 415
     assert call(api, "POST", "/api/sources", raw=b"x" * (1024 * 1024 + 1))[0] == 413
+    host, port = api.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:  # claims 1 GB, sends none of it
+        raw.sendall(b"POST /api/sources HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n"
+                    b"Authorization: Bearer " + TOKEN.encode() + b"\r\n\r\n")
+        assert raw.recv(100).startswith(b"HTTP/1.1 413 ")
     status, doc, _ = call(api, "POST", "/api/sources", {"name": "site", "url": site.url("/")})
     assert status == 400 and doc["fields"]["url"].startswith("no feed found at")
     assert call(api, "GET", "/api/nothing")[0] == 404

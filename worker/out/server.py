@@ -23,6 +23,7 @@ stopped, so a rare tag never turns one request into a full-stream read.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -46,6 +47,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 SCAN_CHUNK = 200
 SCAN_LIMIT = 5000
+DRAIN_LIMIT = 16 * 1024 * 1024  # an over-limit request body up to this size is read and dropped
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _ROUTE = re.compile(r"^/(?:feed|(feeds|tags)/([^/]{1,200}))\.(atom|json)$")
 
@@ -95,6 +97,7 @@ class FeedHandler(BaseHTTPRequestHandler):
     server: FeedServer
     protocol_version = "HTTP/1.1"
     server_version = "feedstream"
+    timeout = 60  # seconds a connection may sit idle (or trickle a request) before it is closed
     # headers and body go out as two writes; with Nagle on, the body waits for the
     # client's delayed ACK (~40 ms a request on Linux loopback)
     disable_nagle_algorithm = True
@@ -111,6 +114,14 @@ class FeedHandler(BaseHTTPRequestHandler):
     # the admin API's writes (anything else than GET/HEAD outside /api/ is answered 405)
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
+    def _discard(self, length: int) -> None:
+        with contextlib.suppress(OSError):
+            while length > 0:
+                chunk = self.rfile.read(min(length, 65536))
+                if not chunk:
+                    return
+                length -= len(chunk)
+
     def _admin(self) -> tuple[int, dict[str, str], bytes]:
         """A request under /api/: read its body (within the limit) and let the API answer it."""
         admin = self.server.admin
@@ -125,7 +136,11 @@ class FeedHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return _error(400, "Content-Length is not a number")
         if length < 0 or length > api.body_limit(self.path):
-            self.close_connection = True  # the body is not read: the connection cannot be reused
+            self.close_connection = True
+            # read (and drop) a body up to a few times the limit, so that a client still sending it
+            # gets the 413 rather than a reset connection; a larger claim is not read at all
+            if 0 < length <= DRAIN_LIMIT:
+                self._discard(length)
             return _error(413, f"the body is over {api.body_limit(self.path):,} bytes")
         body = self.rfile.read(length) if length else b""
         answer = api.handle(admin, self.server.admin_token, self.command, self.path, dict(self.headers.items()),
