@@ -93,6 +93,7 @@ def _json_entry(item: dict[str, Any], base: str, feed_author: str | None) -> Ent
         content_html=content,
         summary_html=summary,
         tags=tag_list(tags if isinstance(tags, list) else []),
+        updated=_iso_text(item.get("date_modified")),
     )
 
 

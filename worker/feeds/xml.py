@@ -153,6 +153,7 @@ def _xml_entry(raw: dict[str, Any], base: str, feed_author: str | None) -> Entry
         content_html=content,
         summary_html=summary,
         tags=tag_list(tags),
+        updated=_iso_struct(dict.get(raw, "updated_parsed")),
     )
 
 

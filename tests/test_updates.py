@@ -1,0 +1,175 @@
+"""Changed articles (issue 17), end to end: a loopback site edits a published story, feedstream re-checks
+it and publishes each real change once as the article's next version. Real Redis, real RQ workers."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from html import escape
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import redis
+
+from tests.pipeline_helpers import articles, make_context, run_burst, write_feeds
+from tests.site import Site
+from tests.sitegen import Story, telecoms_page, wire_story
+from worker.consumer import Consumer
+from worker.models import UpdatePolicy
+from worker.pipeline.context import Context
+from worker.pipeline.updates import recheck_articles
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = json.loads((ROOT / "docs" / "article.schema.json").read_text())
+STAMP = "Updated 30 November 2026, 10:32 GMT"
+COUNTER = "1,234 views"
+
+
+@dataclass
+class Edition:
+    """One story as the site serves it now: its page (with an ETag naming the edition) and its feed entry."""
+
+    story: Story
+    path: str
+    updated: str  # the feed entry's <updated>
+    etag: str
+
+    def serve(self, site: Site) -> str:
+        site.add(self.path, telecoms_page(self.story), headers={"ETag": self.etag})
+        return site.url(self.path)
+
+
+def atom_feed(site: Site, editions: list[Edition]) -> str:
+    entries = "".join(
+        f"""<entry><title>{escape(e.story.title)}</title><link rel="alternate" href="{escape(site.url(e.path))}"/>
+<id>urn:test:{escape(e.story.slug)}</id><published>2026-11-23T09:30:00Z</published><updated>{e.updated}</updated>
+<summary>{escape(e.story.paragraphs[1][:100])}</summary></entry>"""
+        for e in editions)
+    return site.add("/atom.xml", f"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom"><title>News</title><id>urn:test:news</id>
+<updated>2026-11-30T00:00:00Z</updated>{entries}</feed>""", "application/atom+xml")
+
+
+def first_edition(n: int) -> Edition:
+    s = wire_story(n, paragraphs=4)
+    s = replace(s, paragraphs=[*s.paragraphs, STAMP, COUNTER])
+    return Edition(s, f"/news/{s.slug}/", "2026-11-23T09:30:00Z", f'"{n}-1"')
+
+
+def edited(edition: Edition, paragraphs: list[str], updated: str, etag: str) -> Edition:
+    return Edition(replace(edition.story, paragraphs=paragraphs), edition.path, updated, etag)
+
+
+def publish(site: Site, editions: list[Edition], redis_url: str, feeds_file: Path, mode: str = "separate"
+            ) -> Context:
+    for e in editions:
+        e.serve(site)
+    feed = atom_feed(site, editions)
+    context = make_context(redis_url, write_feeds(feeds_file, {"news": feed}),
+                           updates=UpdatePolicy(mode=mode, min_interval=0))
+    run_burst(context)
+    return context
+
+
+def republish(site: Site, context: Context, editions: list[Edition]) -> None:
+    for e in editions:
+        e.serve(site)
+    atom_feed(site, editions)
+    run_burst(context)
+
+
+def entries(client: redis.Redis, stream: str) -> list[dict[str, Any]]:
+    return articles(client, stream)
+
+
+def page_requests(site: Site, path: str) -> list[dict[str, str]]:
+    return [r.headers for r in site.hits(path)]
+
+
+def test_a_corrected_paragraph_publishes_version_2_once_and_noise_or_nothing_publishes_nothing(
+        site: Site, redis_client: redis.Redis, redis_url: str, feeds_file: Path) -> None:
+    v1 = first_edition(1)
+    context = publish(site, [v1], redis_url, feeds_file)
+    [first] = entries(redis_client, "articles")
+    assert (first["version"], first["event"]) == (1, "published")
+    # the timestamp and the counter are part of the published text: the noise below is really seen
+    assert STAMP in first["text"] and COUNTER in first["text"]
+
+    # 1. A paragraph corrected, the entry's <updated> moved: one update event, version 2.
+    story = v1.story.paragraphs
+    corrected = [story[0], story[1].replace("week", "month", 1), *story[2:]]
+    assert corrected[1] != story[1]
+    v2 = edited(v1, corrected, "2026-11-30T10:00:00Z", '"1-2"')
+    republish(site, context, [v2])
+    [update] = entries(redis_client, "articles:updates")
+    assert (update["id"], update["version"], update["event"]) == (first["id"], 2, "updated")
+    assert update["changes"]["paragraphs_changed"] == 1
+    assert update["changes"]["paragraphs_added"] == update["changes"]["paragraphs_removed"] == 0
+    assert update["changes"]["title_changed"] is False
+    assert update["text"] == "\n\n".join(corrected) and update["updated"]
+    assert update["cluster"] == first["cluster"] and update["duplicate_of"] is None
+    # the re-check was a conditional request with the first fetch's validator
+    assert page_requests(site, v1.path)[-1].get("if-none-match") == '"1-1"'
+    # with separate, the main stream holds first publications only
+    assert [d["event"] for d in entries(redis_client, "articles")] == ["published"]
+
+    # 2. Only the timestamp and the view counter changed (and <updated> moved): nothing is published.
+    noisy = [*corrected[:-2], "Updated 30 November 2026, 16:05 GMT", "1,873 views"]
+    v2b = edited(v2, noisy, "2026-11-30T16:05:00Z", '"1-2b"')
+    republish(site, context, [v2b])
+    assert page_requests(site, v1.path)[-1].get("if-none-match") == '"1-2"'  # it was fetched again
+    assert len(entries(redis_client, "articles:updates")) == 1
+
+    # 3. <updated> moved, the page did not: the conditional request is answered 304, nothing published.
+    before = len(site.hits(v1.path))
+    republish(site, context, [replace(v2b, updated="2026-11-30T18:00:00Z")])
+    [request] = page_requests(site, v1.path)[before:]
+    assert request.get("if-none-match") == '"1-2b"'  # the validator kept by the unchanged re-check
+    assert context.store.counters().get("rechecks_not_modified") == 1
+    assert len(entries(redis_client, "articles:updates")) == 1
+
+    # 4. A third real change (a paragraph added, the title corrected): version 3.
+    added = [*noisy[:-1], "A correction was appended to this report after publication.", noisy[-1]]
+    v3 = edited(v2b, added, "2026-11-30T19:00:00Z", '"1-3"')
+    v3.story = replace(v3.story, title=v3.story.title + " (corrected)")
+    republish(site, context, [v3])
+    updates = entries(redis_client, "articles:updates")
+    assert [(u["id"], u["version"]) for u in updates] == [(first["id"], 2), (first["id"], 3)]
+    assert updates[1]["changes"]["paragraphs_added"] == 1 and updates[1]["changes"]["title_changed"] is True
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    for doc in (first, *updates):
+        assert not list(validator.iter_errors(doc)), doc["version"]
+
+
+def test_a_retried_or_duplicated_recheck_finds_the_version_taken(
+        site: Site, redis_client: redis.Redis, redis_url: str, feeds_file: Path) -> None:
+    v1 = first_edition(2)
+    context = publish(site, [v1], redis_url, feeds_file)
+    [first] = entries(redis_client, "articles")
+    changed = [*v1.story.paragraphs[:2], "An entirely new paragraph replaces the third one here.",
+               *v1.story.paragraphs[3:]]
+    edited(v1, changed, "2026-11-30T10:00:00Z", '"2-2"').serve(site)
+    item = {"id": first["id"], "entry": {"guid": "urn:test:x", "url": site.url(v1.path), "feed": "news"}}
+    # The page is answered without validators, so every run below really fetches and compares it.
+    site.routes[v1.path].headers.pop("ETag")
+    once = recheck_articles(context, [item, item], final_attempt=True)  # a job listing it twice
+    again = recheck_articles(context, [item], final_attempt=True)  # RQ re-running it after a crash
+    assert once == {"published": 1, "superseded": 1}, once  # both compared with version 1; one wins
+    assert again == {"unchanged": 1}, again
+    assert [u["version"] for u in entries(redis_client, "articles:updates")] == [2]
+
+
+def test_inline_consumers_see_the_same_id_with_versions_1_and_2(
+        site: Site, redis_client: redis.Redis, redis_url: str, feeds_file: Path) -> None:
+    v1 = first_edition(3)
+    context = publish(site, [v1], redis_url, feeds_file, mode="inline")
+    paragraphs = [*v1.story.paragraphs[:-1], "The minister later denied the report.", v1.story.paragraphs[-1]]
+    republish(site, context, [edited(v1, paragraphs, "2026-11-30T10:00:00Z", '"3-2"')])
+
+    seen: list[dict[str, Any]] = []
+    Consumer(redis_client, stream="articles", group="app", consumer="c1", from_start=True).run(
+        seen.append, follow=False)
+    assert [(d["id"], d["version"], d["event"]) for d in seen] == [
+        (seen[0]["id"], 1, "published"), (seen[0]["id"], 2, "updated")]
+    assert not redis_client.exists("articles:updates")
