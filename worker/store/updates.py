@@ -82,9 +82,14 @@ class UpdateResult:
 
 class UpdateStore(CountersStore):
     @property
+    def separate_updates_stream(self) -> str:
+        """``<stream>:updates``: where update events go with FEEDSTREAM_UPDATES=separate (the default)."""
+        return f"{self.stream}:updates"
+
+    @property
     def updates_stream(self) -> str:
-        """Where update events go: ``<stream>:updates`` (separate), or the stream itself (inline)."""
-        return self.stream if self.updates.mode == "inline" else f"{self.stream}:updates"
+        """Where update events go now: ``<stream>:updates`` (separate), or the stream itself (inline)."""
+        return self.stream if self.updates.mode == "inline" else self.separate_updates_stream
 
     def _version_key(self, article_id: str) -> str:
         return self._key("ver", article_id)
