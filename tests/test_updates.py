@@ -4,6 +4,8 @@ it and publishes each real change once as the article's next version. Real Redis
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
@@ -19,6 +21,7 @@ from rq import Queue, Worker
 from tests.pipeline_helpers import articles, make_context, run_burst, write_feeds
 from tests.site import Site
 from tests.sitegen import Story, telecoms_page, wire_story
+from tests.test_downstream import _env as downstream_env
 from tests.test_faults import Workers, _env, _slow_page
 from worker.consumer import Consumer
 from worker.models import UpdatePolicy
@@ -147,6 +150,21 @@ def test_a_corrected_paragraph_publishes_version_2_once_and_noise_or_nothing_pub
     validator = jsonschema.Draft202012Validator(SCHEMA)
     for doc in (first, *updates):
         assert not list(validator.iter_errors(doc)), doc["version"]
+
+    # Downstream: `feedstream tail --updates` prints the update events; the example app shows the
+    # headline, then each correction once.
+    env = downstream_env(redis_url, FEEDSTREAM_FEEDS=str(feeds_file))
+    tail = subprocess.run([sys.executable, "-m", "worker", "tail", "--updates", "--from-start"], env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert tail.returncode == 0, tail.stderr
+    assert [json.loads(line)["version"] for line in tail.stdout.splitlines()] == [2, 3]
+    app = subprocess.run([sys.executable, str(ROOT / "examples" / "print_headlines.py"), "--from-start", "--updates",
+                          "--group", "example"], env=env, capture_output=True, text=True, timeout=60)
+    assert app.returncode == 0, app.stderr
+    lines = app.stdout.splitlines()
+    assert len(lines) == 3 and first["title"] in lines[0], lines
+    assert "UPDATED v2" in lines[1] and "~1 paragraphs" in lines[1]
+    assert "UPDATED v3" in lines[2] and "+1 -0" in lines[2] and "new title" in lines[2]
 
 
 def test_a_retried_or_duplicated_recheck_finds_the_version_taken(
