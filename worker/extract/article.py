@@ -35,14 +35,15 @@ import trafilatura
 from trafilatura.utils import load_html
 
 from worker.errors import ExtractError
-from worker.extract.candidates import Candidate, choose, looks_weak
+from worker.extract.candidates import Candidate, PageLinks, choose, coverage, is_full_text, looks_weak
 from worker.extract.cleanup import clean_paragraphs
 from worker.extract.fragment import fragment_paragraphs
 from worker.extract.guard import INPUT_ERRORS
 from worker.extract.hints import page_hints
 from worker.extract.language import detect_language
-from worker.extract.markdown import markdown
+from worker.extract.markdown import markdown, markdown_escape
 from worker.extract.pagemeta import page_metadata
+from worker.extract.witness import missing_lede, summary_lead
 from worker.models import Extracted
 from worker.text import is_usable, word_count
 
@@ -107,7 +108,8 @@ def extract_article(
             raise ExtractError("no article text found (not HTML)")
         meta = page_metadata(tree, html, url=url, need_author=not entry_author, need_date=not entry_published)
         hints = page_hints(html)
-        # after the metadata: the extraction prunes the tree in place
+        links = PageLinks.of_tree(tree)
+        # after the metadata and the links: the extraction prunes the tree in place
         document = trafilatura.bare_extraction(
             tree, url=url, include_comments=False, favor_precision=True, with_metadata=False
         )
@@ -128,7 +130,7 @@ def extract_article(
     def cleaned(name: str, body: Any, raw_text: str) -> Candidate:
         paragraphs = clean_paragraphs(raw_text.split("\n"), title=title, labels=labels, alt_titles=alt_titles,
                                       authors=authors)
-        candidate = Candidate(name, paragraphs)
+        candidate = Candidate(name, paragraphs, link_density=links.density(paragraphs))
         candidate.markdown = markdown(body, paragraphs) if body is not None else None
         return candidate
 
@@ -137,19 +139,25 @@ def extract_article(
     best = primary
     if looks_weak(primary, feed):
         recall = None
+        lede = None
         try:
+            second_tree = load_html(html)
+            if feed is not None and not is_full_text(feed):
+                lede = missing_lede(second_tree, summary_lead(feed, primary))  # before the extraction prunes
             second = trafilatura.bare_extraction(
-                load_html(html), url=url, include_comments=False, favor_recall=True, with_metadata=False
+                second_tree, url=url, include_comments=False, favor_recall=True, with_metadata=False
             )
             if second is not None and second.text:
                 recall = cleaned("recall", second.body, second.text)
         except INPUT_ERRORS:
-            recall = None  # the precision body (or the feed's) still stands
+            pass  # the precision body (or the feed's) still stands
         if feed is not None:
             feed = Candidate("feed", clean_paragraphs(feed.paragraphs, title=title, labels=labels,
                                                       alt_titles=alt_titles, authors=authors),
                              link_density=feed.link_density)
         best = choose(primary, recall, feed)
+        if lede is not None and feed is not None and best is not feed:
+            best = _with_lede(best, lede, feed)
     text = "\n\n".join(best.paragraphs)
     if not is_usable(text):
         raise ExtractError("no article text found (too little text)")
@@ -172,6 +180,16 @@ def extract_article(
         extraction=best.name,
         word_count=word_count(text),
     )
+
+
+def _with_lede(body: Candidate, lede: str, summary: Candidate) -> Candidate:
+    """``body`` opened by the page's ``lede`` block when the body still lacks the summary's opening."""
+    block = Candidate(body.name, [lede])
+    if not summary_lead(summary, body) or coverage(block, body) >= 0.5:
+        return body
+    with_lede = Candidate(body.name, [lede, *body.paragraphs], link_density=body.link_density)
+    with_lede.markdown = markdown_escape(lede) + "\n\n" + (body.markdown or "\n\n".join(body.paragraphs))
+    return with_lede
 
 
 def _feed_candidate(html: str) -> Candidate | None:

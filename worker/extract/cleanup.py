@@ -66,6 +66,9 @@ _FURNITURE_LINE = re.compile(
     |read\s+(?:the\s+)?full\s+(?:story|article)|click\s+here\s+to\s+read\s+more
     |tell\s+us\s+what\s+you\s+think|what\s+do\s+you\s+think|have\s+your\s+say
     |join\s+the\s+(?:conversation|discussion))\s*[.:»›>…?!]*$
+    # a blog's filing line: "Filed under: Politics |", "Posted in News, World", "Tagged: a, b"
+    |^(?:(?:filed\s+(?:under|in)|posted\s+(?:in|under)|tagged(?:\s+with)?)\s*:?|(?:tags|categories)\s*:)
+      \s*[^.!?:]{1,150}$
     # the footer WordPress appends to every feed item
     |^the\s+post\s+.{1,300}\s+appeared\s+first\s+on\s+.{1,120}$""",
     re.IGNORECASE | re.VERBOSE,
