@@ -96,17 +96,19 @@ def test_recall_wins_when_it_holds_the_summary_the_precision_body_lacks() -> Non
 
 
 def test_the_summary_points_at_the_lede_the_extraction_left_out() -> None:
-    body = paras("fibre", 8)
+    lede = "Regulators in three countries opened an inquiry on Monday into wholesale fibre prices."
+    body = [lede, *paras("fibre", 8)]
     page = lxml_html.fromstring(
-        "<html><head><title>t</title><script>var d = " + repr(body[0]) + "</script></head><body>"
-        f"<div class='lede'><strong>{body[0][:20]}</strong>{body[0][20:]}<p>{body[1]}</p></div>"
-        + "".join(f"<p>{p}</p>" for p in body[1:]) + "</body></html>")
+        "<html><head><title>t</title><script>var d = '" + lede + "'</script></head><body>"
+        f"<div class='lede'><strong>{lede[:20]}</strong>{lede[20:]}<p>{body[1]}</p></div>"
+        + "".join(f"<p>{p}</p>" for p in body[2:]) + "</body></html>")
     precision = Candidate("precision", body[1:])
     lead = summary_lead(summary_of(body), precision)
     assert lead
-    assert missing_lede(page, lead) == body[0]
+    assert missing_lede(page, lead) == lede  # the div's own text, not the whole div, nor the script
     assert summary_lead(summary_of(body), Candidate("precision", body)) == []
-    assert missing_lede(page, summary_lead(summary_of(paras("other", 3)), precision)) is None
+    elsewhere = summary_of(["Shares of the carrier fell sharply after the chief executive resigned on Friday."])
+    assert missing_lede(page, summary_lead(elsewhere, precision)) is None
 
 
 # -- full texts ---------------------------------------------------------------------------

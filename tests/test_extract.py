@@ -242,3 +242,21 @@ def test_clean_paragraphs_drops_comment_prompts_cross_links_and_print_pitches() 
     # the same words inside real sentences stay
     kept = ["Also on Tuesday, the council approved a budget.", "Tell us what you think, the mayor said, at the vote."]
     assert clean_paragraphs(kept, title=None, labels=()) == kept
+
+
+def test_a_summary_brings_back_the_lede_the_extraction_left_out() -> None:
+    lede = ("Regulators in three countries opened an inquiry on Monday into how the largest operators priced "
+            "their fibre wholesale access.")
+    body = _story_paragraphs("fibre")
+    html = (f"<html><head><title>Fibre inquiry</title></head><body><nav><a href='/'>Home</a></nav><article>"
+            f"<h1>Fibre inquiry</h1><div class='standfirst'><span>{lede}</span></div>"
+            f"<div class='body'>{''.join(f'<p>{p}</p>' for p in body)}</div></article></body></html>")
+    summary = (lede + " " + body[0])[:200].rsplit(" ", 1)[0] + " [&#8230;]"
+    without = extract_article(html, url="https://example.com/fibre")
+    assert without.text == "\n\n".join(body)  # the precision extraction drops the standfirst
+    article = extract_article(html, url="https://example.com/fibre", feed_html=summary)
+    assert article.extraction == "precision"
+    assert article.text == "\n\n".join([lede, *body])  # the page's own block, not the summary's cut
+    other = extract_article(html, url="https://example.com/fibre", feed_html="A summary written apart from "
+                            "the article, naming no sentence of it, about a different matter entirely.")
+    assert other.text == "\n\n".join(body)

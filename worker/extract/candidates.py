@@ -49,7 +49,7 @@ _TOKEN = re.compile(r"\w+")
 
 def tokens_of(text: str) -> list[str]:
     """The lower-cased word tokens shingles are made of."""
-    return [t.lower() for t in _TOKEN.findall(text)]
+    return _TOKEN.findall(text.lower())
 
 
 class PageLinks:
@@ -60,48 +60,46 @@ class PageLinks:
     is linked; inside a paragraph, runs of two or more words that are a link's
     whole text are linked, each link used up once. One-word links inside prose
     ("here", a name) are not counted: a word alone is too common to place.
+    Shares are of words.
     """
 
     def __init__(self, texts: Iterable[str] = ()) -> None:
-        self._count: Counter[tuple[str, ...]] = Counter()
-        self._lengths: dict[str, set[int]] = {}
-        for text in texts:
-            tokens = tuple(tokens_of(text)[:_MAX_LINK_TOKENS])
-            if tokens:
-                self._count[tokens] += 1
-                self._lengths.setdefault(tokens[0], set()).add(len(tokens))
+        self._count: Counter[tuple[str, ...]] = Counter(
+            tokens for tokens in (tuple(tokens_of(text)[:_MAX_LINK_TOKENS]) for text in texts) if tokens
+        )
+        starts: dict[str, set[int]] = {}
+        for phrase in self._count:
+            if len(phrase) >= 2:
+                starts.setdefault(phrase[0], set()).add(len(phrase))
+        # longest first: a whole headline before a name inside it
+        self._lengths = {token: sorted(lengths, reverse=True) for token, lengths in starts.items()}
 
     @classmethod
     def of_tree(cls, tree: Any) -> PageLinks:
         """The links of a parsed page (an lxml tree); call it before an extraction prunes the tree."""
-        return cls("".join(a.itertext()) for a in tree.iter("a"))
-
-    def __bool__(self) -> bool:
-        return bool(self._count)
+        return cls((a.text or "") if len(a) == 0 else "".join(a.itertext()) for a in tree.iter("a"))
 
     def density(self, paragraphs: Iterable[str]) -> float:
-        """Share of the paragraphs' word characters that lie inside the page's links."""
+        """Share of the paragraphs' words that lie inside the page's links."""
         budget = self._count.copy()
+        lengths = self._lengths
         linked = total = 0
         for paragraph in paragraphs:
             tokens = tokens_of(paragraph)
-            size = sum(map(len, tokens))
-            total += size
-            if not tokens or not budget:
-                continue
+            total += len(tokens)
             whole = tuple(tokens)
-            if budget[whole] > 0:
+            if budget.get(whole, 0) > 0:
                 budget[whole] -= 1
-                linked += size
+                linked += len(tokens)
                 continue
-            i = 0
-            while i < len(tokens):
+            i, end = 0, len(tokens)
+            while i < end:
                 step = 1
-                for length in sorted(self._lengths.get(tokens[i], ()), reverse=True):
-                    phrase = tuple(tokens[i:i + length])
-                    if length >= 2 and len(phrase) == length and budget[phrase] > 0:
+                for length in lengths.get(tokens[i], ()):
+                    phrase = whole[i:i + length]
+                    if len(phrase) == length and budget.get(phrase, 0) > 0:
                         budget[phrase] -= 1
-                        linked += sum(map(len, phrase))
+                        linked += length
                         step = length
                         break
                 i += step

@@ -13,6 +13,7 @@ a paragraph out.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 from worker.extract.candidates import Candidate, tokens_of
@@ -26,9 +27,10 @@ MAX_LEDE_CHARS = 3000  # longer than this is a container, not a lede
 _SKIP = frozenset(("script", "style", "noscript", "template", "head", "title", "nav", "footer", "aside", "form",
                    "button", "select", "textarea", "svg", "iframe", "figcaption", "label"))
 # Elements that end the text a container holds directly before its first block.
-_BLOCKS = frozenset(("address", "article", "aside", "blockquote", "dd", "div", "dl", "dt", "fieldset", "figure",
-                     "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav",
-                     "ol", "p", "pre", "section", "table", "ul"))
+_BLOCKS = frozenset(("address", "article", "aside", "blockquote", "body", "center", "dd", "details", "div", "dl",
+                     "dt", "fieldset", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
+                     "hr", "html", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tbody", "td", "th",
+                     "thead", "tr", "ul"))
 
 
 def summary_lead(summary: Candidate, body: Candidate) -> list[tuple[str, ...]]:
@@ -37,13 +39,14 @@ def summary_lead(summary: Candidate, body: Candidate) -> list[tuple[str, ...]]:
     have = body.shingles()
     for shingle in summary.ordered_shingles():
         if shingle in have:
+            del lead[-3:]  # these straddle the end of the missing block and the start of the body's text
             break
         lead.append(shingle)
     return lead if len(lead) >= LEAD_MIN_SHINGLES else []
 
 
 def missing_lede(tree: Any, lead: list[tuple[str, ...]]) -> str | None:
-    """The text of the smallest page block that holds the missing opening ``lead``; None when none does.
+    """The text of the smallest page block that holds most of the missing opening ``lead``; None when none does.
 
     A block's text is what an element holds before its first block-level child
     (all of a ``<p>``; the leading text of a ``<div>`` that sets its first
@@ -53,7 +56,7 @@ def missing_lede(tree: Any, lead: list[tuple[str, ...]]) -> str | None:
         return None
     wanted = set(lead)
     first = lead[0][0]
-    best: tuple[float, int, str] | None = None
+    best: str | None = None
     stack = [tree]
     while stack:
         element = stack.pop()
@@ -62,24 +65,27 @@ def missing_lede(tree: Any, lead: list[tuple[str, ...]]) -> str | None:
             continue
         stack.extend(reversed(element))
         text = _leading_text(element)
-        if len(text) > MAX_LEDE_CHARS or first not in text.lower():
+        if text is None or first not in text.lower():
             continue
         tokens = tokens_of(text)
         found = len(wanted & {tuple(tokens[i:i + 4]) for i in range(len(tokens) - 3)}) / len(wanted)
-        if found >= FOUND:
-            key = (-found, len(text), text)
-            if best is None or key < best:
-                best = key
-    return best[2] if best is not None else None
+        if found >= FOUND and (best is None or len(text) < len(best)):
+            best = text
+    return best
 
 
-def _leading_text(element: Any) -> str:
+def _leading_text(element: Any) -> str | None:
+    """What ``element`` holds before its first block-level child; None past ``MAX_LEDE_CHARS`` (a container)."""
     parts = [element.text or ""]
+    size = len(parts[0])
     for child in element:
         tag = child.tag if isinstance(child.tag, str) else ""
         if tag in _BLOCKS:
             break
-        if tag and tag not in _SKIP:
-            parts.append("".join(child.itertext()))
-        parts.append(child.tail or "")
+        pieces = child.itertext() if tag and tag not in _SKIP else iter(())
+        for piece in chain(pieces, (child.tail or "",)):
+            parts.append(piece)
+            size += len(piece)
+            if size > MAX_LEDE_CHARS:
+                return None
     return " ".join("".join(parts).split())
