@@ -21,6 +21,7 @@ from worker.extract.candidates import Candidate, tokens_of
 __all__ = ["missing_lede", "summary_lead"]
 
 LEAD_MIN_SHINGLES = 3  # fewer missing opening shingles than this: nothing worth looking for
+RESUMED = 3  # shingles in a row the body holds: its text has resumed
 FOUND = 0.8  # a page block must hold this share of the missing opening
 MAX_LEDE_CHARS = 3000  # longer than this is a container, not a lede
 # Elements whose text is never article text.
@@ -34,14 +35,27 @@ _BLOCKS = frozenset(("address", "article", "aside", "blockquote", "body", "cente
 
 
 def summary_lead(summary: Candidate, body: Candidate) -> list[tuple[str, ...]]:
-    """The summary's opening shingles the body lacks (empty when the body has the summary's start)."""
-    lead: list[tuple[str, ...]] = []
+    """The summary's opening shingles the body lacks (empty when the body has the summary's start).
+
+    Read from the summary's start until the body's text resumes (``RESUMED``
+    shingles in a row that the body holds); a shingle the body holds by chance
+    inside the missing opening (a common phrase) does not end it.
+    """
+    shingles = summary.ordered_shingles()
     have = body.shingles()
-    for shingle in summary.ordered_shingles():
+    if all(shingle in have for shingle in shingles[:RESUMED]):
+        return []
+    lead: list[tuple[str, ...]] = []
+    present = 0
+    for shingle in shingles:
         if shingle in have:
-            del lead[-3:]  # these straddle the end of the missing block and the start of the body's text
-            break
-        lead.append(shingle)
+            present += 1
+            if present >= RESUMED:
+                del lead[-3:]  # these straddle the end of the missing block and the start of the body's text
+                break
+        else:
+            present = 0
+            lead.append(shingle)
     return lead if len(lead) >= LEAD_MIN_SHINGLES else []
 
 
