@@ -260,3 +260,12 @@ def test_a_summary_brings_back_the_lede_the_extraction_left_out() -> None:
     other = extract_article(html, url="https://example.com/fibre", feed_html="A summary written apart from "
                             "the article, naming no sentence of it, about a different matter entirely.")
     assert other.text == "\n\n".join(body)
+
+
+def test_fragment_text_drops_a_themes_continue_reading_link_and_the_feed_footer() -> None:
+    excerpt = ('<p>The operator said on Monday it would cut wholesale prices [&#8230;] <a class="more-link" '
+               'href="/x">Continue reading<span> Operator cuts prices</span></a></p>'
+               '<p>The post <a href="/x">Operator cuts prices</a> appeared first on <a href="/">Wire</a>.</p>')
+    assert text_from_html_fragment(excerpt) == "The operator said on Monday it would cut wholesale prices […]"
+    prose = '<p>Analysts said the deal <a href="/y">read more like a rescue</a> than a merger.</p>'
+    assert text_from_html_fragment(prose) == prose[3:-4].replace('<a href="/y">', "").replace("</a>", "")

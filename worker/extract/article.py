@@ -115,10 +115,6 @@ def extract_article(
         )
     except INPUT_ERRORS as exc:
         raise ExtractError(f"trafilatura failed: {type(exc).__name__}: {exc}") from exc
-    feed = _feed_candidate(feed_html) if feed_html else None
-    if (document is None or not document.text) and feed is None:
-        raise ExtractError("no article text found")
-
     title = meta.title or " ".join((entry_title or "").split())
     categories = list(dict.fromkeys(c.strip() for c in meta.categories if c and c.strip()))
     tags = _split_tags(meta.tags)
@@ -126,6 +122,11 @@ def extract_article(
     alt_titles = [t for t in (entry_title, hints.h1) if t]
     author = meta.author or entry_author
     authors = [a.strip() for a in (author or "").split(";") if a.strip()]
+    # cleaned before it is judged: a "The post ... appeared first on ..." footer is no part of a summary
+    feed = _feed_candidate(feed_html, title=title, labels=labels, alt_titles=alt_titles, authors=authors) \
+        if feed_html else None
+    if (document is None or not document.text) and feed is None:
+        raise ExtractError("no article text found")
 
     def cleaned(name: str, body: Any, raw_text: str) -> Candidate:
         paragraphs = clean_paragraphs(raw_text.split("\n"), title=title, labels=labels, alt_titles=alt_titles,
@@ -151,10 +152,6 @@ def extract_article(
                 recall = cleaned("recall", second.body, second.text)
         except INPUT_ERRORS:
             pass  # the precision body (or the feed's) still stands
-        if feed is not None:
-            feed = Candidate("feed", clean_paragraphs(feed.paragraphs, title=title, labels=labels,
-                                                      alt_titles=alt_titles, authors=authors),
-                             link_density=feed.link_density)
         best = choose(primary, recall, feed)
         if lede is not None and feed is not None and best is not feed:
             best = _with_lede(best, lede, feed)
@@ -192,11 +189,13 @@ def _with_lede(body: Candidate, lede: str, summary: Candidate) -> Candidate:
     return with_lede
 
 
-def _feed_candidate(html: str) -> Candidate | None:
-    """The feed's own content as a candidate body, with its real link density; None when it has no text."""
+def _feed_candidate(html: str, **context: Any) -> Candidate | None:
+    """The feed's own content, cleaned with the page's ``context`` (title, labels, ...), as a candidate body.
+
+    Its link density is measured off its own ``<a>`` elements; None when it has no text.
+    """
     paragraphs, link_density = fragment_paragraphs(html)
-    paragraphs = [" ".join(p.split()) for p in paragraphs]
-    paragraphs = [p for p in paragraphs if p]
+    paragraphs = clean_paragraphs(paragraphs, **context)
     if not paragraphs:
         return None
     return Candidate("feed", paragraphs, link_density=link_density)
