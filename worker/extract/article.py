@@ -87,13 +87,17 @@ def extract_article(
     categories, tags.
 
     The body is chosen among candidates (:mod:`candidates`): the precision-mode
-    extraction; only when that looks weak (short, link-heavy, or covering little
-    of the feed's full text ``feed_html``, the entry's content:encoded/summary) a
-    recall-mode extraction (a second parse and extraction) and the feed's own
-    text. ``Extracted.extraction`` names the winner ("precision", "recall",
-    "feed"); ``markdown`` is the same body with headings, list items and quotes
-    marked (read off the winning extraction's tree: no second extraction; see
-    :func:`markdown.markdown`).
+    extraction, with its link density measured against the page's ``<a>`` texts
+    (read off the tree before the extraction prunes it); only where a second
+    opinion can win (the body is no body, or the feed's text ``feed_html``, the
+    entry's content:encoded/summary, disagrees with it) a recall-mode extraction
+    (a second parse and extraction) and the feed's own text. A summary (under
+    150 words) is a witness: it never replaces a longer page body, and when the
+    body lacks its opening, the page block holding that opening is put back in
+    front (:mod:`witness`). ``Extracted.extraction`` names the winner
+    ("precision", "recall", "feed"); ``markdown`` is the same body with
+    headings, list items and quotes marked (read off the winning extraction's
+    tree: no second extraction; see :func:`markdown.markdown`).
 
     Raises :class:`ExtractError` when the page has no usable article text, and
     nothing else on any input (trafilatura/lxml failures are wrapped).
