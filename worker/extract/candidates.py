@@ -42,7 +42,8 @@ RECALL_MAX_GROWTH = 1.5  # recall text at most this many times the precision tex
 BETTER = 0.05  # how much better a recall candidate must agree with the feed to win
 MAX_LINK_DENSITY = 0.5  # more of its text inside links than this: a list of links, not an article
 MIN_WORDS = 5  # fewer words than this is no body at all
-_MAX_LINK_TOKENS = 200  # a longer link (a whole card) counts by its first tokens
+_DENSITY_SAMPLE = 5000  # words: a fair sample of any article, and a bound on a hostile page's cost
+_MAX_LINK_TOKENS = 60  # a longer link (a whole card) counts by its first tokens; bounds the scan per word
 
 _TOKEN = re.compile(r"\w+")
 
@@ -80,23 +81,24 @@ class PageLinks:
         return cls((a.text or "") if len(a) == 0 else "".join(a.itertext()) for a in tree.iter("a"))
 
     def density(self, paragraphs: Iterable[str]) -> float:
-        """Share of the paragraphs' words that lie inside the page's links."""
+        """Share of the paragraphs' words that lie inside the page's links (of the first ``_DENSITY_SAMPLE`` words)."""
         budget = self._count.copy()
         lengths = self._lengths
         linked = total = 0
         for paragraph in paragraphs:
-            tokens = tokens_of(paragraph)
+            if total >= _DENSITY_SAMPLE:
+                break
+            tokens = tuple(tokens_of(paragraph[:_DENSITY_SAMPLE * 20])[:_DENSITY_SAMPLE - total])
             total += len(tokens)
-            whole = tuple(tokens)
-            if budget.get(whole, 0) > 0:
-                budget[whole] -= 1
+            if budget.get(tokens, 0) > 0:  # the whole paragraph is one link's text
+                budget[tokens] -= 1
                 linked += len(tokens)
                 continue
             i, end = 0, len(tokens)
             while i < end:
                 step = 1
                 for length in lengths.get(tokens[i], ()):
-                    phrase = whole[i:i + length]
+                    phrase = tokens[i:i + length]
                     if len(phrase) == length and budget.get(phrase, 0) > 0:
                         budget[phrase] -= 1
                         linked += length

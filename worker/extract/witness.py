@@ -24,6 +24,7 @@ LEAD_MIN_SHINGLES = 3  # fewer missing opening shingles than this: nothing worth
 RESUMED = 3  # shingles in a row the body holds: its text has resumed
 FOUND = 0.8  # a page block must hold this share of the missing opening
 MAX_LEDE_CHARS = 3000  # longer than this is a container, not a lede
+MAX_ELEMENTS = 20_000  # a lede sits near the top of a real page; a hostile one gets no longer look
 # Elements whose text is never article text.
 _SKIP = frozenset(("script", "style", "noscript", "template", "head", "title", "nav", "footer", "aside", "form",
                    "button", "select", "textarea", "svg", "iframe", "figcaption", "label"))
@@ -72,7 +73,9 @@ def missing_lede(tree: Any, lead: list[tuple[str, ...]]) -> str | None:
     first = lead[0][0]
     best: str | None = None
     stack = [tree]
-    while stack:
+    visited = 0
+    while stack and visited < MAX_ELEMENTS:
+        visited += 1
         element = stack.pop()
         tag = element.tag if isinstance(element.tag, str) else ""
         if not tag or tag in _SKIP:
