@@ -269,3 +269,18 @@ def test_fragment_text_drops_a_themes_continue_reading_link_and_the_feed_footer(
     assert text_from_html_fragment(excerpt) == "The operator said on Monday it would cut wholesale prices […]"
     prose = '<p>Analysts said the deal <a href="/y">read more like a rescue</a> than a merger.</p>'
     assert text_from_html_fragment(prose) == prose[3:-4].replace('<a href="/y">', "").replace("</a>", "")
+
+
+def test_a_list_of_linked_headlines_inside_the_body_is_dropped_other_lists_stay() -> None:
+    from worker.extract.cleanup import drop_link_lists
+
+    linked = {"- 15 Amazing Images of Distant Stars", "- 11 Facts About Our Milky Way Galaxy", "- Dell XPS 13",
+              "- MacBook Air"}
+    paragraphs = ["The survey mapped two million galaxies.", "- 15 Amazing Images of Distant Stars",
+                  "- 11 Facts About Our Milky Way Galaxy", "Its authors plan a second survey.",
+                  "- Faster detectors on every telescope in the array", "- A wider field of view for each camera",
+                  "The laptops we tested:", "- Dell XPS 13", "- MacBook Air",
+                  "- 15 Amazing Images of Distant Stars"]  # one linked headline alone is no list
+    kept = drop_link_lists(paragraphs, lambda p: p in linked)
+    assert kept == [paragraphs[0], paragraphs[3], paragraphs[4], paragraphs[5], paragraphs[6], paragraphs[7],
+                    paragraphs[8], paragraphs[9]]

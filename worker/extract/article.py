@@ -36,7 +36,7 @@ from trafilatura.utils import load_html
 
 from worker.errors import ExtractError
 from worker.extract.candidates import Candidate, PageLinks, choose, coverage, is_full_text, looks_weak
-from worker.extract.cleanup import clean_paragraphs
+from worker.extract.cleanup import clean_paragraphs, drop_link_lists
 from worker.extract.fragment import fragment_paragraphs
 from worker.extract.guard import INPUT_ERRORS
 from worker.extract.hints import page_hints
@@ -135,6 +135,7 @@ def extract_article(
     def cleaned(name: str, body: Any, raw_text: str) -> Candidate:
         paragraphs = clean_paragraphs(raw_text.split("\n"), title=title, labels=labels, alt_titles=alt_titles,
                                       authors=authors)
+        paragraphs = drop_link_lists(paragraphs, links.is_link)
         candidate = Candidate(name, paragraphs, link_density=links.density(paragraphs))
         candidate.markdown = markdown(body, paragraphs) if body is not None else None
         return candidate

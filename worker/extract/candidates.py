@@ -80,6 +80,10 @@ class PageLinks:
         """The links of a parsed page (an lxml tree); call it before an extraction prunes the tree."""
         return cls((a.text or "") if len(a) == 0 else "".join(a.itertext()) for a in tree.iter("a"))
 
+    def is_link(self, paragraph: str) -> bool:
+        """Whether ``paragraph`` is, word for word, the whole text of one of the page's links."""
+        return self._count.get(tuple(tokens_of(paragraph)), 0) > 0
+
     def density(self, paragraphs: Iterable[str]) -> float:
         """Share of the paragraphs' words that lie inside the page's links (of the first ``_DENSITY_SAMPLE`` words)."""
         budget = self._count.copy()
