@@ -44,7 +44,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)  ## figures for the README (needs ../shared/corpus beside the clone)
+bench: $(BENCH_STAMP)  ## the figures in docs/design.md (needs ../shared/corpus beside the clone)
 	$(BIN)/python bench/extraction.py
 	$(BIN)/python bench/pipeline.py --plot docs/bench/throughput.png
 	$(BIN)/python bench/polls.py

@@ -19,7 +19,7 @@ site). A check is "correct" when a variant is marked as a copy of its own
 original; any mark on an original, or a variant pointing at another article,
 is a false positive.
 
-The checks run through the real atomic publish script (worker/store.py) on an
+The checks run through the real atomic publish script (worker/store/lua/publish.lua) on an
 index first filled with 100,000 synthetic articles (random signatures, pushed
 through the same script), so ms/check is measured on a 100,000-article index.
 Memory is Redis ``MEMORY USAGE`` of all the index's keys per indexed article, and the
@@ -55,8 +55,8 @@ from worker.dedupe import minhash  # noqa: E402
 from worker.dedupe.keys import normalise_text  # noqa: E402
 from worker.errors import ExtractError  # noqa: E402
 from worker.extract import extract_article  # noqa: E402
-from worker.jobs import near_key  # noqa: E402
 from worker.models import Article  # noqa: E402
+from worker.pipeline.articles import near_key  # noqa: E402
 from worker.store import NearKey, Store, connect  # noqa: E402
 
 VARIANTS = ("dateline", "cut", "reworded", "headline", "template")

@@ -38,7 +38,7 @@ import redis  # noqa: E402
 from tests.pipeline_helpers import write_feeds  # noqa: E402
 from tests.site import Site  # noqa: E402
 from tests.sitegen import rss2, story, telecoms_page  # noqa: E402
-from tests.test_http import GiB, RawServer, bomb, hold_silently, trickle  # noqa: E402
+from tests.test_fetch_client import GiB, RawServer, bomb, hold_silently, trickle  # noqa: E402
 from worker.ops.embedded import EmbeddedRedis  # noqa: E402
 
 RSS_LIMIT_MB = 300
@@ -110,7 +110,8 @@ def run_worker(config: dict[str, Any]) -> None:
     from rq import Queue, SimpleWorker
 
     from worker.fetch import HttpClient, HttpSettings, PoliteFetcher
-    from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, Context, enqueue_poll, install_context
+    from worker.pipeline.context import Context, install_context
+    from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE, enqueue_poll
     from worker.settings import Settings
 
     timings: list[dict[str, Any]] = []

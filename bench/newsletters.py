@@ -32,12 +32,12 @@ from rq import Queue  # noqa: E402
 
 from tests.mailgen import STORY, mail_bytes, newsletter_html  # noqa: E402
 from worker.dedupe.keys import text_key  # noqa: E402
-from worker.jobs import EXTRACT_QUEUE, enqueue_mail  # noqa: E402
 from worker.mail import parse_newsletter  # noqa: E402
 from worker.mail.smtp import start_smtp  # noqa: E402
 from worker.models import Article, NewsletterSource  # noqa: E402
 from worker.ops.embedded import EmbeddedRedis  # noqa: E402
 from worker.out.server import make_server  # noqa: E402
+from worker.pipeline.queues import EXTRACT_QUEUE, enqueue_mail  # noqa: E402
 from worker.store import Store  # noqa: E402
 
 

@@ -11,7 +11,8 @@ from rq import Queue, SimpleWorker
 from rq.registry import FailedJobRegistry
 
 from worker.fetch import HttpSettings
-from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, Context, enqueue_poll, install_context
+from worker.pipeline.context import Context, install_context
+from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE, enqueue_poll
 from worker.settings import Settings
 
 

@@ -99,9 +99,9 @@ def test_boilerplate_recurring_in_five_articles_is_stripped_from_the_sixth_and_l
 
 def test_once_seen_fingerprints_past_the_recent_window_are_forgotten_repeated_ones_stay(
         redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.store
+    import worker.store.boilerplate
 
-    monkeypatch.setattr(worker.store, "BOILERPLATE_RECENT", 4)
+    monkeypatch.setattr(worker.store.boilerplate, "BOILERPLATE_RECENT", 4)
     store = Store(redis_client)
     fp = boilerplate.fingerprint
     for n in range(6):
@@ -118,9 +118,9 @@ def test_once_seen_fingerprints_past_the_recent_window_are_forgotten_repeated_on
 
 def test_past_the_cap_fingerprints_seen_in_two_articles_are_forgotten(
         redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
-    import worker.store
+    import worker.store.boilerplate
 
-    monkeypatch.setattr(worker.store, "BOILERPLATE_CAP", 3)
+    monkeypatch.setattr(worker.store.boilerplate, "BOILERPLATE_CAP", 3)
     store = Store(redis_client)
     fp = boilerplate.fingerprint
     for n in range(3):

@@ -61,6 +61,9 @@ def test_smtp_worker_and_serve_processes_end_to_end(redis_url: str, redis_client
         [row] = json.loads(status.stdout)
         assert row["feed"] == "telecoms-daily" and row["url"] == "smtp:telecoms@feeds.example"
         assert row["entries_seen"] == 1 and row["consecutive_errors"] == 0
+        table = feedstream("status", env=env)  # the table too: newsletter rows have no move/retire fields
+        assert table.returncode == 0, table.stderr
+        assert table.stdout.splitlines()[1].startswith("telecoms-daily ")
     finally:
         for process in (smtp, web):
             process.send_signal(signal.SIGTERM)

@@ -20,7 +20,8 @@ import pytest
 import redis
 from rq import Queue
 
-from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, enqueue_poll, extract_entries
+from worker.jobs import extract_entries
+from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE, enqueue_poll
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

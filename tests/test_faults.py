@@ -32,9 +32,9 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 from tests.pipeline_helpers import write_feeds
 from tests.site import Site
 from tests.sitegen import rss2, telecoms_page, wire_story
-from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, enqueue_poll
 from worker.ops.embedded import EmbeddedRedis, _free_port
 from worker.ops.rqworker import HEARTBEAT_TTL, pending_work
+from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE, enqueue_poll
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -2,7 +2,7 @@
 
 Each bad feed sits in one burst beside a good feed: the bad one ends with a clear,
 stage-prefixed error on its status, the good one publishes normally, no job fails.
-Servers are real sockets on loopback (tests.site, and raw ones from tests.test_http).
+Servers are real sockets on loopback (tests.site, and raw ones from tests.test_fetch_client).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import redis
 from tests.pipeline_helpers import articles, make_context, run_burst, write_feeds
 from tests.site import Site
 from tests.sitegen import rss2, story, telecoms_page
-from tests.test_http import GiB, OnePortAllowed, RawServer, bomb, hold_silently, trickle
+from tests.test_fetch_client import GiB, OnePortAllowed, RawServer, bomb, hold_silently, trickle
 from worker.fetch import HttpSettings, PoliteFetcher
 
 _connects: list[tuple[str, int]] = []

@@ -14,9 +14,10 @@ from tests.dovecot import PASSWORD, USER, Dovecot
 from tests.mailgen import STORY, mail_bytes, newsletter_html
 from tests.pipeline_helpers import articles, make_context
 from tests.test_mail_sources import assert_clean_newsletter, make_attachment_mail, work, write_config
-from worker.jobs import Context, poll_mailbox
+from worker.jobs import poll_mailbox
 from worker.mail.mailboxes import ImapState, MailboxError, poll_imap
 from worker.models import NewsletterSource
+from worker.pipeline.context import Context
 
 
 @pytest.fixture

@@ -22,16 +22,11 @@ from tests.mailgen import STORY, mail_bytes, newsletter_html
 from tests.pipeline_helpers import articles, make_context, run_burst
 from tests.site import Site
 from tests.sitegen import rss2, story, telecoms_page
-from worker.jobs import (
-    EXTRACT_QUEUE,
-    POLL_QUEUE,
-    Context,
-    enqueue_mail,
-    enqueue_poll,
-    poll_mailbox,
-    record_mail_refused,
-)
+from worker.jobs import poll_mailbox
 from worker.mail.smtp import start_smtp
+from worker.pipeline.context import Context
+from worker.pipeline.mail import record_mail_refused
+from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE, enqueue_mail, enqueue_poll
 
 FURNITURE = ("unsubscribe", "view this email", "browser", "preferences", "forward to a friend",
              "you are receiving", "mailing address")

@@ -107,7 +107,7 @@ def test_metrics_report_a_bursts_polls_statuses_articles_duplicates_fallbacks_qu
 def test_metrics_show_queued_jobs_and_consumer_group_backlog(redis_client: redis.Redis, redis_url: str) -> None:
     from rq import Queue
 
-    from worker.jobs import POLL_QUEUE, enqueue_poll
+    from worker.pipeline.queues import POLL_QUEUE, enqueue_poll
     enqueue_poll(Queue(POLL_QUEUE, connection=redis_client), "some-feed")
     redis_client.xadd("articles", {"article": "{}"})
     redis_client.xgroup_create("articles", "readers", id="0")

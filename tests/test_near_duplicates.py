@@ -11,8 +11,8 @@ from tests.pipeline_helpers import articles, make_context, run_burst, write_feed
 from tests.site import Site
 from tests.sitegen import partner_page, rss2, telecoms_page, wire_story
 from worker.dedupe import minhash
-from worker.jobs import near_key
 from worker.models import Article
+from worker.pipeline.articles import near_key
 from worker.store import Store
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from worker.errors import ConfigError
-from worker.settings import Settings, load_feeds, load_newsletters
+from worker.settings import Settings, load_sources
 
 FEED = '[[feeds]]\nname = "telecoms"\nurl = "https://www.telecoms.com/feed/"\n\n'
 
@@ -38,18 +38,18 @@ kind = "maildir"
 path = "/var/mail/news"
 follow_links = true
 """)
-    smtp, imap, maildir = load_newsletters(feeds_file)
+    smtp, imap, maildir = load_sources(feeds_file).newsletters
     assert (smtp.kind, smtp.address, smtp.tags, smtp.max_bytes) == ("smtp", "telecoms@feeds.example",
                                                                     ("telecoms",), 5 * 1024 * 1024)
     assert (imap.port, imap.security, imap.folder) == (993, "tls", "INBOX")
     assert maildir.path == "/var/mail/news" and maildir.follow_links
-    assert [f.name for f in load_feeds(feeds_file)] == ["telecoms"]
+    assert [f.name for f in load_sources(feeds_file).feeds] == ["telecoms"]
 
 
 def test_newsletters_only_file_has_no_feeds(feeds_file: Path) -> None:
     write(feeds_file, '[[newsletters]]\nname = "x"\nkind = "maildir"\npath = "/m"\n')
-    assert load_feeds(feeds_file) == []
-    assert [s.name for s in load_newsletters(feeds_file)] == ["x"]
+    assert load_sources(feeds_file).feeds == []
+    assert [s.name for s in load_sources(feeds_file).newsletters] == ["x"]
 
 
 @pytest.mark.parametrize(("table", "message"), [
@@ -65,14 +65,14 @@ def test_newsletters_only_file_has_no_feeds(feeds_file: Path) -> None:
 def test_bad_newsletter_tables_stop_the_start(feeds_file: Path, table: str, message: str) -> None:
     write(feeds_file, FEED + "[[newsletters]]\n" + table + "\n")
     with pytest.raises(ConfigError, match=message):
-        load_feeds(feeds_file)
+        load_sources(feeds_file)
 
 
 def test_one_address_for_two_sources_is_refused(feeds_file: Path) -> None:
     write(feeds_file, FEED + '[[newsletters]]\nname = "a"\nkind = "smtp"\naddress = "n@x.example"\n'
                              '[[newsletters]]\nname = "b"\nkind = "smtp"\naddress = "N@x.example"\n')
     with pytest.raises(ConfigError, match="used by two newsletters"):
-        load_newsletters(feeds_file)
+        load_sources(feeds_file)
 
 
 def test_smtp_and_serve_listen_on_loopback_unless_told() -> None:

@@ -176,8 +176,8 @@ def test_scheduler_ticks_poll_feeds_in_batches_and_publish_everything(
         site: Site, redis_client: redis.Redis, redis_url: str, feeds_file: Path) -> None:
     from rq import Queue, SimpleWorker
 
-    from worker.jobs import EXTRACT_QUEUE, POLL_BATCH, POLL_QUEUE
     from worker.ops.scheduler import tick
+    from worker.pipeline.queues import EXTRACT_QUEUE, POLL_BATCH, POLL_QUEUE
     from worker.store import Store
 
     feeds = {}

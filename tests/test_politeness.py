@@ -21,8 +21,10 @@ from tests.pipeline_helpers import articles, make_context, run_burst, write_feed
 from tests.site import Site
 from tests.sitegen import rss2, story, telecoms_page
 from worker.fetch import HttpClient, HttpSettings, PoliteFetcher, host_of
-from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, install_context, poll_feed
+from worker.jobs import poll_feed
 from worker.ops.scheduler import run_forever
+from worker.pipeline.context import install_context
+from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE
 from worker.store import Store
 
 

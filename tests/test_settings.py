@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from worker.errors import ConfigError
-from worker.settings import Settings, load_feeds
+from worker.settings import Settings, load_sources
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_bad_flag_is_a_config_error() -> None:
 
 
 def test_shipped_feeds_file_loads_and_includes_telecoms() -> None:
-    feeds = load_feeds(REPO / "config" / "feeds.toml")
+    feeds = load_sources(REPO / "config" / "feeds.toml").feeds
     assert any(f.url == "https://www.telecoms.com/feed/" for f in feeds)
     assert len(feeds) >= 4
     assert all(f.interval >= 60 for f in feeds)
@@ -54,12 +54,12 @@ def test_bad_feeds_files_say_what_is_wrong(tmp_path: Path, text: str, message: s
     path = tmp_path / "feeds.toml"
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
-        load_feeds(path)
+        load_sources(path)
 
 
 def test_missing_feeds_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read feeds file"):
-        load_feeds(tmp_path / "nope.toml")
+        load_sources(tmp_path / "nope.toml")
 
 
 def test_politeness_settings_defaults_and_overrides() -> None:
@@ -79,10 +79,10 @@ def test_per_feed_interval_bounds(tmp_path: Path) -> None:
     path = tmp_path / "feeds.toml"
     path.write_text("[[feeds]]\nname='a'\nurl='https://x/'\nmin_interval=600\nmax_interval=7200\n"
                     "[[feeds]]\nname='b'\nurl='https://y/'\n")
-    a, b = load_feeds(path)
+    a, b = load_sources(path).feeds
     assert (a.min_interval, a.max_interval, b.min_interval, b.max_interval) == (600, 7200, None, None)
     for text, message in [("min_interval=10", "min_interval must be"), ("max_interval='1h'", "max_interval must be"),
                           ("min_interval=7200\nmax_interval=600", "max_interval is below min_interval")]:
         path.write_text(f"[[feeds]]\nname='a'\nurl='https://x/'\n{text}\n")
         with pytest.raises(ConfigError, match=message):
-            load_feeds(path)
+            load_sources(path)

@@ -18,7 +18,7 @@ from rq.registry import StartedJobRegistry
 from tests.pipeline_helpers import articles, write_feeds
 from tests.site import Site
 from tests.sitegen import rss2, story, telecoms_page
-from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE, enqueue_poll
+from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE, enqueue_poll
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE_DELAY = 0.3  # seconds per page: an 8-page extract job takes ~2.4 s, time enough to signal mid-job

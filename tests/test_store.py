@@ -7,9 +7,9 @@ import threading
 import redis
 from rq import Queue
 
-from worker.jobs import POLL_QUEUE, enqueue_poll
 from worker.models import Article
 from worker.ops.scheduler import tick
+from worker.pipeline.queues import POLL_QUEUE, enqueue_poll
 from worker.store import Store
 
 
@@ -120,3 +120,29 @@ def test_seen_guids(redis_client: redis.Redis) -> None:
     store.mark_seen("f", ["g1"], now=100.0)
     assert store.unseen("f", ["g1", "g2"]) == [False, True]
     assert store.unseen("other", ["g1"]) == [True]
+
+
+def test_publish_args_are_in_the_order_the_script_unpacks_them() -> None:
+    import dataclasses
+    import re
+
+    from worker.store import PublishArgs
+    from worker.store.base import lua_source
+
+    source = lua_source("publish")
+    unpacked = re.search(r"^local (.*?) = unpack\(ARGV, 1, (\d+)\)", source, re.S | re.M)
+    assert unpacked is not None
+    names = [name.strip() for name in unpacked.group(1).split(",")]
+    assert names == [field.name for field in dataclasses.fields(PublishArgs)]
+    assert int(unpacked.group(2)) == len(names)
+    assert f"local FIRST_BAND = {len(names) + 1}" in source
+
+
+def test_every_script_names_its_keys_and_argv_in_its_header() -> None:
+    from importlib.resources import files
+
+    scripts = [p for p in files("worker.store").joinpath("lua").iterdir() if p.name.endswith(".lua")]
+    assert {p.name for p in scripts} == {"publish.lua", "claim_due.lua", "defer_host.lua", "acquire_slot.lua"}
+    for script in scripts:
+        header = script.read_text().split("\nlocal ", 1)[0]
+        assert "KEYS[1]" in header and "ARGV[1" in header, script.name

@@ -7,6 +7,7 @@ of plain values (``to_dict``/``from_dict``).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -189,3 +190,46 @@ class Newsletter:
     list_id: str | None = None
     links: list[str] = field(default_factory=list)  # article links in the body (boilerplate ones excluded)
     warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What the atomic publish did.
+
+    ``published`` (``duplicate_of`` set when it went out marked as a near-copy),
+    ``already`` (a retry), ``duplicate`` (exact: not published) or
+    ``near_dropped`` (a near-copy under mode ``drop``: not published).
+    """
+
+    outcome: str
+    article_id: str
+    stream_id: str | None = None  # set when published
+    duplicate_of: str | None = None  # the earlier article's id (exact) or the cluster's first article (near)
+    cluster: str | None = None  # near-duplicate cluster id, when published or near_dropped
+
+
+@dataclass(frozen=True)
+class PollIntent:
+    """Everything one poll of a source (a feed or a mailbox), or one received mail, changes.
+
+    Decided by a pure function (worker/pipeline/decide.py) before anything is written,
+    then applied by ``Store.apply_poll`` in one atomic step.
+    """
+
+    source: str
+    # set on the source's status hash (``{p}:feed:{name}``), then ``clear`` deleted from it
+    fields: Mapping[str, str | int | float] = field(default_factory=dict)
+    clear: tuple[str, ...] = ()
+    # True: a failed poll (``consecutive_errors`` + 1); False: a good one (errors back to 0, ``last_error``
+    # cleared); either counts one more in ``polls``. None: not a poll's verdict (a deferral, a retired
+    # feed): neither is touched.
+    error: bool | None = None
+    next_poll: float | None = None  # the source's new slot in the due set (inf: retired); None: unchanged
+    counters: Mapping[str, int] = field(default_factory=dict)  # added to the global counters
+    source_counts: Mapping[str, int] = field(default_factory=dict)  # added to fields of the status hash
+    http: tuple[str, int | str] | None = None  # one response seen: (kind, status)
+    # hashed GUIDs the source lists now, remembered as seen at ``seen_at`` (None: the seen set is untouched)
+    seen: tuple[str, ...] = ()
+    seen_at: float | None = None
+    report: Mapping[str, Any] = field(default_factory=dict)  # what the job returns (RQ result, burst summary)
+    log: tuple[int, str] | None = None  # (logging level, message) worth an operator's attention

@@ -192,11 +192,6 @@ def load_sources(path: Path, env: Mapping[str, str] | None = None) -> Sources:
     return Sources(feeds, newsletters, passwords)
 
 
-def load_feeds(path: Path) -> list[Feed]:
-    """The feeds file's ``[[feeds]]`` (the whole file is validated); raises ConfigError."""
-    return load_sources(path).feeds
-
-
 def _feeds_from_doc(doc: dict[str, Any], path: Path, newsletters: list[NewsletterSource]) -> list[Feed]:
     tables = doc.get("feeds")
     if newsletters and tables is None:
@@ -260,11 +255,6 @@ _NEWSLETTER_KEYS = {
     "maildir": {"path"},
 }
 _NEWSLETTER_COMMON = {"name", "kind", "tags", "max_bytes", "interval", "follow_links"}
-
-
-def load_newsletters(path: Path) -> list[NewsletterSource]:
-    """The feeds file's ``[[newsletters]]`` tables (none: an empty list); raises ConfigError."""
-    return _newsletters_from_doc(_read_doc(path), path)
 
 
 def _newsletters_from_doc(doc: dict[str, Any], path: Path) -> list[NewsletterSource]:

@@ -116,11 +116,6 @@ def signature(text: str, *, normalised: str | None = None) -> Signature | None:
     return Signature(hashed.min(axis=1).astype(np.uint32))
 
 
-def unpack(packed: bytes) -> np.ndarray:
-    """A stored signature back as its (16-bit) values."""
-    return np.frombuffer(packed, dtype="<u2")
-
-
 def similarity(a: Signature | np.ndarray, b: Signature | np.ndarray) -> float:
     """Estimated Jaccard: the share of MinHash values the two signatures agree on."""
     va = a.values if isinstance(a, Signature) else a

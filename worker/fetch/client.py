@@ -12,12 +12,12 @@ broken server can do to a worker:
 - conditional GET, with 304 raised as :class:`NotModified`.
 
 Every failure comes out as a :class:`FetchError` (or a subclass), never as a raw
-urllib3, socket or ssl exception.
+urllib3, socket or ssl exception. Which addresses are public is said in
+``addresses.py``; the watchdog that enforces the deadline is ``deadline.py``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import email.utils
 import ipaddress
 import re
@@ -40,9 +40,11 @@ from urllib3.exceptions import TimeoutError as Urllib3Timeout
 from urllib3.util.connection import allowed_gai_family
 
 from worker.errors import BlockedAddress, DeadlineExceeded, FetchError, NotModified, TooLarge
+from worker.fetch.addresses import is_public_address, non_public_reason
+from worker.fetch.deadline import Deadline
 from worker.models import Fetched
 
-__all__ = ["HttpClient", "HttpSettings", "is_public_address", "parse_retry_after"]
+__all__ = ["HttpClient", "HttpSettings", "parse_retry_after"]
 
 _CHUNK = 64 * 1024
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -76,87 +78,6 @@ class HttpSettings:
     connect_timeout: float = 10.0
 
 
-# -- which addresses are public ------------------------------------------------------
-
-def _networks(table: list[tuple[str, str]]) -> tuple[tuple[Any, str], ...]:
-    return tuple((ipaddress.ip_network(net), why) for net, why in table)
-
-
-_V4_NOT_PUBLIC = _networks([
-    ("0.0.0.0/8", "unspecified"),
-    ("10.0.0.0/8", "private"),
-    ("100.64.0.0/10", "shared CGNAT"),
-    ("127.0.0.0/8", "loopback"),
-    ("169.254.0.0/16", "link-local"),
-    ("172.16.0.0/12", "private"),
-    ("192.0.0.0/24", "IETF protocol assignments"),
-    ("192.0.2.0/24", "documentation"),
-    ("192.88.99.0/24", "6to4 relay anycast"),
-    ("192.168.0.0/16", "private"),
-    ("198.18.0.0/15", "benchmarking"),
-    ("198.51.100.0/24", "documentation"),
-    ("203.0.113.0/24", "documentation"),
-    ("224.0.0.0/4", "multicast"),
-    ("240.0.0.0/4", "reserved"),
-])
-
-_V6_NOT_PUBLIC = _networks([
-    ("::/128", "unspecified"),
-    ("::1/128", "loopback"),
-    ("::/8", "reserved"),  # after the mapped forms are unwrapped: IPv4-compatible, SIIT, ...
-    ("64:ff9b:1::/48", "local-use NAT64"),
-    ("100::/64", "discard-only"),
-    ("2001::/23", "IETF protocol assignments"),  # Teredo among them: its client address is hidden
-    ("2001:db8::/32", "documentation"),
-    ("3fff::/20", "documentation"),
-    ("5f00::/16", "SRv6 SIDs"),
-    ("fc00::/7", "unique-local"),
-    ("fe80::/10", "link-local"),
-    ("fec0::/10", "site-local"),
-    ("ff00::/8", "multicast"),
-])
-
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
-
-
-def _non_public_reason(ip: str) -> str | None:
-    """Why ``ip`` is not a public unicast address, or None when it is one."""
-    text = ip.strip().strip("[]").split("%", 1)[0]  # a zone id only ever comes with link-local
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return "not an IP address"
-    if isinstance(address, ipaddress.IPv6Address):
-        # Forms that carry an IPv4 address reach that address: judge it instead.
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:
-            reason = _non_public_reason(str(embedded))
-            return None if reason is None else f"{reason}, embedded {embedded}"
-        table = _V6_NOT_PUBLIC
-    else:
-        table = _V4_NOT_PUBLIC
-    for network, why in table:
-        if address in network:
-            return why
-    # Belt and braces: whatever the standard library knows to be non-global.
-    if not address.is_global or address.is_multicast:
-        return "not global"
-    return None
-
-
-def is_public_address(ip: str) -> bool:
-    """True when ``ip`` (IPv4 or IPv6 text) is a public unicast address safe to fetch from.
-
-    Loopback, private, link-local (the cloud metadata service among them), CGNAT,
-    multicast, unspecified, reserved, documentation, unique-local and site-local
-    addresses are not public, nor are IPv4-mapped, 6to4 and NAT64 forms of them.
-    Text that is not an IP address is not public either.
-    """
-    return _non_public_reason(ip) is None
-
-
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait according to a Retry-After header, or None when absent or unreadable.
 
@@ -178,83 +99,6 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
         when = when.replace(tzinfo=UTC)
     current = time.time() if now is None else now
     return max(0.0, when.timestamp() - current)
-
-
-# -- one download's deadline -----------------------------------------------------------
-
-def _cut(sock: socket.socket) -> None:
-    with contextlib.suppress(OSError):  # already closed or never connected
-        sock.shutdown(socket.SHUT_RDWR)
-
-
-class _Fetch:
-    """One call of ``get``: its deadline, and the connections to cut when it passes.
-
-    A watchdog timer shuts the watched sockets down at the deadline, which ends
-    any read blocked on them; nothing else bounds a server that trickles bytes.
-    """
-
-    def __init__(self, deadline: float) -> None:
-        self.deadline = deadline
-        self.deadline_at = time.monotonic() + deadline
-        self.expired = False
-        self._done = False
-        self._lock = threading.Lock()
-        # Each connection's socket as a duplicate descriptor: TLS wrapping detaches the
-        # socket object we created, and an SSLSocket cannot be shut down from another
-        # thread safely; shutting down a duplicate cuts the same connection.
-        self._watched: dict[HTTPConnection, socket.socket] = {}
-        self._timer = threading.Timer(max(deadline, 0.0), self._expire)
-        self._timer.daemon = True
-        self._timer.start()
-
-    def remaining(self) -> float:
-        return self.deadline_at - time.monotonic()
-
-    def watch(self, conn: HTTPConnection, sock: socket.socket) -> None:
-        try:
-            dup = socket.fromfd(sock.fileno(), sock.family, sock.type)
-        except OSError:
-            return
-        with self._lock:
-            old = self._watched.pop(conn, None)
-            if self._done:
-                old, dup = dup, None
-            else:
-                self._watched[conn] = dup
-                if self.expired:
-                    _cut(dup)
-        if old is not None:
-            old.close()
-
-    def release(self, conn: HTTPConnection) -> bool:
-        """Stop watching ``conn``; True when the watchdog has cut it (it must not be reused)."""
-        with self._lock:
-            dup = self._watched.pop(conn, None)
-            cut = self.expired and dup is not None
-        if dup is not None:
-            dup.close()
-        return cut
-
-    def _expire(self) -> None:
-        with self._lock:
-            if self._done:
-                return
-            self.expired = True
-            for dup in self._watched.values():
-                _cut(dup)
-
-    def finish(self) -> None:
-        self._timer.cancel()
-        with self._lock:
-            self._done = True
-            watched = list(self._watched.values())
-            self._watched.clear()
-        for dup in watched:
-            dup.close()
-
-    def exceeded(self, url: str) -> DeadlineExceeded:
-        return DeadlineExceeded(f"no complete response within {self.deadline:g} s from {url}", url=url)
 
 
 # -- urllib3 wiring ---------------------------------------------------------------------
@@ -432,7 +276,7 @@ class HttpClient:
             headers["If-None-Match"] = etag
         if last_modified:
             headers["If-Modified-Since"] = last_modified
-        fetch = _Fetch(self.settings.deadline)
+        fetch = Deadline(self.settings.deadline)
         self._local.fetch = fetch
         try:
             return self._follow(url, headers, fetch)
@@ -444,10 +288,10 @@ class HttpClient:
     def _address_allowed(self, ip: str, port: int) -> bool:
         return self.settings.allow_private or is_public_address(ip)
 
-    def _current_fetch(self) -> _Fetch | None:
+    def _current_fetch(self) -> Deadline | None:
         return getattr(self._local, "fetch", None)
 
-    def _follow(self, url: str, headers: dict[str, str], fetch: _Fetch) -> Fetched:
+    def _follow(self, url: str, headers: dict[str, str], fetch: Deadline) -> Fetched:
         current = url
         redirects: list[tuple[int, str]] = []
         while True:
@@ -488,7 +332,7 @@ class HttpClient:
                 redirects=tuple(redirects),
             )
 
-    def _open(self, url: str, headers: dict[str, str], fetch: _Fetch) -> urllib3.BaseHTTPResponse:
+    def _open(self, url: str, headers: dict[str, str], fetch: Deadline) -> urllib3.BaseHTTPResponse:
         remaining = fetch.remaining()
         if remaining <= 0:
             raise fetch.exceeded(url)
@@ -509,7 +353,7 @@ class HttpClient:
         except Exception as exc:
             raise self._error(exc, fetch, url) from exc
 
-    def _read_body(self, response: urllib3.BaseHTTPResponse, fetch: _Fetch, url: str) -> bytes:
+    def _read_body(self, response: urllib3.BaseHTTPResponse, fetch: Deadline, url: str) -> bytes:
         cap = self.settings.max_bytes
         length = response.headers.get("content-length", "").strip()
         if re.fullmatch(r"[0-9]+", length) and int(length) > cap:
@@ -548,7 +392,7 @@ class HttpClient:
             retry_after=retry_after,
         )
 
-    def _error(self, exc: Exception, fetch: _Fetch, url: str) -> FetchError:
+    def _error(self, exc: Exception, fetch: Deadline, url: str) -> FetchError:
         """The FetchError to report for an exception from urllib3, http.client, socket or ssl."""
         if isinstance(exc, FetchError):
             return exc
@@ -583,7 +427,7 @@ class HttpClient:
         for info in infos:
             ip = str(info[4][0])
             if not self._address_allowed(ip, port):
-                why = _non_public_reason(ip) or "not allowed"
+                why = non_public_reason(ip) or "not allowed"
                 named = "" if ip.split("%", 1)[0] == host else f" for {where}"
                 raise BlockedAddress(f"refused non-public address {ip} ({why}){named}")
         sys.audit("http.client.connect", conn, conn.host, conn.port)
@@ -617,7 +461,7 @@ class HttpClient:
                     error = FetchError(f"cannot connect to {where}: {exc.strerror or exc}", transient=True)
         raise error or FetchError(f"no address to connect to for {host}", transient=True)
 
-    def _resolve(self, host: str, port: int, fetch: _Fetch) -> list[Any]:
+    def _resolve(self, host: str, port: int, fetch: Deadline) -> list[Any]:
         family = allowed_gai_family()
         try:
             ipaddress.ip_address(host.split("%", 1)[0])

@@ -1,6 +1,6 @@
 """Fetching politely: every request of every worker goes through :class:`PoliteFetcher`.
 
-It wraps the one :class:`~worker.http.HttpClient` with what is shared between
+It wraps the one :class:`~worker.fetch.client.HttpClient` with what is shared between
 all workers on all machines, kept in Redis by :class:`~worker.store.Store`:
 
 - a host's "not before" time, set from a 429/503 Retry-After: requests to that

@@ -22,7 +22,7 @@ from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
 
 from worker.extract import warm_up
-from worker.jobs import EXTRACT_QUEUE, POLL_QUEUE
+from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE
 
 QUEUES = [POLL_QUEUE, EXTRACT_QUEUE]  # polls first: they are cheap and keep the schedule
 MAX_JOBS = 500

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 
 from rq import Queue
 
-from worker.jobs import POLL_BATCH_TIMEOUT, enqueue_polls
+from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_polls
 from worker.store import Store
 
 log = logging.getLogger("feedstream.scheduler")

@@ -1,0 +1,107 @@
+"""What every command starts from: settings, the feeds file and a live Redis, read and opened once.
+
+This is the edge: the environment and the feeds file are read here and passed down. Child
+processes (``feedstream run`` starts the scheduler, workers, metrics and rq-dashboard) are told
+where Redis is through their own environment (:func:`child_env`); this process's environment is
+never written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from typing import TextIO
+
+import redis
+
+from worker.errors import ConfigError
+from worker.models import Feed, NewsletterSource
+from worker.ops.embedded import EmbeddedRedis
+from worker.settings import Settings, Sources, load_sources
+from worker.store import Store, connect
+
+EXIT_CANNOT_RUN = 2
+
+
+class CannotRun(Exception):
+    """The command cannot run at all (bad config, Redis unreachable): one line, exit 2."""
+
+
+@dataclass
+class Edge:
+    """What every command starts from: settings, feeds and a live Redis."""
+
+    settings: Settings
+    feeds: list[Feed]
+    redis_url: str
+    store: Store
+    embedded: EmbeddedRedis | None
+    newsletters: list[NewsletterSource] = field(default_factory=list)
+    # IMAP passwords by source name, read from the environment with the feeds file
+    mail_passwords: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def scheduled(self) -> list[str]:
+        """Names the scheduler polls: every feed, and the mailboxes (IMAP, Maildir) among the newsletters."""
+        return [feed.name for feed in self.feeds] + [s.name for s in self.newsletters if s.kind != "smtp"]
+
+    def child_env(self) -> dict[str, str]:
+        """The environment for a child process: ours, with REDIS_URL naming the Redis this edge opened."""
+        return {**os.environ, "REDIS_URL": self.redis_url}
+
+
+def say(message: str, out: TextIO = sys.stderr) -> None:
+    """One line from the command, prefixed ``feedstream:``."""
+    print(f"feedstream: {message}", file=out, flush=True)
+
+
+def open_edge(need_feeds: bool = True) -> Edge:
+    """Read the settings (and the feeds file), start or find Redis; raises CannotRun."""
+    try:
+        settings = Settings.from_env()
+        sources = load_sources(settings.feeds_path) if need_feeds else Sources([], [])
+    except ConfigError as exc:
+        raise CannotRun(str(exc)) from None
+    embedded = None
+    url = settings.redis_url
+    if url is None:
+        embedded = EmbeddedRedis(settings.var_dir)
+        try:
+            url = embedded.start()
+        except ConfigError as exc:
+            raise CannotRun(str(exc)) from None
+        if embedded.owned:
+            say(f"REDIS_URL is unset: started the embedded Redis at {url}, data in {embedded.data_dir}")
+        else:
+            say(f"REDIS_URL is unset: using the embedded Redis already running at {url}")
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
+    except (redis.RedisError, OSError, ValueError) as exc:
+        if embedded:
+            embedded.stop()
+        raise CannotRun(f"cannot reach Redis at {url}: {exc}") from None
+    store = Store(connect(url), **settings.store_options())
+    return Edge(settings, sources.feeds, url, store, embedded, sources.newsletters, dict(sources.mail_passwords))
+
+
+def close_edge(edge: Edge) -> None:
+    """Stop the embedded Redis if this command started it (its data stays on disk)."""
+    if edge.embedded and edge.embedded.owned:
+        edge.embedded.stop()
+        say(f"stopped the embedded Redis; data kept in {edge.embedded.data_dir}")
+
+
+def prepare_workers(edge: Edge) -> None:
+    """Give the RQ worker processes about to be forked from here their job context; raises CannotRun.
+
+    Built from this edge's settings and Redis URL, so the workers need no ``REDIS_URL`` in the
+    environment; nothing in it has connected yet, so each forked worker opens its own connections.
+    """
+    from worker.pipeline.context import Context, install_context
+
+    try:
+        sources = Sources(edge.feeds, edge.newsletters, edge.mail_passwords)
+        install_context(Context.build(edge.settings, edge.redis_url, sources))
+    except ConfigError as exc:
+        raise CannotRun(str(exc)) from None

@@ -1,0 +1,118 @@
+"""``feedstream status``: each feed's health, then queues, workers and the stream."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import TextIO
+
+from worker.cli.edge import Edge
+from worker.ops.rqworker import queue_depths, worker_count
+from worker.timefmt import iso_from_epoch
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="as JSON")
+
+
+def command(edge: Edge, args: argparse.Namespace) -> int:
+    """Print the table (or JSON) and exit 0."""
+    rows = status_rows(edge)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print_status(rows, sys.stdout)
+        print_operations(edge, sys.stdout)
+    return 0
+
+
+def _when(value: str | None) -> str:
+    return value.replace("T", " ").replace("Z", "") if value else "-"
+
+
+def status_rows(edge: Edge) -> list[dict[str, object]]:
+    """One row per configured feed: its health as the last polls left it."""
+    due = edge.store.due_times()
+    rows: list[dict[str, object]] = []
+    for feed in edge.feeds:
+        status = edge.store.feed_status(feed.name)
+        next_at = due.get(feed.name)
+        if next_at is not None and not math.isfinite(next_at):
+            next_at = None  # retired: never polled again
+        rows.append({
+            "feed": feed.name,
+            "url": status.get("url") or feed.url,
+            "last_poll": status.get("last_poll"),
+            "http_status": status.get("last_status"),
+            "etag": status.get("etag"),
+            "last_modified": status.get("last_modified"),
+            "entries_seen": int(status.get("entries_seen", 0)),
+            "consecutive_errors": int(status.get("consecutive_errors", 0)),
+            "last_error": status.get("last_error"),
+            "next_poll": iso_from_epoch(next_at) if next_at else None,
+            "interval": int(status["interval"]) if status.get("interval") else None,
+            "moved_to": status.get("moved_to"),
+            "moved_polls": int(status.get("moved_polls", 0)),
+            "adopted_url": status.get("adopted_url") if status.get("adopted_from") == feed.url else None,
+            "retired": status.get("retired"),
+            "deferred": status.get("deferred"),
+        })
+    for source in edge.newsletters:
+        status = edge.store.feed_status(source.name)
+        next_at = due.get(source.name)
+        rows.append({
+            "feed": source.name,
+            "url": f"{source.kind}:{source.address or source.path or f'{source.user}@{source.host}/{source.folder}'}",
+            "last_poll": status.get("last_poll") or status.get("last_mail"),
+            "http_status": status.get("last_status"),
+            "etag": None,
+            "last_modified": None,
+            "entries_seen": int(status.get("mails_published", 0)),
+            "consecutive_errors": int(status.get("consecutive_errors", 0)),
+            "last_error": status.get("last_error"),
+            "next_poll": iso_from_epoch(next_at) if next_at else None,
+            "mails_refused": int(status.get("mails_refused", 0)),
+            "last_refused": status.get("last_refused"),
+        })
+    return rows
+
+
+def print_status(rows: list[dict[str, object]], out: TextIO) -> None:
+    """The feed table, with a line under a feed for its error, retirement, move or deferral.
+
+    Newsletter rows have no move, retirement or deferral: hence ``row.get``.
+    """
+    header = f"{'feed':<20} {'last poll':<20} {'http':<5} {'validators':<10} {'seen':>6} {'errors':>6}  next poll"
+    print(header, file=out)
+    for row in rows:
+        validators = "+".join(k for k, name in (("etag", "etag"), ("lm", "last_modified")) if row[name]) or "-"
+        print(f"{row['feed']!s:<20} {_when(row['last_poll']):<20} {row['http_status'] or '-'!s:<5} "  # type: ignore[arg-type]
+              f"{validators:<10} {row['entries_seen']!s:>6} {row['consecutive_errors']!s:>6}  "
+              f"{_when(row['next_poll'])}", file=out)  # type: ignore[arg-type]
+        if row["last_error"]:
+            print(f"{'':<20} last error: {row['last_error']}", file=out)
+        if row.get("retired"):
+            print(f"{'':<20} retired (no more polls): {row['retired']}", file=out)
+        if row.get("moved_to"):
+            print(f"{'':<20} moving: permanent redirect to {row['moved_to']} seen {row['moved_polls']} poll(s) "
+                  "in a row", file=out)
+        if row.get("adopted_url"):
+            print(f"{'':<20} moved: now polled at {row['adopted_url']}", file=out)
+        if row.get("deferred"):
+            print(f"{'':<20} deferred: {row['deferred']}", file=out)
+
+
+def print_operations(edge: Edge, out: TextIO) -> None:
+    """Below the feed table: queues, workers, the stream and its consumer groups."""
+    connection = edge.store.redis
+    depths = queue_depths(connection)
+    queues = "; ".join(f"{name} {d['queued']} queued, {d['started']} running, {d['scheduled']} waiting to retry, "
+                       f"{d['failed']} failed" for name, d in depths.items())
+    print(f"\nqueues: {queues}", file=out)
+    print(f"workers: {worker_count(connection)} alive", file=out)
+    groups = edge.store.stream_groups()
+    group_text = ", ".join(f"{g['name']} ({g['consumers']} consumer(s), {g['pending']} unacked)" for g in groups)
+    print(f"stream {edge.store.stream!r}: {edge.store.stream_length()} entries; consumer groups: "
+          f"{group_text or 'none'}", file=out)

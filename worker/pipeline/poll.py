@@ -1,0 +1,117 @@
+"""The poll job: fetch a feed (conditional GET), find entries it has not listed before, queue their
+extraction, and record what came of it: read state, fetch, decide (pipeline/decide.py), apply once."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from worker.dedupe.keys import guid_key
+from worker.errors import FetchError, HostDeferred, NotModified, ParseError
+from worker.feeds import parse_feed
+from worker.models import Entry, Feed
+from worker.pipeline.context import Context
+from worker.pipeline.decide import (
+    HostBusy,
+    Listed,
+    PollFailed,
+    PollOutcome,
+    PollRules,
+    StillRetired,
+    Unchanged,
+    decide_poll,
+    is_retired,
+    poll_url,
+)
+from worker.pipeline.mail import poll_mailbox
+from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_extracts
+from worker.pipeline.schedule import Limits, cache_max_age
+from worker.settings import Settings
+
+log = logging.getLogger("feedstream.jobs")
+
+FEED_ACCEPT = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/xml;q=0.9, "
+    "text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
+)
+POLL_THREADS = 8
+
+
+def poll_rules(settings: Settings, feed: Feed) -> PollRules:
+    """The feed's own limits over the global ones."""
+    low = feed.min_interval or settings.min_interval
+    high = max(feed.max_interval or settings.max_interval, low)
+    limits = Limits(min_interval=low, max_interval=high, fallback=feed.interval,
+                    max_backoff=max(settings.max_backoff, low))
+    return PollRules(limits, settings.redirect_adopt_after)
+
+
+def poll_feeds(context: Context, feed_names: list[str]) -> list[dict[str, Any]]:
+    """Poll several feeds at once (threads: the waits overlap); skips any another poll holds."""
+    store = context.store
+    held = store.acquire_polls(feed_names, POLL_BATCH_TIMEOUT + 30)
+    try:
+        with ThreadPoolExecutor(max_workers=POLL_THREADS, thread_name_prefix="poll") as pool:
+            return list(pool.map(lambda name: _poll_one(context, name), held))
+    finally:
+        store.release_polls(held)
+
+
+def _poll_one(context: Context, feed_name: str) -> dict[str, Any]:
+    try:
+        return poll_feed(context, feed_name)
+    except Exception as exc:  # one feed's bug must not cost the others in the batch their poll
+        log.exception("polling %s", feed_name)
+        return {"feed": feed_name, "outcome": f"poll: unexpected {type(exc).__name__}: {exc}"}
+
+
+def poll_feed(context: Context, feed_name: str) -> dict[str, Any]:
+    """Fetch one feed, find entries it has not listed before, queue their extraction."""
+    feed = context.feeds.get(feed_name)
+    if feed is None and feed_name in context.newsletters:  # a mailbox shares the feeds' schedule
+        return poll_mailbox(context, feed_name)
+    if feed is None:
+        return {"feed": feed_name, "outcome": "unknown feed (removed from the feeds file?)"}
+    now = time.time()
+    status = context.store.feed_status(feed.name)
+    url = poll_url(feed, status)
+    outcome, new = (StillRetired(), []) if is_retired(status, url) else _fetch(context, feed, url, status)
+    # Queue the work before marking the GUIDs seen (apply_poll): a crash in between
+    # re-queues them on the next poll, and the publish claim keeps that from doubling.
+    enqueue_extracts(context, new)
+    intent = decide_poll(feed, status, poll_rules(context.settings, feed), outcome, now)
+    context.store.apply_poll(intent)
+    if intent.log:
+        log.log(*intent.log)
+    return dict(intent.report)
+
+
+def _fetch(context: Context, feed: Feed, url: str, status: dict[str, str]) -> tuple[PollOutcome, list[Entry]]:
+    """What fetching and parsing the feed came to, and its entries not listed before."""
+    try:
+        fetched = context.fetcher.get(url, etag=status.get("etag") or None,
+                                      last_modified=status.get("last_modified") or None, accept=FEED_ACCEPT)
+    except HostDeferred as exc:
+        return HostBusy(str(exc), exc.until), []
+    except NotModified as exc:
+        return Unchanged(exc.redirects), []
+    except FetchError as exc:
+        return PollFailed(str(exc), status=exc.status, retry_after=exc.retry_after, http=exc.status or "error"), []
+    try:
+        parsed = parse_feed(fetched.body, url=fetched.url, headers=fetched.headers)
+    except ParseError as exc:
+        return PollFailed(str(exc), http=fetched.status), []
+    entries = parsed.entries
+    for entry in entries:
+        entry.feed = feed.name
+        entry.tags = list(dict.fromkeys([*entry.tags, *feed.tags]))
+    keys = [guid_key(feed.name, entry.guid) for entry in entries]
+    new = [entry for entry, unseen in zip(entries, context.store.unseen(feed.name, keys), strict=True) if unseen]
+    listed = Listed(status=fetched.status, seen=tuple(keys), new=len(new),
+                    published=tuple(entry.published for entry in entries), title=parsed.title or "",
+                    warning=parsed.warning, etag=fetched.etag, last_modified=fetched.last_modified,
+                    max_age=cache_max_age(fetched.headers), ttl_minutes=parsed.ttl_minutes,
+                    redirects=fetched.redirects)
+    return listed, new

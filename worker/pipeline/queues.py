@@ -1,0 +1,133 @@
+"""The RQ queues and how work goes onto them.
+
+Jobs are enqueued by the dotted paths of their entry points in worker/jobs.py, not
+by reference: those paths are what RQ stores in queued, scheduled and failed jobs (a
+contract), and naming them here keeps the pipeline from importing jobs.py.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from rq import Queue, Retry
+from rq.exceptions import DuplicateJobError
+
+from worker.fetch import host_of
+from worker.models import Entry
+
+if TYPE_CHECKING:
+    from worker.pipeline.context import Context
+
+T = TypeVar("T")
+
+POLL_QUEUE = "poll"
+EXTRACT_QUEUE = "extract"
+MAIL_QUEUE = EXTRACT_QUEUE  # mail jobs ride the extract queue, which every worker already serves
+
+# The entry points' dotted paths (see worker/jobs.py).
+POLL_FEED_JOB = "worker.jobs.poll_feed"
+POLL_FEEDS_JOB = "worker.jobs.poll_feeds"
+EXTRACT_ENTRIES_JOB = "worker.jobs.extract_entries"
+INGEST_MAIL_JOB = "worker.jobs.ingest_mail"
+
+# Articles per extract job: large enough that RQ's per-job cost (a few Redis round
+# trips) is small next to extraction, small enough that a retry redoes little.
+EXTRACT_BATCH = 8
+POLL_BATCH = 16
+POLL_TIMEOUT = 120
+# Each poll ends within its HTTP deadline; a batch runs POLL_THREADS (pipeline/poll.py) at a time.
+POLL_BATCH_TIMEOUT = POLL_TIMEOUT + 60
+EXTRACT_FAILURE_TTL = 7 * 86400
+
+
+def enqueue_poll(queue: Queue, feed_name: str) -> bool:
+    """Queue a poll of the feed unless one is already queued or running (RQ unique job id)."""
+    try:
+        queue.enqueue(
+            POLL_FEED_JOB, feed_name, job_id=f"poll-{feed_name}", unique=True,
+            job_timeout=POLL_TIMEOUT, result_ttl=0, failure_ttl=60,
+            description=f"poll {feed_name}",
+        )
+    except DuplicateJobError:
+        return False
+    return True
+
+
+def enqueue_polls(queue: Queue, feed_names: Sequence[str]) -> int:
+    """Queue polls of many due feeds, POLL_BATCH per job, in one round trip; returns the jobs queued.
+
+    One job per feed would spend more on RQ's own bookkeeping (~25 Redis commands
+    per job) than a 304 poll costs; ``poll_feeds`` keeps a feed from being
+    polled twice at once with a per-feed lock instead of RQ's unique job id.
+    """
+    jobs = [
+        Queue.prepare_data(
+            POLL_FEEDS_JOB, args=(list(batch),), timeout=POLL_BATCH_TIMEOUT, result_ttl=0, failure_ttl=60,
+            description=f"poll {len(batch)} feed(s): {', '.join(batch[:3])}{', ...' if len(batch) > 3 else ''}",
+        )
+        for batch in batches(list(feed_names), POLL_BATCH)
+    ]
+    if jobs:
+        with queue.connection.pipeline() as pipe:
+            queue.enqueue_many(jobs, pipeline=pipe)
+            pipe.execute()
+    return len(jobs)
+
+
+def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def _extract_timeout(context: Context, entries: int) -> int:
+    return int(entries * (context.settings.http.deadline + 10) + 30)
+
+
+def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
+    """Queue extract jobs for new entries, several per job, in one round trip."""
+    jobs = [
+        Queue.prepare_data(
+            EXTRACT_ENTRIES_JOB,
+            args=([entry.to_dict() for entry in batch],),
+            timeout=_extract_timeout(context, len(batch)),
+            result_ttl=0,  # a finished batch leaves nothing behind: its counts are in the counters
+            failure_ttl=EXTRACT_FAILURE_TTL,
+            # A crashed or killed worker counts against these too (RQ retries abandoned jobs),
+            # so there are enough that a few crashes in a row still publish the batch. The first
+            # retry is immediate: a delayed one waits for RQ's scheduler, whose lock outlives a
+            # killed worker that held it by up to 61 s (see worker/ops/rqworker.py).
+            retry=Retry(max=4, interval=[0, 10, 30, 60]),
+            description=f"extract {len(batch)} from {batch[0].feed}",
+        )
+        for batch in batches(entries, EXTRACT_BATCH)
+    ]
+    if jobs:
+        with context.store.redis.pipeline() as pipe:
+            context.extract_queue.enqueue_many(jobs, pipeline=pipe)
+            pipe.execute()
+    return len(jobs)
+
+
+def hold_extracts(context: Context, entries: list[dict[str, Any]], until: float) -> None:
+    """Queue entries again for when their host lets us back (RQ's scheduler moves the job at ``until``)."""
+    hosts = sorted({host_of(raw.get("url", "")) for raw in entries})
+    context.extract_queue.enqueue_at(
+        datetime.fromtimestamp(until + random.uniform(0, 5), UTC), EXTRACT_ENTRIES_JOB, entries,
+        job_timeout=_extract_timeout(context, len(entries)), result_ttl=0, failure_ttl=EXTRACT_FAILURE_TTL,
+        retry=Retry(max=2, interval=[5, 30]),
+        description=f"extract {len(entries)} held back by {', '.join(hosts)[:80]}",
+    )
+
+
+def enqueue_mail(queue: Queue, source_name: str, raw: bytes, origin: str = "") -> str:
+    """Queue one received email (its bytes) for ``ingest_mail``; returns the job id."""
+    job = queue.enqueue(
+        INGEST_MAIL_JOB, source_name, raw, origin, job_timeout=120, result_ttl=3600,
+        failure_ttl=EXTRACT_FAILURE_TTL, retry=Retry(max=2, interval=[5, 30]),
+        description=f"mail for {source_name} ({origin or 'smtp'})",
+    )
+    return job.id

@@ -1,0 +1,47 @@
+"""A source's status hash (``{p}:feed:{name}``): what its polls found, read by ``feedstream status``.
+
+A poll's whole outcome (status fields, error count, next slot, counters, seen items)
+is written by :meth:`FeedStore.apply_poll` in one MULTI.
+"""
+
+from __future__ import annotations
+
+from worker.models import PollIntent
+from worker.store.base import text
+from worker.store.counters import CountersStore
+from worker.store.seen import SeenStore
+
+
+class FeedStore(SeenStore, CountersStore):
+    def feed_status(self, name: str) -> dict[str, str]:
+        raw = self.redis.hgetall(self.feed_key(name))
+        return {text(k): text(v) for k, v in raw.items()}
+
+    def apply_poll(self, intent: PollIntent) -> None:
+        """Write what a poll (or a received mail) decided, in one atomic step (MULTI).
+
+        A poll of an unchanged feed is a handful of Redis writes; sent one by one they
+        cost more than the conditional GET itself.
+        """
+        key = self.feed_key(intent.source)
+        pipe = self.redis.pipeline(transaction=True)
+        if intent.fields:
+            pipe.hset(key, mapping={k: str(v) for k, v in intent.fields.items()})
+        if intent.error is True:
+            pipe.hincrby(key, "consecutive_errors", 1)
+        elif intent.error is False:
+            pipe.hset(key, "consecutive_errors", 0)
+            pipe.hdel(key, "last_error")
+        if intent.clear:
+            pipe.hdel(key, *intent.clear)
+        if intent.error is not None:
+            pipe.hincrby(key, "polls", 1)
+        for field, amount in intent.source_counts.items():
+            if amount:
+                pipe.hincrby(key, field, amount)
+        if intent.next_poll is not None:
+            pipe.zadd(self.due_key, {intent.source: intent.next_poll}, xx=True)
+        self._queue_counts(pipe, intent.counters, http={intent.http: 1} if intent.http else None)
+        if intent.seen_at is not None:
+            self._queue_seen(pipe, intent.source, intent.seen, intent.seen_at)
+        pipe.execute()
