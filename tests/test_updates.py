@@ -245,3 +245,34 @@ def test_sigkilled_workers_during_rechecks_never_double_a_version(
     versions = Counter((u["id"], u["version"]) for u in entries(redis_client, "articles:updates"))
     assert len(versions) == 12 and set(versions.values()) == {1}, versions
     assert {version for _, version in versions} == {2}
+
+
+def test_a_change_seen_within_the_minimum_interval_is_put_off_not_forgotten(
+        site: Site, redis_client: redis.Redis, redis_url: str, feeds_file: Path) -> None:
+    v1 = first_edition(4)
+    v1.serve(site)
+    context = make_context(redis_url, write_feeds(feeds_file, {"news": atom_feed(site, [v1])}),
+                           updates=UpdatePolicy(min_interval=3600))
+    run_burst(context)
+    [first] = entries(redis_client, "articles")
+    v2 = edited(v1, [*v1.story.paragraphs[:-1], "A late paragraph.", v1.story.paragraphs[-1]],
+                "2026-11-30T10:00:00Z", '"4-2"')
+    republish(site, context, [v2])  # published minutes ago: too soon to look again
+    assert len(site.hits(v1.path)) == 1 and not redis_client.exists("articles:updates")
+    run_burst(context)  # still too soon: the entry still counts as moved, nothing fetched
+    assert len(site.hits(v1.path)) == 1
+    redis_client.hset(f"feedstream:ver:{first['id']}", "c", 0)  # an hour later, as the record sees it
+    run_burst(context)  # the feed did not move again, the change held back is re-checked now
+    [update] = entries(redis_client, "articles:updates")
+    assert (update["version"], update["changes"]["paragraphs_added"]) == (2, 1)
+
+
+def test_updates_off_rechecks_nothing_and_keeps_nothing(
+        site: Site, redis_client: redis.Redis, redis_url: str, feeds_file: Path) -> None:
+    v1 = first_edition(5)
+    context = publish(site, [v1], redis_url, feeds_file, mode="off")
+    republish(site, context, [edited(v1, v1.story.paragraphs[1:], "2026-11-30T10:00:00Z", '"5-2"')])
+    assert len(site.hits(v1.path)) == 1  # the page was fetched once, for its first publication
+    assert [d["version"] for d in entries(redis_client, "articles")] == [1]
+    assert not redis_client.keys("feedstream:ver:*") and not redis_client.keys("feedstream:marks:*")
+    assert not redis_client.exists("articles:updates")
