@@ -276,3 +276,21 @@ def test_updates_off_rechecks_nothing_and_keeps_nothing(
     assert [d["version"] for d in entries(redis_client, "articles")] == [1]
     assert not redis_client.keys("feedstream:ver:*") and not redis_client.keys("feedstream:marks:*")
     assert not redis_client.exists("articles:updates")
+
+
+def test_an_article_made_from_the_feed_is_rechecked_against_the_feeds_new_content(
+        site: Site, redis_client: redis.Redis, redis_url: str, feeds_file: Path) -> None:
+    v1 = first_edition(6)
+    v1.serve(site)
+    context = make_context(redis_url, write_feeds(feeds_file, {"news": atom_feed(site, [v1])}, full_text=False),
+                           updates=UpdatePolicy(min_interval=0))
+    run_burst(context)
+    [first] = entries(redis_client, "articles")
+    assert first["extraction"] == "feed"
+    paragraphs = list(v1.story.paragraphs)
+    paragraphs[1] = "Correction: " + paragraphs[1]  # the feed's summary is cut from this paragraph
+    republish(site, context, [edited(v1, paragraphs, "2026-11-30T10:00:00Z", '"6-2"')])
+    [update] = entries(redis_client, "articles:updates")
+    assert update["version"] == 2 and update["text"].startswith("Correction:")
+    assert update["extraction"] == "feed" and update["changes"]["paragraphs_changed"] == 1
+    assert not site.hits(v1.path)  # the page was never fetched

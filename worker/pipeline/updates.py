@@ -16,6 +16,7 @@ Three moments, each a small function the pipeline calls:
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -32,6 +33,8 @@ from worker.pipeline.pages import PAGE_ACCEPT
 from worker.pipeline.queues import enqueue_rechecks
 from worker.store import UpdateRequest, VersionRecord
 from worker.timefmt import epoch_from_iso, iso_from_epoch
+
+log = logging.getLogger("feedstream.jobs")
 
 Validators = tuple[str | None, str | None]
 
@@ -138,10 +141,18 @@ def recheck_articles(context: Context, items: list[dict[str, Any]], *, final_att
             else:
                 report["failed"] += 1
             continue
+        except Exception:  # a bug in the fetch path must not cost the batch's other articles their check
+            log.exception("re-checking %s", entry.url)
+            report["failed"] += 1
+            continue
         page_http[("page", fetched.status)] += 1
         try:
             article, _canonical = article_from_page(entry, fetched)
         except ExtractError:
+            report["failed"] += 1
+            continue
+        except Exception:  # a pathological page neither: the published version stands
+            log.exception("extracting %s for a re-check", entry.url)
             report["failed"] += 1
             continue
         ready.append((article_id, record, article, (fetched.etag, fetched.last_modified)))
