@@ -160,9 +160,11 @@ def test_an_updated_article_is_shown_once_as_its_latest_version_in_its_place(
     time.sleep(1.1)  # feeds give times in whole seconds: the update's must differ from the first version's
     # the update published as the pipeline does it (version record, then the atomic version step)
     updater = Store(redis_client, updates=UpdatePolicy(mode=mode))
-    updater.remember_versions({first[0].id: VersionRecord(version=1, title="", paragraphs=b"")})
+    record = VersionRecord(version=1, title="", paragraphs=b"")
+    updater.remember_versions({first[0].id: record})
     newer = replace(first[0], title="Story 0, corrected", version=2, event="updated")
-    [result] = updater.publish_updates([UpdateRequest(first[0].id, first[0].url, "telecoms", 1, newer.to_json())])
+    [result] = updater.publish_updates([UpdateRequest(first[0].id, first[0].url, "telecoms", record,
+                                                      newer.to_json())])
     assert result.outcome == "published" and result.stream_id
     assert redis_client.xlen("articles") == (3 if mode == "inline" else 2)
     changed_at = iso_utc(stream_time(result.stream_id))

@@ -29,6 +29,7 @@ from worker.ops.rqworker import pending_work
 from worker.pipeline.context import Context
 from worker.pipeline.queues import POLL_QUEUE, RECHECK_ARTICLES_JOB, enqueue_poll
 from worker.pipeline.updates import recheck_articles
+from worker.store.updates import CHECKED_AT
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = json.loads((ROOT / "docs" / "article.schema.json").read_text())
@@ -261,7 +262,8 @@ def test_a_change_seen_within_the_minimum_interval_is_put_off_not_forgotten(
     assert len(site.hits(v1.path)) == 1 and not redis_client.exists("articles:updates")
     run_burst(context)  # still too soon: the entry still counts as moved, nothing fetched
     assert len(site.hits(v1.path)) == 1
-    redis_client.hset(f"feedstream:ver:{first['id']}", "c", 0)  # an hour later, as the record sees it
+    # an hour later, as the record sees it: its last check time set back to 0
+    redis_client.setrange(f"feedstream:ver:{first['id']}", CHECKED_AT, bytes(4))
     run_burst(context)  # the feed did not move again, the change held back is re-checked now
     [update] = entries(redis_client, "articles:updates")
     assert (update["version"], update["changes"]["paragraphs_added"]) == (2, 1)
@@ -294,3 +296,16 @@ def test_an_article_made_from_the_feed_is_rechecked_against_the_feeds_new_conten
     assert update["version"] == 2 and update["text"].startswith("Correction:")
     assert update["extraction"] == "feed" and update["changes"]["paragraphs_changed"] == 1
     assert not site.hits(v1.path)  # the page was never fetched
+
+
+def test_a_version_record_round_trips_through_its_bytes() -> None:
+    from worker.store import VersionRecord
+
+    record = VersionRecord(version=3, title="ab" * 8, paragraphs=bytes(range(24)), etag='W/"x-1"',
+                           last_modified="Mon, 30 Nov 2026 09:30:00 GMT", checked=1796000000.0,
+                           cluster="cd" * 12, duplicate=True, from_feed=True)
+    assert VersionRecord.unpack(record.packed()) == record
+    bare = VersionRecord(version=1, title="", paragraphs=b"", etag="e" * 300)  # too long to keep: dropped
+    assert VersionRecord.unpack(bare.packed()) == replace(bare, etag=None)
+    assert len(record.packed()) == 29 + 8 + 30 + 24  # head, ETag, Last-Modified, 3 paragraph digests
+    assert VersionRecord.unpack(b"\x00\x01") is None

@@ -189,7 +189,7 @@ def _update_requests(context: Context, ready: Sequence[tuple[str, VersionRecord,
         if change is not None:
             new = changes.baseline(article.title, article.text)
             document = update_document(article, article_id, record, change, now)
-        requests.append(UpdateRequest(article_id, article.url, article.feed, record.version, document,
+        requests.append(UpdateRequest(article_id, article.url, article.feed, record, document,
                                       title=new.title, paragraphs=new.packed(), etag=etag,
                                       last_modified=last_modified))
     return requests

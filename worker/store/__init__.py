@@ -30,8 +30,8 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
                                                                                               (counters.py)
 - ``{p}:heartbeats``          hash, process -> epoch of its last sign of life                 (counters.py)
 - ``{p}:imap:{name}``         hash, an IMAP source's ``uidvalidity`` and ``last_uid``         (mail.py)
-- ``{p}:ver:{id}``            hash, a published article's latest version, what a re-check compares against
-  (version, title and paragraph digests, page validators, last check); expires with the update window
+- ``{p}:ver:{id}``            string, a published article's latest version, what a re-check compares against
+  (version, last check, title and paragraph digests, page validators), packed; expires with the update window
                                                                                               (updates.py)
 - ``{p}:latest:{id}``         string, "<version>|<stream id>|<stream>" of an article's latest update event
                                                                                               (updates.py)
