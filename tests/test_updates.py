@@ -148,6 +148,9 @@ def test_a_corrected_paragraph_publishes_version_2_once_and_noise_or_nothing_pub
     updates = entries(redis_client, "articles:updates")
     assert [(u["id"], u["version"]) for u in updates] == [(first["id"], 2), (first["id"], 3)]
     assert updates[1]["changes"]["paragraphs_added"] == 1 and updates[1]["changes"]["title_changed"] is True
+    counters = context.store.counters()
+    assert (counters["rechecks"], counters["rechecks_not_modified"], counters["rechecks_unchanged"],
+            counters["updates_published"]) == (4, 1, 1, 2)
     validator = jsonschema.Draft202012Validator(SCHEMA)
     for doc in (first, *updates):
         assert not list(validator.iter_errors(doc)), doc["version"]
