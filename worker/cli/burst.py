@@ -75,7 +75,7 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
     prepare_workers(edge)
     started = time.monotonic()
     before = store.counters()
-    store.sync_feeds(edge.scheduled, time.time())
+    store.reconcile_schedule(time.time())
     poll_queue = Queue(POLL_QUEUE, connection=store.redis)
     for name in edge.scheduled:
         enqueue_poll(poll_queue, name)

@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import ThreadingWSGIServer, WSGIRequestHandler, make_server
 from prometheus_client.registry import Collector
 
+from worker.sources.spec import kind_of
 from worker.store import Store
 
 log = logging.getLogger("feedstream.metrics")
@@ -110,6 +112,16 @@ class FeedstreamCollector(Collector):
                 depth.add_metric([queue, state], value)
         yield depth
         yield GaugeMetricFamily("feedstream_workers", "RQ workers alive", value=self.worker_count())
+
+        # read on every scrape, so a source added, paused or removed shows at once
+        sources = GaugeMetricFamily("feedstream_sources", "Sources by kind, state (active, paused) and who "
+                                    "manages them (file, api)", labels=["kind", "state", "managed_by"])
+        tally: Counter[tuple[str, str, str]] = Counter(
+            (kind_of(r.source), "paused" if r.paused else "active", r.managed_by)
+            for r in store.sources_snapshot().records.values())
+        for labels, count in sorted(tally.items()):
+            sources.add_metric(list(labels), count)
+        yield sources
 
         yield GaugeMetricFamily("feedstream_stream_length", "Entries in the article stream",
                                 value=store.stream_length())

@@ -52,7 +52,7 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
     downloads = {
         entry_key: pool.submit(fetch_page, context.fetcher, entry)
         for entry, entry_key in pending
-        if (feed := context.feeds.get(entry.feed)) is None or feed.full_text
+        if (feed := context.sources.feed(entry.feed)) is None or feed.full_text
     }
     try:
         for entry, entry_key in pending:

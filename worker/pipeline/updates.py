@@ -116,7 +116,7 @@ def recheck_articles(context: Context, items: list[dict[str, Any]], *, final_att
         if record is None:  # older than the window by now
             report["gone"] += 1
             continue
-        feed = context.feeds.get(entry.feed)
+        feed = context.sources.feed(entry.feed)
         if record.from_feed or (feed is not None and not feed.full_text):
             ready.append((article_id, record, article_from_feed(entry, None), (None, None)))
             continue

@@ -30,6 +30,8 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
                                                                                               (counters.py)
 - ``{p}:heartbeats``          hash, process -> epoch of its last sign of life                 (counters.py)
 - ``{p}:imap:{name}``         hash, an IMAP source's ``uidvalidity`` and ``last_uid``         (mail.py)
+- ``{p}:sources``             hash, source name -> its record (spec, managed by, paused) as JSON (sources.py)
+- ``{p}:sources:version``     string, raised by every change to the sources                   (sources.py)
 - ``{p}:ver:{id}``            string, a published article's latest version, what a re-check compares against
   (version, last check, title and paragraph digests, page validators), packed; expires with the update window
                                                                                               (updates.py)
@@ -49,6 +51,7 @@ from worker.store.hosts import HostStore
 from worker.store.mail import MailStore
 from worker.store.publish import NearKey, PublishArgs, PublishRequest, PublishStore
 from worker.store.schedule import ScheduleStore
+from worker.store.sources import SourceStore
 from worker.store.stream import StreamStore
 from worker.store.updates import UpdateRequest, UpdateResult, UpdateStore, VersionRecord
 
@@ -67,5 +70,6 @@ __all__ = [
 ]
 
 
-class Store(ScheduleStore, FeedStore, HostStore, PublishStore, StreamStore, MailStore, UpdateStore):
+class Store(ScheduleStore, FeedStore, HostStore, PublishStore, StreamStore, MailStore, UpdateStore,
+            SourceStore):
     """Feed state, deduplication claims, the stream and counters, over one Redis client."""
