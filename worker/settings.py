@@ -18,7 +18,7 @@ from worker.errors import ConfigError, SourceInvalid
 from worker.fetch import HttpSettings
 from worker.models import UPDATE_MODES, Feed, NewsletterSource, UpdatePolicy
 from worker.sources.plan import identity
-from worker.sources.spec import FEED_KIND, MIN_INTERVAL, NEWSLETTER_KINDS, source_from_dict
+from worker.sources.spec import FEED_KIND, FEED_KINDS, MIN_INTERVAL, NEWSLETTER_KINDS, source_from_dict
 
 DEFAULT_FEEDS_PATH = "config/feeds.toml"
 DEFAULT_STREAM = "articles"
@@ -242,7 +242,7 @@ def _feeds_from_doc(doc: dict[str, Any], path: Path, newsletters: list[Newslette
 def _feed_from_table(table: Any, where: str) -> Feed:
     if not isinstance(table, dict):
         raise ConfigError(f"{where} is not a table")
-    feed = _from_table(table, where, (FEED_KIND,), FEED_KIND)
+    feed = _from_table(table, where, FEED_KINDS, FEED_KIND)
     assert isinstance(feed, Feed)
     return feed
 
@@ -251,7 +251,7 @@ def _from_table(table: dict[str, Any], where: str, kinds: tuple[str, ...],
                 default_kind: str) -> Feed | NewsletterSource:
     """The source a table describes, by the rules every source follows (worker/sources/spec.py); ConfigError
     names the table and the first rule broken."""
-    if default_kind == FEED_KIND and "kind" in table:
+    if default_kind == FEED_KIND and table.get("kind", FEED_KIND) not in FEED_KINDS:
         raise ConfigError(f"{where} has unknown keys: kind")
     try:
         return source_from_dict(table, kinds=kinds, default_kind=default_kind)

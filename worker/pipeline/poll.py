@@ -10,8 +10,7 @@ from typing import Any
 
 from worker.dedupe.keys import guid_key
 from worker.errors import FetchError, HostDeferred, NotModified, ParseError
-from worker.feeds import parse_feed
-from worker.models import Entry, Feed
+from worker.models import Entry, Feed, Fetched
 from worker.pipeline.context import Context
 from worker.pipeline.decide import (
     HostBusy,
@@ -28,6 +27,7 @@ from worker.pipeline.decide import (
 from worker.pipeline.mail import poll_mailbox
 from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_extracts
 from worker.pipeline.schedule import Limits, cache_max_age
+from worker.pipeline.sitemaps import read_listing
 from worker.pipeline.updates import track_changes
 from worker.settings import Settings
 
@@ -110,9 +110,19 @@ def _fetch(context: Context, feed: Feed, url: str, status: dict[str, str]) -> tu
         return Unchanged(exc.redirects), []
     except FetchError as exc:
         return PollFailed(str(exc), status=exc.status, retry_after=exc.retry_after, http=exc.status or "error"), []
+    return list_entries(context, feed, fetched)
+
+
+def list_entries(context: Context, feed: Feed, fetched: Fetched) -> tuple[PollOutcome, list[Entry]]:
+    """What a feed's (or sitemap's) fetched bytes list, and its entries not listed before.
+
+    A WebSub push (worker/push/) hands its body here as a fetch that was not made.
+    """
     try:
-        parsed = parse_feed(fetched.body, url=fetched.url, headers=fetched.headers)
-    except ParseError as exc:
+        parsed = read_listing(context, feed, fetched)
+    except HostDeferred as exc:  # an index's child sitemap on a host that asked us to wait
+        return HostBusy(str(exc), exc.until), []
+    except (ParseError, FetchError) as exc:
         return PollFailed(str(exc), http=fetched.status), []
     entries = parsed.entries
     for entry in entries:
