@@ -18,7 +18,7 @@ from worker.errors import ConfigError, SourceInvalid
 from worker.fetch import HttpSettings
 from worker.models import UPDATE_MODES, Feed, NewsletterSource, UpdatePolicy
 from worker.sources.plan import identity
-from worker.sources.spec import FEED_KIND, FEED_KINDS, MIN_INTERVAL, NEWSLETTER_KINDS, source_from_dict
+from worker.sources.spec import FEED_KIND, FEED_KINDS, MIN_INTERVAL, NEWSLETTER_KINDS, check_url, source_from_dict
 
 DEFAULT_FEEDS_PATH = "config/feeds.toml"
 DEFAULT_STREAM = "articles"
@@ -107,6 +107,9 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)
     # Where a newsletter source added without an address gets a fresh one (Kill the Newsletter style).
     mail_domain: str | None = None
+    # WebSub (docs/push.md): the address hubs reach `feedstream serve` at; None: no subscriptions made.
+    public_url: str | None = None
+    websub_lease: int = 10 * 86400  # the lease asked of hubs (they decide)
 
     def store_options(self) -> dict[str, Any]:
         """Keyword arguments for ``Store`` that come from these settings."""
@@ -153,7 +156,20 @@ class Settings:
             serve_port=int(_number(env, "FEEDSTREAM_SERVE_PORT", _number(env, "PORT", 8080, 1), 1)),
             admin_token=(env.get("FEEDSTREAM_ADMIN_TOKEN") or "").strip() or None,
             mail_domain=_domain(env),
+            public_url=_public_url(env),
+            websub_lease=int(_number(env, "FEEDSTREAM_WEBSUB_LEASE", 10 * 86400, 60)),
         )
+
+
+def _public_url(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("FEEDSTREAM_PUBLIC_URL") or "").strip()
+    if not raw:
+        return None
+    try:
+        check_url(raw)
+    except ValueError as exc:
+        raise ConfigError(f"FEEDSTREAM_PUBLIC_URL {exc}") from None
+    return raw.rstrip("/")
 
 
 def _domain(env: Mapping[str, str]) -> str | None:

@@ -284,6 +284,33 @@ class HttpClient:
             self._local.fetch = None
             fetch.finish()
 
+    def post(self, url: str, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> Fetched:
+        """POST ``body`` to ``url`` (WebSub: a subscription request, a content distribution) and read the
+        answer within the same guard, deadline and size cap as :meth:`get`. Redirects are not followed
+        (a POST is not repeated elsewhere): a 3xx, like any non-2xx, raises FetchError."""
+        sent = {"User-Agent": self.settings.user_agent, "Content-Type": content_type, **(headers or {})}
+        fetch = Deadline(self.settings.deadline)
+        self._local.fetch = fetch
+        try:
+            target = _request_url(url)
+            response = self._open(target, sent, fetch, method="POST", body=body)
+            complete = False
+            try:
+                if not 200 <= response.status < 300:
+                    raise self._status_error(response, target)
+                answer = self._read_body(response, fetch, target)
+                complete = True
+            finally:
+                if complete:
+                    response.release_conn()
+                else:
+                    _discard(response)
+            return Fetched(url=target, status=response.status, body=answer, requested_url=url,
+                           headers={name.lower(): response.headers[name] for name in response.headers})
+        finally:
+            self._local.fetch = None
+            fetch.finish()
+
     # The SSRF policy; a test may widen it to one known server.
     def _address_allowed(self, ip: str, port: int) -> bool:
         return self.settings.allow_private or is_public_address(ip)
@@ -332,14 +359,15 @@ class HttpClient:
                 redirects=tuple(redirects),
             )
 
-    def _open(self, url: str, headers: dict[str, str], fetch: Deadline) -> urllib3.BaseHTTPResponse:
+    def _open(self, url: str, headers: dict[str, str], fetch: Deadline, method: str = "GET",
+              body: bytes | None = None) -> urllib3.BaseHTTPResponse:
         remaining = fetch.remaining()
         if remaining <= 0:
             raise fetch.exceeded(url)
         timeout = urllib3.Timeout(connect=min(self.settings.connect_timeout, remaining), read=remaining)
         try:
             return self._pool.urlopen(
-                "GET", url, headers=headers, redirect=False, retries=False,
+                method, url, body=body, headers=headers, redirect=False, retries=False,
                 preload_content=False, decode_content=True, timeout=timeout,
             )
         except BlockedAddress as exc:

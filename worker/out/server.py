@@ -6,6 +6,7 @@ Routes (``.atom`` or ``.json`` each):
 - ``/feeds/<source>.atom``       one feed's or newsletter's articles
 - ``/tags/<tag>.atom``           articles carrying the tag
 - ``/api/...``                   the admin API (sources; worker/out/api.py), when the server is given one
+- ``/websub/<source>/<token>``   WebSub callbacks of our subscriptions (worker/push/subscriber.py)
 
 Query: ``before=<stream id>`` (the page of older articles; each page links the
 next one with rel=next / ``next_url``), ``limit=`` (1-200, default 50).
@@ -43,6 +44,8 @@ import redis
 
 from worker.out import api
 from worker.out.render import ATOM_TYPE, JSON_FEED_TYPE, FeedMeta, Item, render_atom, render_json_feed, updated
+from worker.push.subscriber import Subscriber, refuse_too_large
+from worker.push.websub import MAX_PUSH_BYTES
 from worker.sources.manage import SourceAdmin
 from worker.store import Store
 
@@ -173,6 +176,28 @@ class FeedHandler(BaseHTTPRequestHandler):
         headers = {"Content-Type": answer.content_type, "Cache-Control": "no-store", **(answer.headers or {})}
         return answer.status, headers, answer.body
 
+    def _websub(self, path: str, query: str) -> tuple[int, dict[str, str], bytes]:
+        """A hub's request to one of our WebSub callbacks: its body read within the push cap."""
+        subscriber = self.server.websub
+        if subscriber is None:
+            return 404, {"Content-Type": "text/plain; charset=utf-8"}, b"no WebSub subscriptions here\n"
+        body = b""
+        if self.command == "POST":
+            try:
+                length = int(self.headers.get("Content-Length") or -1)
+            except ValueError:
+                length = -1
+            if length < 0 or self.headers.get("Transfer-Encoding"):
+                self.close_connection = True
+                return 411, {"Content-Type": "text/plain; charset=utf-8"}, b"send a Content-Length\n"
+            if length > MAX_PUSH_BYTES:
+                self.close_connection = True
+                return refuse_too_large(self.server.store, path, length)
+            body = self.rfile.read(length)
+        params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        return subscriber.callback(self.command, path, params, headers, body)
+
     def _answer(self, head: bool) -> None:
         try:
             status, headers, body = self._respond()
@@ -198,6 +223,8 @@ class FeedHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if parts.path == "/api" or parts.path.startswith("/api/"):
             return self._admin()
+        if parts.path.startswith("/websub/"):
+            return self._websub(parts.path, parts.query)
         if self.command not in ("GET", "HEAD"):
             return 405, {"Content-Type": "text/plain; charset=utf-8", "Allow": "GET, HEAD"}, b"feeds are read-only\n"
         if parts.path in ("/", "/healthz"):
@@ -272,8 +299,9 @@ class FeedServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, store: Store, address: tuple[str, int], admin: SourceAdmin | None = None,
-                 admin_token: str | None = None) -> None:
+                 admin_token: str | None = None, websub: Subscriber | None = None) -> None:
         self.store = store
+        self.websub = websub
         self.admin = admin
         self.admin_token = admin_token
         super().__init__(address, FeedHandler)
@@ -283,12 +311,12 @@ class FeedServer(ThreadingHTTPServer):
 
 
 def make_server(store: Store, host: str, port: int, admin: SourceAdmin | None = None,
-                admin_token: str | None = None) -> FeedServer:
+                admin_token: str | None = None, websub: Subscriber | None = None) -> FeedServer:
     """A bound (not yet serving) feed server; port 0 picks a free one (``.server_port``).
 
     With ``admin``, it also answers the admin API under /api/ (writes need ``admin_token``).
     """
-    return FeedServer(store, (host, port), admin, admin_token)
+    return FeedServer(store, (host, port), admin, admin_token, websub)
 
 
 __all__ = ["FeedServer", "make_server", "select_page"]

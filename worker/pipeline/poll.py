@@ -25,10 +25,12 @@ from worker.pipeline.decide import (
     poll_url,
 )
 from worker.pipeline.mail import poll_mailbox
+from worker.pipeline.push import after_poll
 from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_extracts
 from worker.pipeline.schedule import Limits, cache_max_age
 from worker.pipeline.sitemaps import read_listing
 from worker.pipeline.updates import track_changes
+from worker.push.websub import push_links
 from worker.settings import Settings
 
 log = logging.getLogger("feedstream.jobs")
@@ -93,6 +95,7 @@ def poll_feed(context: Context, feed_name: str, check_sources: bool = True) -> d
     # re-queues them on the next poll, and the publish claim keeps that from doubling.
     enqueue_extracts(context, new)
     intent = decide_poll(feed, status, poll_rules(context.settings, feed), outcome, now)
+    intent = after_poll(context.store, feed.name, outcome, intent, poll_rules(context.settings, feed), now)
     context.store.apply_poll(intent)
     if intent.log:
         log.log(*intent.log)
@@ -137,5 +140,6 @@ def list_entries(context: Context, feed: Feed, fetched: Fetched) -> tuple[PollOu
                     published=tuple(entry.published for entry in entries), title=parsed.title or "",
                     warning=parsed.warning, etag=fetched.etag, last_modified=fetched.last_modified,
                     max_age=cache_max_age(fetched.headers), ttl_minutes=parsed.ttl_minutes,
-                    redirects=fetched.redirects, marks=marks)
+                    redirects=fetched.redirects, marks=marks,
+                    push=push_links(parsed, fetched.headers, fetched.url))
     return listed, new

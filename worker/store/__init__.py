@@ -38,6 +38,7 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:latest:{id}``         string, "<version>|<stream id>|<stream>" of an article's latest update event
                                                                                               (updates.py)
 - ``<stream>:updates``        the update events' stream (FEEDSTREAM_UPDATES=separate), beside the stream
+- ``{p}:websub:{name}``, ``{p}:websub:names``, ``{p}:websub:due``: WebSub subscriptions          (websub.py)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.            (stream.py)
 """
 
@@ -54,6 +55,7 @@ from worker.store.schedule import ScheduleStore
 from worker.store.sources import SourceStore
 from worker.store.stream import StreamStore
 from worker.store.updates import UpdateRequest, UpdateResult, UpdateStore, VersionRecord
+from worker.store.websub import WebSubStore
 
 __all__ = [
     "NEAR_MODES",
@@ -71,5 +73,5 @@ __all__ = [
 
 
 class Store(ScheduleStore, FeedStore, HostStore, PublishStore, StreamStore, MailStore, UpdateStore,
-            SourceStore):
+            SourceStore, WebSubStore):
     """Feed state, deduplication claims, the stream and counters, over one Redis client."""
