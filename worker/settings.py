@@ -110,6 +110,7 @@ class Settings:
     # WebSub (docs/push.md): the address hubs reach `feedstream serve` at; None: no subscriptions made.
     public_url: str | None = None
     websub_lease: int = 10 * 86400  # the lease asked of hubs (they decide)
+    hub_retry_base: float = 30.0  # our hub: seconds before a failed delivery's first retry (then 2x, 4x, ...)
 
     def store_options(self) -> dict[str, Any]:
         """Keyword arguments for ``Store`` that come from these settings."""
@@ -158,6 +159,7 @@ class Settings:
             mail_domain=_domain(env),
             public_url=_public_url(env),
             websub_lease=int(_number(env, "FEEDSTREAM_WEBSUB_LEASE", 10 * 86400, 60)),
+            hub_retry_base=_number(env, "FEEDSTREAM_HUB_RETRY_BASE", 30.0, 0.1),
         )
 
 

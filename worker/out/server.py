@@ -7,6 +7,7 @@ Routes (``.atom`` or ``.json`` each):
 - ``/tags/<tag>.atom``           articles carrying the tag
 - ``/api/...``                   the admin API (sources; worker/out/api.py), when the server is given one
 - ``/websub/<source>/<token>``   WebSub callbacks of our subscriptions (worker/push/subscriber.py)
+- ``/hub``                       our WebSub hub for these feeds (worker/out/hub.py), with FEEDSTREAM_PUBLIC_URL
 
 Query: ``before=<stream id>`` (the page of older articles; each page links the
 next one with rel=next / ``next_url``), ``limit=`` (1-200, default 50).
@@ -37,7 +38,7 @@ import re
 from collections.abc import Callable
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import redis
@@ -49,12 +50,16 @@ from worker.push.websub import MAX_PUSH_BYTES
 from worker.sources.manage import SourceAdmin
 from worker.store import Store
 
+if TYPE_CHECKING:
+    from worker.out.hub import Hub
+
 log = logging.getLogger("feedstream.serve")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 SCAN_CHUNK = 200
 SCAN_LIMIT = 5000
+HUB_FORM_BYTES = 64 * 1024
 DRAIN_LIMIT = 16 * 1024 * 1024  # an over-limit request body up to this size is read and dropped
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _ROUTE = re.compile(r"^/(?:feed|(feeds|tags)/([^/]{1,200}))\.(atom|json)$")
@@ -198,6 +203,20 @@ class FeedHandler(BaseHTTPRequestHandler):
         headers = {k.lower(): v for k, v in self.headers.items()}
         return subscriber.callback(self.command, path, params, headers, body)
 
+    def _hub_request(self) -> tuple[int, dict[str, str], bytes]:
+        """A subscriber's request to our hub: a small form."""
+        if self.command != "POST":
+            return 405, {"Content-Type": "text/plain; charset=utf-8", "Allow": "POST"}, b"POST a hub.mode form\n"
+        try:
+            length = int(self.headers.get("Content-Length") or -1)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= HUB_FORM_BYTES:
+            self.close_connection = True
+            return 413, {"Content-Type": "text/plain; charset=utf-8"}, b"send a form of at most 64 KiB\n"
+        assert self.server.hub is not None
+        return self.server.hub.request(self.rfile.read(length), self.headers.get("Content-Type", ""))
+
     def _answer(self, head: bool) -> None:
         try:
             status, headers, body = self._respond()
@@ -225,6 +244,8 @@ class FeedHandler(BaseHTTPRequestHandler):
             return self._admin()
         if parts.path.startswith("/websub/"):
             return self._websub(parts.path, parts.query)
+        if parts.path == "/hub" and self.server.hub is not None:
+            return self._hub_request()
         if self.command not in ("GET", "HEAD"):
             return 405, {"Content-Type": "text/plain; charset=utf-8", "Allow": "GET, HEAD"}, b"feeds are read-only\n"
         if parts.path in ("/", "/healthz"):
@@ -248,7 +269,8 @@ class FeedHandler(BaseHTTPRequestHandler):
         match, title, feed_id = _matcher(kind, value)
         items, next_before = self.server.page(match, before, limit)
         items, modified = latest_versions(self.server.store, items)
-        base = self._base()
+        hub = self.server.hub
+        base = hub.public_url if hub is not None else self._base()
         stem = parts.path[: -len(fmt)]  # as requested: already %-quoted
 
         def url(ext: str, cursor: str | None) -> str:
@@ -258,7 +280,8 @@ class FeedHandler(BaseHTTPRequestHandler):
 
         other = "json" if fmt == "atom" else "atom"
         meta = FeedMeta(title=title, self_url=url(fmt, before), alternate_url=url(other, before), home_url=base + "/",
-                        feed_id=feed_id, next_url=url(fmt, next_before) if next_before else None)
+                        feed_id=feed_id, next_url=url(fmt, next_before) if next_before else None,
+                        hub_url=hub.hub_url if hub is not None else None)
         # Stream entries never change once added, so the selection (its stream ids and its articles'
         # latest versions) and the links fix the body: the ETag is known before rendering, and a 304
         # skips the render.
@@ -266,6 +289,8 @@ class FeedHandler(BaseHTTPRequestHandler):
         etag = '"' + hashlib.blake2b(fingerprint.encode(), digest_size=16).hexdigest() + '"'
         headers = {"Content-Type": ATOM_TYPE if fmt == "atom" else JSON_FEED_TYPE, "ETag": etag,
                    "Cache-Control": "no-cache"}
+        if hub is not None:  # WebSub discovery: the hub, and the topic (this feed's own address, no query)
+            headers["Link"] = f'<{hub.hub_url}>; rel="hub", <{hub.topic_url(parts.path)}>; rel="self"'
         newest = updated(items, modified)
         if newest:
             headers["Last-Modified"] = format_datetime(newest.replace(microsecond=0), usegmt=True)
@@ -299,9 +324,10 @@ class FeedServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, store: Store, address: tuple[str, int], admin: SourceAdmin | None = None,
-                 admin_token: str | None = None, websub: Subscriber | None = None) -> None:
+                 admin_token: str | None = None, websub: Subscriber | None = None, hub: Hub | None = None) -> None:
         self.store = store
         self.websub = websub
+        self.hub = hub
         self.admin = admin
         self.admin_token = admin_token
         super().__init__(address, FeedHandler)
@@ -311,12 +337,13 @@ class FeedServer(ThreadingHTTPServer):
 
 
 def make_server(store: Store, host: str, port: int, admin: SourceAdmin | None = None,
-                admin_token: str | None = None, websub: Subscriber | None = None) -> FeedServer:
+                admin_token: str | None = None, websub: Subscriber | None = None, hub: Hub | None = None
+                ) -> FeedServer:
     """A bound (not yet serving) feed server; port 0 picks a free one (``.server_port``).
 
     With ``admin``, it also answers the admin API under /api/ (writes need ``admin_token``).
     """
-    return FeedServer(store, (host, port), admin, admin_token, websub)
+    return FeedServer(store, (host, port), admin, admin_token, websub, hub)
 
 
 __all__ = ["FeedServer", "make_server", "select_page"]

@@ -39,6 +39,7 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
                                                                                               (updates.py)
 - ``<stream>:updates``        the update events' stream (FEEDSTREAM_UPDATES=separate), beside the stream
 - ``{p}:websub:{name}``, ``{p}:websub:names``, ``{p}:websub:due``: WebSub subscriptions          (websub.py)
+- ``{p}:hub:subs``, ``{p}:hub:cursor``, ``{p}:hub:lock``, ``{p}:hub:retry``: our hub for feeds out  (hub.py)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.            (stream.py)
 """
 
@@ -49,6 +50,7 @@ from worker.store.base import NEAR_MODES
 from worker.store.connection import connect, connect_quick
 from worker.store.feeds import FeedStore
 from worker.store.hosts import HostStore
+from worker.store.hub import HubStore
 from worker.store.mail import MailStore
 from worker.store.publish import NearKey, PublishArgs, PublishRequest, PublishStore
 from worker.store.schedule import ScheduleStore
@@ -73,5 +75,5 @@ __all__ = [
 
 
 class Store(ScheduleStore, FeedStore, HostStore, PublishStore, StreamStore, MailStore, UpdateStore,
-            SourceStore, WebSubStore):
+            SourceStore, WebSubStore, HubStore):
     """Feed state, deduplication claims, the stream and counters, over one Redis client."""
