@@ -99,6 +99,9 @@ class Settings:
     # `feedstream serve`: where the Atom / JSON Feed server listens
     serve_host: str = "127.0.0.1"
     serve_port: int = 8080
+    # Seconds an entry stays pending (queued, not yet published or decided) before the outbox sweeper
+    # looks at its RQ job, and between its later looks; it re-queues the entry only when the job is gone.
+    outbox_sweep_after: float = 300.0
 
     def store_options(self) -> dict[str, Any]:
         """Keyword arguments for ``Store`` that come from these settings."""
@@ -138,6 +141,7 @@ class Settings:
             serve_host=(env.get("FEEDSTREAM_SERVE_HOST") or "127.0.0.1").strip(),
             # a Procfile platform hands the web process its port in PORT
             serve_port=int(_number(env, "FEEDSTREAM_SERVE_PORT", _number(env, "PORT", 8080, 1), 1)),
+            outbox_sweep_after=_number(env, "FEEDSTREAM_OUTBOX_SWEEP_AFTER", 300.0, 1.0),
         )
 
 

@@ -22,10 +22,12 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
+import redis
 from rq import Queue
 
 from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_polls
 from worker.store import Store
+from worker.store.refusals import Backoff, Refusals
 
 log = logging.getLogger("feedstream.scheduler")
 
@@ -48,17 +50,32 @@ def run_forever(store: Store, poll_queue: Queue, feed_names: list[str],
     """Keep the due set in line with the feeds file, then tick until ``stop`` is set.
 
     ``feed_urls`` (name -> configured URL) lets a retired feed whose URL was edited come back.
+    Redis refusing writes (OOM, READONLY, a lost connection) is logged once per kind and waited out
+    with backoff: the scheduler never exits on it.
     """
     stop = stop or threading.Event()
-    store.sync_feeds(feed_names, time.time())
-    if feed_urls:
-        store.revive(feed_urls, time.time())
+    refusals = Refusals(log, "scheduler")
+    backoff = Backoff()
+    synced = False
     while not stop.is_set():
-        queued = tick(store, poll_queue)
+        try:
+            if not synced:
+                store.sync_feeds(feed_names, time.time())
+                if feed_urls:
+                    store.revive(feed_urls, time.time())
+                synced = True
+            queued = tick(store, poll_queue)
+            next_due = store.next_due()
+        except redis.RedisError as exc:
+            if not refusals.note(exc):
+                raise
+            stop.wait(backoff.next())
+            continue
+        refusals.clear()
+        backoff.reset()
         if queued:
             log.info("queued polls: %s", ", ".join(queued))
             if on_tick:
                 on_tick(queued)
-        next_due = store.next_due()
         wait = TICK_SECONDS if next_due is None else min(max(next_due - time.time(), 0.05), TICK_SECONDS)
         stop.wait(wait)

@@ -28,6 +28,12 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
                                                                                               (counters.py)
 - ``{p}:heartbeats``          hash, process -> epoch of its last sign of life                 (counters.py)
 - ``{p}:imap:{name}``         hash, an IMAP source's ``uidvalidity`` and ``last_uid``         (mail.py)
+- ``{p}:outbox``              zset, pending entry token (hashed GUID) -> epoch of its next sweeper check
+- ``{p}:outbox:job``          hash, pending entry token -> "<RQ job id>|<times re-queued>"
+- ``{p}:outbox:entry``        hash, pending entry token -> the entry's JSON; all three renewed to a 30-day TTL
+  on each write, each entry gone once published or decided                                    (outbox.py)
+- ``{p}:outbox:sweep``        string, held (PX) by the process whose turn it is to sweep      (outbox.py)
+- ``{p}:probe``               string, a health check's probe write (EX 60)                   (counters.py)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.            (stream.py)
 """
 
@@ -39,6 +45,7 @@ from worker.store.connection import connect, connect_quick
 from worker.store.feeds import FeedStore
 from worker.store.hosts import HostStore
 from worker.store.mail import MailStore
+from worker.store.outbox import Pending
 from worker.store.publish import NearKey, PublishArgs, PublishRequest, PublishStore
 from worker.store.schedule import ScheduleStore
 from worker.store.stream import StreamStore
@@ -46,6 +53,7 @@ from worker.store.stream import StreamStore
 __all__ = [
     "NEAR_MODES",
     "NearKey",
+    "Pending",
     "PublishArgs",
     "PublishRequest",
     "PublishResult",
