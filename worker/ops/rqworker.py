@@ -23,6 +23,7 @@ from rq.executions import Execution, ExecutionRegistry
 from rq.job import Job
 from rq.logutils import setup_loghandlers
 from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.scheduler import RQScheduler
 from rq.utils import as_text, now
 from rq.worker import WorkerStatus
 from rq.worker_pool import WorkerPool
@@ -70,6 +71,7 @@ HEARTBEAT_EVERY = 5
 HEARTBEAT_TTL = 20
 MAINTENANCE_INTERVAL = 15
 WORKER_TTL = 30
+REFUSAL_PAUSE = 0.5  # seconds between tries of a step Redis refused, where nothing else waits
 
 
 def repair_executions(connection: Redis, job: Job, live: Mapping[str, Execution], ttl: int) -> int:
@@ -98,6 +100,39 @@ def repair_executions(connection: Redis, job: Job, live: Mapping[str, Execution]
             removed += 1
         fix.execute()
     return removed
+
+
+class SteadyScheduler(RQScheduler):
+    """RQ's scheduler process (it moves scheduled jobs and delayed retries to their queues), which would die
+    on the first refused write; this one logs the refusal once and carries on when Redis accepts again."""
+
+    def work(self) -> None:
+        refusals = Refusals(self.log, "rq scheduler")
+        backoff = Backoff()
+        self._install_signal_handlers()
+        while True:
+            try:
+                self.register_birth()
+                break
+            except redis.RedisError as exc:
+                if not refusals.note(exc):
+                    raise
+                time.sleep(backoff.next())
+        while not self._stop_requested:
+            try:
+                if self.should_reacquire_locks:
+                    self.acquire_locks()
+                self.heartbeat()
+                self.enqueue_scheduled_jobs()
+            except redis.RedisError as exc:
+                if not refusals.note(exc):
+                    raise
+                time.sleep(backoff.next())
+                continue
+            refusals.clear()
+            backoff.reset()
+            time.sleep(self.interval)
+        self.stop()
 
 
 class FeedstreamWorker(SimpleWorker):
@@ -223,6 +258,32 @@ class FeedstreamWorker(SimpleWorker):
                 if not self.refusals.note(exc):
                     raise
                 time.sleep(backoff.next())
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)  # its pipeline carries a heartbeat: a write
+        except redis.RedisError as exc:
+            if not self.refusals.note(exc):
+                raise
+            time.sleep(REFUSAL_PAUSE)
+
+    def _start_scheduler(self, burst: bool = False, logging_level: str = "INFO",
+                         date_format: str = DEFAULT_LOGGING_DATE_FORMAT,
+                         log_format: str = DEFAULT_LOGGING_FORMAT) -> None:
+        """RQ's own, with a scheduler process that rides out refusals (RQ's class is named in its method)."""
+        self.scheduler = SteadyScheduler(self.queues, connection=self.connection, logging_level=logging_level,
+                                         date_format=date_format, log_format=log_format, serializer=self.serializer)
+        self.scheduler.acquire_locks()
+        if self.scheduler.acquired_locks:
+            if burst:
+                try:
+                    self.scheduler.register_birth()
+                    self.scheduler.enqueue_scheduled_jobs()
+                finally:
+                    self.scheduler.release_locks()
+                    self.scheduler.register_death()
+            else:
+                self.scheduler.start()
 
     def run_maintenance_tasks(self) -> None:
         try:
