@@ -100,7 +100,7 @@ class PublishStore(BoilerplateStore, OutboxStore):
 
     def publish(self, article: Article, *, url_keys: Sequence[str], text_key: str | None,
                 near: NearKey | None = None, message_key: str | None = None,
-                boilerplate: Sequence[str] = ()) -> PublishResult:
+                boilerplate: Sequence[str] = (), outbox_token: str | None = None) -> PublishResult:
         """Claim the article's URLs (and text, and a newsletter's Message-ID), check it for near-copies and XADD it.
 
         One atomic step.
@@ -109,9 +109,11 @@ class PublishStore(BoilerplateStore, OutboxStore):
         published with ``duplicate_of``/``cluster`` set to that cluster's first
         article (``mark``) or not published (``drop``); either way its own
         bands and signature are indexed for ``near_window`` seconds. A published
-        article's ``boilerplate`` fingerprints are counted for its feed in the same step.
+        article's ``boilerplate`` fingerprints are counted for its feed in the same step, and the
+        entry's outbox record (``outbox_token``) is settled whatever the verdict.
         """
-        keys, argv = self._publish_call(PublishRequest(article, url_keys, text_key, near, message_key, boilerplate))
+        keys, argv = self._publish_call(PublishRequest(article, url_keys, text_key, near, message_key, boilerplate,
+                                                       outbox_token))
         return self._publish_result(article, self._script("publish")(keys=keys, args=argv))
 
     def publish_many(self, requests: Sequence[PublishRequest]) -> list[PublishResult]:
