@@ -59,9 +59,11 @@ def test_a_group_behind_a_small_maxlen_shows_its_lag_and_lost_entries(redis_clie
     assert report["stream"] == {**report["stream"], "length": length, "maxlen": MAXLEN}
 
     table = feedstream("status", env=env).stdout
-    assert f"idle: 0 consumer(s), {length} not yet delivered (lag), 0 unacked, {trimmed} LOST" in table
-    assert "partial: 1 consumer(s)" in table and "5 unacked" in table
-    assert "late: 0 consumer(s)" in table and "about to lose entries" in table
+    assert "idle (0 consumer(s), 0 unacked)" in table and "partial (1 consumer(s), 5 unacked)" in table
+    assert f"  idle: {length} not yet delivered (lag), {trimmed} trimmed before it read them: LOST" in table
+    assert f"  partial: {length} not yet delivered (lag), ~" in table  # an estimate, and said to be
+    assert "  current: 0 not yet delivered (lag), 0 trimmed before it read them\n" in table
+    assert f"  late: {length - 1} not yet delivered (lag), 0 trimmed" in table and "about to lose entries" in table
 
     port = _free_port()
     with process("metrics", "--port", str(port), redis_url=redis_url, env=env) as proc:

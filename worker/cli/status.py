@@ -154,13 +154,15 @@ def print_operations(report: dict[str, Any], out: TextIO) -> None:
     print(f"outbox: {outbox['pending']} entries queued, not yet published or decided; {outbox['requeued']} re-queued "
           f"by the sweeper, {outbox['given_up']} given up", file=out)
     stream = report["stream"]
-    print(f"stream {stream['name']!r}: {stream['length']} entries (MAXLEN {stream['maxlen'] or 'none'}); consumer "
-          f"groups: {'none' if not stream['groups'] else ''}", file=out)
+    group_text = ", ".join(f"{g['name']} ({g['consumers']} consumer(s), {g['pending']} unacked)"
+                           for g in stream["groups"])
+    print(f"stream {stream['name']!r}: {stream['length']} entries; consumer groups: {group_text or 'none'}",
+          file=out)
     for g in stream["groups"]:
-        line = (f"  {g['name']}: {g['consumers']} consumer(s), {_about(g['lag'], g['lag_exact'])} not yet delivered "
-                f"(lag), {g['pending']} unacked")
+        line = (f"  {g['name']}: {_about(g['lag'], g['lag_exact'])} not yet delivered (lag), "
+                f"{_about(g['trimmed'], g['trimmed_exact'])} trimmed before it read them")
         if g["trimmed"]:
-            line += f", {_about(g['trimmed'], g['trimmed_exact'])} LOST: trimmed before it read them"
-        elif stream["maxlen"] and g["lag"] > LAG_WARN_SHARE * stream["maxlen"]:
-            line += f"; about to lose entries: lag above {LAG_WARN_SHARE:.0%} of MAXLEN"
+            line += ": LOST"
+        if stream["maxlen"] and g["lag"] > LAG_WARN_SHARE * stream["maxlen"]:
+            line += f"; lag above {LAG_WARN_SHARE:.0%} of MAXLEN {stream['maxlen']}: about to lose entries"
         print(line, file=out)

@@ -32,7 +32,7 @@ from worker.extract import warm_up
 from worker.pipeline.context import current_context
 from worker.pipeline.outbox import sweep
 from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE
-from worker.store.refusals import Backoff, Refusals
+from worker.store.refusals import Backoff, Refusals, attempt, until_accepted
 
 QUEUES = [POLL_QUEUE, EXTRACT_QUEUE]  # polls first: they are cheap and keep the schedule
 MAX_JOBS = 500
@@ -110,29 +110,17 @@ class SteadyScheduler(RQScheduler):
         refusals = Refusals(self.log, "rq scheduler")
         backoff = Backoff()
         self._install_signal_handlers()
-        while True:
-            try:
-                self.register_birth()
-                break
-            except redis.RedisError as exc:
-                if not refusals.note(exc):
-                    raise
-                time.sleep(backoff.next())
+        until_accepted(self.register_birth, refusals)
         while not self._stop_requested:
-            try:
-                if self.should_reacquire_locks:
-                    self.acquire_locks()
-                self.heartbeat()
-                self.enqueue_scheduled_jobs()
-            except redis.RedisError as exc:
-                if not refusals.note(exc):
-                    raise
-                time.sleep(backoff.next())
-                continue
-            refusals.clear()
-            backoff.reset()
-            time.sleep(self.interval)
+            if attempt(self._tick, refusals, backoff)[0]:
+                time.sleep(self.interval)
         self.stop()
+
+    def _tick(self) -> None:
+        if self.should_reacquire_locks:
+            self.acquire_locks()
+        self.heartbeat()
+        self.enqueue_scheduled_jobs()
 
 
 class FeedstreamWorker(SimpleWorker):
@@ -198,17 +186,8 @@ class FeedstreamWorker(SimpleWorker):
 
     def _put_back(self, job: Job, queue: Queue) -> None:
         """Push a popped job back to the front of its queue, trying until Redis accepts."""
-        backoff = Backoff()
-        while True:
-            try:
-                queue.push_job_id(job.id, at_front=True)
-            except redis.RedisError as exc:
-                if not self.refusals.note(exc):
-                    raise
-                time.sleep(backoff.next())
-                continue
-            self.log.warning("job %s: Redis refused its start; put back at the front of %s", job.id, queue.name)
-            return
+        until_accepted(lambda: queue.push_job_id(job.id, at_front=True), self.refusals)
+        self.log.warning("job %s: Redis refused its start; put back at the front of %s", job.id, queue.name)
 
     # -- the loop's own writes: ride out refusals ------------------------------------------
 
@@ -249,15 +228,7 @@ class FeedstreamWorker(SimpleWorker):
                 raise
 
     def register_birth(self) -> None:
-        backoff = Backoff()
-        while True:
-            try:
-                super().register_birth()
-                return
-            except redis.RedisError as exc:
-                if not self.refusals.note(exc):
-                    raise
-                time.sleep(backoff.next())
+        until_accepted(super().register_birth, self.refusals)
 
     def check_for_suspension(self, burst: bool) -> None:
         try:

@@ -22,12 +22,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-import redis
 from rq import Queue
 
 from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_polls
 from worker.store import Store
-from worker.store.refusals import Backoff, Refusals
+from worker.store.refusals import Backoff, Refusals, attempt
 
 log = logging.getLogger("feedstream.scheduler")
 
@@ -58,24 +57,22 @@ def run_forever(store: Store, poll_queue: Queue, feed_names: list[str],
     backoff = Backoff()
     synced = False
     while not stop.is_set():
-        try:
-            if not synced:
-                store.sync_feeds(feed_names, time.time())
-                if feed_urls:
-                    store.revive(feed_urls, time.time())
-                synced = True
-            queued = tick(store, poll_queue)
-            next_due = store.next_due()
-        except redis.RedisError as exc:
-            if not refusals.note(exc):
-                raise
-            stop.wait(backoff.next())
+        if not synced:
+            synced = attempt(lambda: _sync(store, feed_names, feed_urls), refusals, backoff, wait=stop.wait)[0]
             continue
-        refusals.clear()
-        backoff.reset()
+        done, ticked = attempt(lambda: (tick(store, poll_queue), store.next_due()), refusals, backoff,
+                               wait=stop.wait)
+        if not done or ticked is None:
+            continue
+        queued, next_due = ticked
         if queued:
             log.info("queued polls: %s", ", ".join(queued))
             if on_tick:
                 on_tick(queued)
-        wait = TICK_SECONDS if next_due is None else min(max(next_due - time.time(), 0.05), TICK_SECONDS)
-        stop.wait(wait)
+        stop.wait(TICK_SECONDS if next_due is None else min(max(next_due - time.time(), 0.05), TICK_SECONDS))
+
+
+def _sync(store: Store, feed_names: list[str], feed_urls: Mapping[str, str] | None) -> None:
+    store.sync_feeds(feed_names, time.time())
+    if feed_urls:
+        store.revive(feed_urls, time.time())

@@ -13,8 +13,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import redis
+
+T = TypeVar("T")
 
 # Substrings of a reply error (a script's error carries the inner one as text, e.g. "-OOM ...").
 _REPLY_KINDS = (
@@ -102,3 +106,28 @@ class Backoff:
 
     def reset(self) -> None:
         self.current = self.base
+
+
+def attempt(step: Callable[[], T], refusals: Refusals, backoff: Backoff,
+            wait: Callable[[float], object] = time.sleep) -> tuple[bool, T | None]:
+    """Run ``step()`` once: ``(True, its result)`` when it went through (backoff reset, recovery logged);
+    ``(False, None)``, after waiting the next backoff, when Redis refused it. Any other error propagates."""
+    try:
+        result = step()
+    except redis.RedisError as exc:
+        if not refusals.note(exc):
+            raise
+        wait(backoff.next())
+        return False, None
+    refusals.clear()
+    backoff.reset()
+    return True, result
+
+
+def until_accepted(step: Callable[[], T], refusals: Refusals) -> T:
+    """``step()``, tried again with backoff for as long as Redis refuses it (any other error propagates)."""
+    backoff = Backoff()
+    while True:
+        done, result = attempt(step, refusals, backoff)
+        if done:
+            return result  # type: ignore[return-value]
