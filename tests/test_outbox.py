@@ -72,3 +72,33 @@ def test_refusals_are_told_apart_from_bugs(redis_client: redis.Redis) -> None:
     assert refusal_kind(redis.ResponseError("WRONGTYPE Operation against a key")) is None
     assert refusal_kind(redis.ReadOnlyError("You can't write against a read only replica.")) == "read-only replica"
     assert refusal_kind(redis.ConnectionError("reset")) == "connection lost"
+
+
+def test_lapsed_execution_records_are_repaired_before_rq_reads_them(redis_client: redis.Redis) -> None:
+    """RQ 3.0 keeps an execution's registry member 60 s past its hash: the re-run's cleanup then raised
+    ValueError (a dead run's hash gone) or KeyError b'created_at' (a live run's hash expired in a pause and
+    recreated by a heartbeat as a stub). repair_executions leaves records RQ can read."""
+    from rq import Queue
+    from rq.executions import Execution
+
+    from worker.ops.rqworker import repair_executions
+
+    job = Queue("extract", connection=redis_client).enqueue("worker.jobs.extract_entries", [])
+    with redis_client.pipeline() as pipe:
+        dead = Execution.create(job, ttl=20, pipeline=pipe)
+        live = Execution.create(job, ttl=20, pipeline=pipe)
+        pipe.execute()
+    redis_client.delete(dead.key)  # expired with its heartbeat; its registry members are still there
+    redis_client.delete(live.key)
+    redis_client.hset(live.key, "last_heartbeat", 1.0)  # a heartbeat after the expiry leaves a stub
+    try:
+        job.get_executions()
+    except (ValueError, KeyError):
+        pass
+    else:
+        raise AssertionError("RQ read the lapsed records without complaint: nothing to repair")
+    started = job.started_job_registry
+    assert (job.id, dead.id) in started.get_job_and_execution_ids(cleanup=False)
+    assert repair_executions(redis_client, job, {live.id: live}, 20) == 1
+    assert [execution.id for execution in job.get_executions()] == [live.id]
+    assert (job.id, dead.id) not in started.get_job_and_execution_ids(cleanup=False)
