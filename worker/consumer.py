@@ -39,11 +39,14 @@ from typing import Any
 
 import redis
 
-from worker.timefmt import now_iso
-
 log = logging.getLogger("feedstream.consumer")
 
 Handler = Callable[[dict[str, Any]], object]
+
+
+def _now_iso() -> str:
+    # Not worker.timefmt: this module imports nothing of ours, so a downstream app can copy it alone.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _text(value: Any) -> str:
@@ -183,7 +186,7 @@ class Consumer:
         """Copy the entry to the dead-letter stream with why, and acknowledge it, in one transaction."""
         fields = {**delivery.fields, "source_id": delivery.id, "source_stream": self.stream, "group": self.group,
                   "consumer": self.consumer, "deliveries": str(deliveries), "error": error[:2000],
-                  "dead_at": now_iso()}
+                  "dead_at": _now_iso()}
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(self.dead_stream, fields)
         pipe.xack(self.stream, self.group, delivery.id)

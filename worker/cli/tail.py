@@ -52,8 +52,8 @@ def tail(store: Store, follow: bool, from_start: bool, count: int, out: TextIO =
     """Print stream entries' ``article`` documents as JSON lines."""
     after = "0-0"
     if not from_start:
-        last = store.redis.xrevrange(store.stream, count=count)
-        after = last[-1][0].decode() if last else "0-0"
+        last = store.read_stream_before("+", count=count)
+        after = last[-1][0] if last else "0-0"
         # xrevrange's oldest entry is included: step just before it
         if last:
             ms, seq = after.split("-")
