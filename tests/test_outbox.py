@@ -102,3 +102,12 @@ def test_lapsed_execution_records_are_repaired_before_rq_reads_them(redis_client
     assert repair_executions(redis_client, job, {live.id: live}, 20) == 1
     assert [execution.id for execution in job.get_executions()] == [live.id]
     assert (job.id, dead.id) not in started.get_job_and_execution_ids(cleanup=False)
+
+
+def test_a_burst_looks_at_every_pending_entry_not_only_the_due_ones(redis_client: redis.Redis) -> None:
+    import math
+
+    store = Store(redis_client)
+    _record(store, "job1", ["a1"], check_at=1e12)  # far in the future
+    assert store.due_pending(1e9, 10) == []
+    assert [p.token for p in store.due_pending(math.inf, 10)] == ["a1"]

@@ -13,6 +13,7 @@ kills every worker that tries it makes the sweeper's work grow without bound.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -63,12 +64,13 @@ def _job_states(context: Context, job_ids: list[str]) -> dict[str, tuple[str | N
     return states
 
 
-def sweep(context: Context, now: float | None = None) -> SweepReport:
-    """Look at the pending entries whose check time has come; re-queue those whose job is gone."""
+def sweep(context: Context, *, everything: bool = False) -> SweepReport:
+    """Look at the pending entries whose check time has come (``everything``: at all of them, up to
+    SWEEP_LIMIT, as a burst does once its queues are empty); re-queue those whose job is gone."""
     store = context.store
-    now = time.time() if now is None else now
+    now = time.time()
     check_again = now + context.settings.outbox_sweep_after
-    due = store.due_pending(now, SWEEP_LIMIT)
+    due = store.due_pending(math.inf if everything else now, SWEEP_LIMIT)
     report = SweepReport(checked=len(due))
     if not due:
         return report
