@@ -110,7 +110,8 @@ def test_jobs_of_killed_workers_complete_within_a_minute_with_no_failure_or_spen
                     done_at[job_id] = time.time()
                     continue
                 retries_left[job_id].add(job.retries_left or 0)
-                statuses[job_id].add(job.get_status() or "")
+                status = job.get_status()
+                statuses[job_id].add(str(getattr(status, "value", status)))
             if time.time() - killed_at > 90:
                 pytest.fail(f"abandoned jobs not done 90 s after the kill: {set(abandoned) - set(done_at)}, "
                             f"statuses {statuses}")
