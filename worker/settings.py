@@ -16,7 +16,7 @@ from typing import Any
 
 from worker.errors import ConfigError
 from worker.fetch import HttpSettings
-from worker.models import Feed, NewsletterSource
+from worker.models import UPDATE_MODES, Feed, NewsletterSource, UpdatePolicy
 
 DEFAULT_FEEDS_PATH = "config/feeds.toml"
 DEFAULT_STREAM = "articles"
@@ -93,6 +93,8 @@ class Settings:
     near_duplicates: str = "mark"
     # How long an article stays in the near-duplicate index (its copies are caught this long).
     near_window_days: float = 30.0
+    # Changed articles (issue 17): where update events go, how long and how often articles are re-checked.
+    updates: UpdatePolicy = field(default_factory=UpdatePolicy)
     # `feedstream smtp`: where the newsletter SMTP endpoint listens
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
@@ -107,7 +109,7 @@ class Settings:
         """Keyword arguments for ``Store`` that come from these settings."""
         return {"stream": self.stream, "prefix": self.prefix, "claim_ttl": self.dedupe_days * 86400,
                 "stream_maxlen": self.stream_maxlen, "near_window": int(self.near_window_days * 86400),
-                "near_mode": self.near_duplicates}
+                "near_mode": self.near_duplicates, "updates": self.updates}
 
     @property
     def allow_private(self) -> bool:
@@ -136,6 +138,11 @@ class Settings:
             **_politeness(env),
             near_duplicates=_choice(env, "FEEDSTREAM_NEAR_DUPLICATES", ("mark", "drop", "off"), "mark"),
             near_window_days=_number(env, "FEEDSTREAM_NEAR_WINDOW_DAYS", 30.0, 0.001),
+            updates=UpdatePolicy(
+                mode=_choice(env, "FEEDSTREAM_UPDATES", UPDATE_MODES, "separate"),
+                window=int(_number(env, "FEEDSTREAM_UPDATE_WINDOW", 7 * 86400, 60)),
+                min_interval=int(_number(env, "FEEDSTREAM_UPDATE_MIN_INTERVAL", 3600, 0)),
+            ),
             smtp_host=(env.get("FEEDSTREAM_SMTP_HOST") or "127.0.0.1").strip(),
             smtp_port=int(_number(env, "FEEDSTREAM_SMTP_PORT", 2525, 1)),
             serve_host=(env.get("FEEDSTREAM_SERVE_HOST") or "127.0.0.1").strip(),

@@ -91,6 +91,15 @@ class FeedstreamCollector(Collector):
                                   value=counters.get("entries_new", 0))
         yield CounterMetricFamily("feedstream_page_retries", "Page fetches deferred to an RQ retry",
                                   value=counters.get("retried_pages", 0))
+        yield CounterMetricFamily("feedstream_updates_published",
+                                  "Update events published: a changed article's version 2, 3, ...",
+                                  value=counters.get("updates_published", 0))
+        rechecks = CounterMetricFamily("feedstream_rechecks", "Re-checks of published articles whose feed entry "
+                                       "changed, by outcome ('checked': every one)", labels=["outcome"])
+        rechecks.add_metric(["checked"], counters.get("rechecks", 0))
+        for outcome, value in _prefixed(counters, "rechecks_"):
+            rechecks.add_metric([outcome], value)
+        yield rechecks
 
         buckets, total = store.delay_histogram()
         yield HistogramMetricFamily("feedstream_publish_delay_seconds",

@@ -9,9 +9,14 @@ Routes (``.atom`` or ``.json`` each):
 Query: ``before=<stream id>`` (the page of older articles; each page links the
 next one with rel=next / ``next_url``), ``limit=`` (1-200, default 50).
 
-Validators: the ETag is a hash of the selection (stream ids and links), Last-Modified the newest entry's
-stream time; ``If-None-Match`` (or, without it, ``If-Modified-Since``) that
-still matches gets 304 with no body.
+An article with update events (issue 17) is listed once, at its first publication's place, as its
+latest version (read through its ``{p}:latest:{id}`` pointer), with that version's time as its
+Atom ``updated`` / JSON Feed ``date_modified``; update events in the stream itself (inline) are not
+listed apart.
+
+Validators: the ETag is a hash of the selection (stream ids, latest versions' ids and links),
+Last-Modified the newest entry's (or latest version's) stream time; ``If-None-Match`` (or,
+without it, ``If-Modified-Since``) that still matches gets 304 with no body.
 
 The stdlib ThreadingHTTPServer is enough here: a feed reader polls every few
 minutes, each request is one or a few XREVRANGE calls, and it keeps the web
@@ -68,13 +73,33 @@ def select_page(store: Store, match: Callable[[dict[str, Any]], bool], before: s
                 doc = json.loads(fields.get("article", "{}"))
             except ValueError:
                 continue
-            if isinstance(doc, dict) and match(doc):
+            if isinstance(doc, dict) and doc.get("event") != "updated" and match(doc):
                 found.append((stream_id, doc))
                 if len(found) == limit:
                     break
     # a full page (or a scan cut short) may have older matches: link on from where we stopped
     more = bool(store.read_stream_before(cursor, count=1))
     return found, cursor if more else None
+
+
+def latest_versions(store: Store, items: list[Item]) -> tuple[list[Item], dict[str, str]]:
+    """The items with each article's latest version in place of the first, and the stream id of that
+    version by the first's stream id (two round trips for the page)."""
+    latest = store.latest_versions([str(doc["id"]) for _, doc in items if doc.get("id")])
+    out: list[Item] = []
+    modified: dict[str, str] = {}
+    for stream_id, doc in items:
+        found = latest.get(str(doc.get("id")))
+        if found:
+            try:
+                newer = json.loads(found["article"])
+            except ValueError:
+                newer = None
+            if isinstance(newer, dict) and int(newer.get("version") or 1) > int(doc.get("version") or 1):
+                doc = newer
+                modified[stream_id] = found["stream_id"]
+        out.append((stream_id, doc))
+    return out, modified
 
 
 def _matcher(kind: str | None, value: str) -> tuple[Callable[[dict[str, Any]], bool], str, str]:
@@ -148,6 +173,7 @@ class FeedHandler(BaseHTTPRequestHandler):
 
         match, title, feed_id = _matcher(kind, value)
         items, next_before = self.server.page(match, before, limit)
+        items, modified = latest_versions(self.server.store, items)
         base = self._base()
         stem = parts.path[: -len(fmt)]  # as requested: already %-quoted
 
@@ -159,18 +185,19 @@ class FeedHandler(BaseHTTPRequestHandler):
         other = "json" if fmt == "atom" else "atom"
         meta = FeedMeta(title=title, self_url=url(fmt, before), alternate_url=url(other, before), home_url=base + "/",
                         feed_id=feed_id, next_url=url(fmt, next_before) if next_before else None)
-        # Stream entries never change once added, so the selection (its stream ids) and the
-        # links fix the body: the ETag is known before rendering, and a 304 skips the render.
-        fingerprint = "\n".join([fmt, repr(meta), *(stream_id for stream_id, _ in items)])
+        # Stream entries never change once added, so the selection (its stream ids and its articles'
+        # latest versions) and the links fix the body: the ETag is known before rendering, and a 304
+        # skips the render.
+        fingerprint = "\n".join([fmt, repr(meta), *(f"{sid} {modified.get(sid, '')}" for sid, _ in items)])
         etag = '"' + hashlib.blake2b(fingerprint.encode(), digest_size=16).hexdigest() + '"'
         headers = {"Content-Type": ATOM_TYPE if fmt == "atom" else JSON_FEED_TYPE, "ETag": etag,
                    "Cache-Control": "no-cache"}
-        newest = updated(items)
+        newest = updated(items, modified)
         if newest:
             headers["Last-Modified"] = format_datetime(newest.replace(microsecond=0), usegmt=True)
         if self._not_modified(etag, newest):
             return 304, {k: v for k, v in headers.items() if k != "Content-Type"}, b""
-        body = render_atom(meta, items) if fmt == "atom" else render_json_feed(meta, items)
+        body = render_atom(meta, items, modified) if fmt == "atom" else render_json_feed(meta, items, modified)
         return 200, headers, body
 
     def _not_modified(self, etag: str, newest: Any) -> bool:

@@ -15,6 +15,7 @@ from worker.pipeline.context import Context
 from worker.pipeline.decide import tally_extract
 from worker.pipeline.pages import fetch_page, page_outcome, prefetch_pool
 from worker.pipeline.queues import hold_extracts, outbox_token
+from worker.pipeline.updates import Validators, remember_published
 from worker.store import PublishRequest
 from worker.timefmt import iso_from_epoch
 
@@ -42,6 +43,7 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
     retried: list[str] = []
     # extracted (or from the feed), with their URL claims and outbox tokens
     ready: list[tuple[Article, list[str], str]] = []
+    validators: list[Validators] = []  # each ready article's page ETag and Last-Modified, for re-checks
     held: list[dict[str, Any]] = []  # entries whose host asked us to wait: queued again for later
     held_until = 0.0
     page_http: list[int | str] = []
@@ -73,12 +75,15 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
                 fallbacks += 1
             claims = [url_key(article.url), entry_key, *([url_key(outcome.canonical)] if outcome.canonical else [])]
             ready.append((article, claims, outbox_token(entry.feed, entry.guid)))
+            validators.append(outcome.validators)
     finally:
         # the job ends with no download of its own left running (only a bug gets here with some)
         for download in downloads.values():
             download.cancel()
         wait(downloads.values())
     results = context.store.publish_many(_publish_requests(context, ready))
+    remember_published(context, [(article, result, kept) for (article, _, _), result, kept
+                                 in zip(ready, results, validators, strict=True)], time.time())
     if held:
         hold_extracts(context, held, held_until)
     tally = tally_extract(entries=len(entries), already=already, fallbacks=fallbacks, page_http=page_http,

@@ -28,6 +28,7 @@ from worker.pipeline.decide import (
 from worker.pipeline.mail import poll_mailbox
 from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_extracts, pending_entries, plan_extracts
 from worker.pipeline.schedule import Limits, cache_max_age
+from worker.pipeline.updates import track_changes
 from worker.settings import Settings
 from worker.store.refusals import Refusals
 
@@ -117,10 +118,14 @@ def _fetch(context: Context, feed: Feed, url: str, status: dict[str, str]) -> tu
         entry.feed = feed.name
         entry.tags = list(dict.fromkeys([*entry.tags, *feed.tags]))
     keys = [guid_key(feed.name, entry.guid) for entry in entries]
-    new = [entry for entry, unseen in zip(entries, context.store.unseen(feed.name, keys), strict=True) if unseen]
+    unseen = context.store.unseen(feed.name, keys)
+    new = [entry for entry, fresh in zip(entries, unseen, strict=True) if fresh]
+    # entries seen before that changed: their articles' re-checks are queued before apply_poll records the
+    # new marks, so a crash in between finds the change again on the next poll
+    marks = track_changes(context, feed.name, entries, keys, unseen, time.time())
     listed = Listed(status=fetched.status, seen=tuple(keys), new=len(new),
                     published=tuple(entry.published for entry in entries), title=parsed.title or "",
                     warning=parsed.warning, etag=fetched.etag, last_modified=fetched.last_modified,
                     max_age=cache_max_age(fetched.headers), ttl_minutes=parsed.ttl_minutes,
-                    redirects=fetched.redirects)
+                    redirects=fetched.redirects, marks=marks)
     return listed, new
