@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 import redis
 from rq import Queue, Worker
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 from rq.job import Job
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
@@ -105,12 +106,13 @@ def test_jobs_of_killed_workers_complete_within_a_minute_with_no_failure_or_spen
         done_at: dict[str, float] = {}
         while len(done_at) < len(abandoned):
             for job_id in abandoned - set(done_at):
-                job = Job.fetch(job_id, connection=client) if client.exists(Job.key_for(job_id)) else None
-                if job is None:  # result_ttl=0: the job's hash goes when it finishes successfully
+                try:
+                    job = Job.fetch(job_id, connection=client)
+                    status = job.get_status()
+                except (NoSuchJobError, InvalidJobOperation):  # result_ttl=0: its hash goes when it succeeds
                     done_at[job_id] = time.time()
                     continue
                 retries_left[job_id].add(job.retries_left or 0)
-                status = job.get_status()
                 statuses[job_id].add(str(getattr(status, "value", status)))
             if time.time() - killed_at > 90:
                 pytest.fail(f"abandoned jobs not done 90 s after the kill: {set(abandoned) - set(done_at)}, "
