@@ -111,6 +111,9 @@ class Settings:
     public_url: str | None = None
     websub_lease: int = 10 * 86400  # the lease asked of hubs (they decide)
     hub_retry_base: float = 30.0  # our hub: seconds before a failed delivery's first retry (then 2x, 4x, ...)
+    # Seconds an entry stays pending (queued, not yet published or decided) before the outbox sweeper
+    # looks at its RQ job, and between its later looks; it re-queues the entry only when the job is gone.
+    outbox_sweep_after: float = 300.0
 
     def store_options(self) -> dict[str, Any]:
         """Keyword arguments for ``Store`` that come from these settings."""
@@ -160,6 +163,7 @@ class Settings:
             public_url=_public_url(env),
             websub_lease=int(_number(env, "FEEDSTREAM_WEBSUB_LEASE", 10 * 86400, 60)),
             hub_retry_base=_number(env, "FEEDSTREAM_HUB_RETRY_BASE", 30.0, 0.1),
+            outbox_sweep_after=_number(env, "FEEDSTREAM_OUTBOX_SWEEP_AFTER", 300.0, 1.0),
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from worker.models import Feed, Fetched, PollIntent
 from worker.pipeline.context import Context
 from worker.pipeline.decide import Listed, PollOutcome, PollRules, Unchanged
-from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_extracts
+from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_extracts, pending_entries, plan_extracts
 from worker.store import Store
 from worker.timefmt import iso_from_epoch
 
@@ -65,9 +65,11 @@ def ingest_push(context: Context, source_name: str, body: bytes, content_type: s
             message = f"websub: push refused: {getattr(outcome, 'message', outcome)}"
             context.store.websub_pushed(source_name, now, refused=message)
             return {"feed": source_name, "outcome": message}
-        enqueue_extracts(context, new)
         intent = decide_push(feed, outcome, now)
-        context.store.apply_poll(intent)
+        # as a poll does: the new entries enter the outbox with their GUIDs marked seen, then are queued
+        plan = plan_extracts(new)
+        context.store.apply_poll(intent, pending_entries(plan), now + context.settings.outbox_sweep_after)
+        enqueue_extracts(context, plan)
         context.store.websub_pushed(source_name, now)
         return dict(intent.report)
     finally:

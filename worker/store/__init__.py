@@ -32,6 +32,12 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:imap:{name}``         hash, an IMAP source's ``uidvalidity`` and ``last_uid``         (mail.py)
 - ``{p}:sources``             hash, source name -> its record (spec, managed by, paused) as JSON (sources.py)
 - ``{p}:sources:version``     string, raised by every change to the sources                   (sources.py)
+- ``{p}:outbox``              zset, pending entry token (hashed GUID) -> epoch of its next sweeper check
+- ``{p}:outbox:job``          hash, pending entry token -> "<RQ job id>|<times re-queued>"
+- ``{p}:outbox:entry``        hash, pending entry token -> the entry's JSON; all three renewed to a 30-day TTL
+  on each write, each entry gone once published or decided                                    (outbox.py)
+- ``{p}:outbox:sweep``        string, held (PX) by the process whose turn it is to sweep      (outbox.py)
+- ``{p}:probe``               string, a health check's probe write (EX 60)                   (counters.py)
 - ``{p}:ver:{id}``            string, a published article's latest version, what a re-check compares against
   (version, last check, title and paragraph digests, page validators), packed; expires with the update window
                                                                                               (updates.py)
@@ -52,6 +58,7 @@ from worker.store.feeds import FeedStore
 from worker.store.hosts import HostStore
 from worker.store.hub import HubStore
 from worker.store.mail import MailStore
+from worker.store.outbox import Pending
 from worker.store.publish import NearKey, PublishArgs, PublishRequest, PublishStore
 from worker.store.schedule import ScheduleStore
 from worker.store.sources import SourceStore
@@ -62,6 +69,7 @@ from worker.store.websub import WebSubStore
 __all__ = [
     "NEAR_MODES",
     "NearKey",
+    "Pending",
     "PublishArgs",
     "PublishRequest",
     "PublishResult",
