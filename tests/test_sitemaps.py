@@ -55,11 +55,13 @@ def test_a_news_sitemap_lists_recent_articles_with_title_date_and_language() -> 
 
 
 def test_a_plain_sitemap_dates_by_lastmod_and_leaves_undated_urls_out() -> None:
-    body = ('<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
-            f'<url><loc>/rel</loc><lastmod>{iso_from_epoch(NOW - HOUR)}</lastmod></url>'
+    body = ('<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9" '
+            'xmlns:image="http://www.google.com/schemas/sitemap-image/1.1"><url><image:image>'
+            '<image:loc>http://x.test/pic.jpg</image:loc><image:title>Pic</image:title></image:image>'
+            f'<loc>/rel</loc><lastmod>{iso_from_epoch(NOW - HOUR)}</lastmod></url>'
             '<url><loc>http://x.test/undated</loc></url></urlset>')
     doc = parse_sitemap(body.encode(), url="http://x.test/sitemap.xml", now=NOW, max_age=86400)
-    assert [e.url for e in doc.entries] == ["http://x.test/rel"] and doc.undated == 1
+    assert [(e.url, e.title) for e in doc.entries] == [("http://x.test/rel", "")] and doc.undated == 1
 
 
 def test_hostile_sitemaps_are_refused() -> None:

@@ -33,6 +33,8 @@ MAX_SITEMAP_BYTES = 50 * 1024 * 1024
 MAX_URLS = 50_000
 _GZIP_MAGIC = b"\x1f\x8b"
 _ENTITY = re.compile(rb"<!ENTITY", re.IGNORECASE)
+# sitemaps.org's and Google News's (by their ends: http/https and www variants occur in the wild)
+_READ_NAMESPACES = ("/sitemap/0.9", "/sitemap-news/0.9")
 
 
 @dataclass
@@ -74,15 +76,25 @@ def _gunzip(body: bytes, cap: int) -> bytes:
 
 def _local(element: etree._Element) -> str:
     tag = element.tag
-    return etree.QName(tag).localname if isinstance(tag, str) else ""
+    return tag.rpartition("}")[2] if isinstance(tag, str) else ""
 
 
-def _child_text(element: etree._Element, *path: str) -> str:
-    """The text of the first descendant along ``path`` (local names), whitespace collapsed."""
-    current: etree._Element | None = element
-    for name in path:
-        current = next((c for c in current if _local(c) == name), None) if current is not None else None
-    return clean(current.text) if current is not None and current.text else ""
+def _fields(item: etree._Element) -> dict[str, str]:
+    """Local name -> text of the first of each element under a ``<url>`` or ``<sitemap>`` (one walk).
+
+    Elements of other extensions (image:, video:, xhtml:) are skipped: their titles are not the page's.
+    """
+    found: dict[str, str] = {}
+    for element in item.iter():
+        tag = element.tag
+        if not isinstance(tag, str) or not element.text:
+            continue
+        namespace, _, name = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
+        if namespace and not namespace.endswith(_READ_NAMESPACES):
+            continue
+        if name not in found:
+            found[name] = clean(element.text)
+    return found
 
 
 def _date(value: str) -> str | None:
@@ -124,17 +136,18 @@ def parse_sitemap(body: bytes, *, url: str, now: float, max_age: float,
         doc.listed += 1
         if doc.listed > MAX_URLS:
             raise ParseError(f"sitemap: lists more than {MAX_URLS:,} URLs (the protocol's limit): refused")
-        loc = http_url(_child_text(item, "loc"), url)
+        values = _fields(item)
+        loc = http_url(values.get("loc"), url)
         if loc is None:
             continue
         if doc.index:
-            lastmod = epoch_from_iso(_child_text(item, "lastmod"))
+            lastmod = epoch_from_iso(values.get("lastmod"))
             if lastmod is not None and lastmod < cutoff:
                 doc.old += 1
             elif loc not in doc.children:
                 doc.children.append(loc)
             continue
-        entry = _news_entry(item, loc)
+        entry = _news_entry(values, loc)
         when = epoch_from_iso(entry.published or entry.updated)
         if when is None:
             doc.undated += 1
@@ -142,7 +155,7 @@ def parse_sitemap(body: bytes, *, url: str, now: float, max_age: float,
             doc.old += 1
         else:
             doc.entries.append(entry)
-            language = language_code(_child_text(item, "news", "publication", "language"))
+            language = language_code(values.get("language"))
             if language:
                 languages.add(language)
     if len(languages) == 1:
@@ -150,12 +163,12 @@ def parse_sitemap(body: bytes, *, url: str, now: float, max_age: float,
     return doc
 
 
-def _news_entry(item: etree._Element, loc: str) -> Entry:
+def _news_entry(values: dict[str, str], loc: str) -> Entry:
     """One ``<url>``: its loc is its id; the news extension's title and date when it has them, else lastmod."""
-    lastmod = _date(_child_text(item, "lastmod"))
-    published = _date(_child_text(item, "news", "publication_date")) or lastmod
-    keywords = [k.strip() for k in _child_text(item, "news", "keywords").split(",") if k.strip()]
-    return build_entry(guid=loc, url=loc, title=_child_text(item, "news", "title"), author=None,
+    lastmod = _date(values.get("lastmod", ""))
+    published = _date(values.get("publication_date", "")) or lastmod
+    keywords = [k.strip() for k in values.get("keywords", "").split(",") if k.strip()]
+    return build_entry(guid=loc, url=loc, title=values.get("title", ""), author=None,
                        published=published, content=None, summary=None, tags=keywords[:20], updated=lastmod)
 
 
