@@ -11,7 +11,7 @@ import pytest
 import redis
 from rq import Queue, SimpleWorker
 
-from tests.pipeline_helpers import articles, make_context
+from tests.pipeline_helpers import admin_context, articles
 from tests.site import Site
 from tests.sitegen import rss2, story, telecoms_page
 from worker.errors import ParseError
@@ -19,7 +19,6 @@ from worker.feeds.discover import discover
 from worker.feeds.sitemap import parse_sitemap, robots_sitemaps
 from worker.fetch import HttpClient, HttpSettings
 from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE, enqueue_poll
-from worker.sources.manage import AdminOptions, SourceAdmin
 from worker.sources.spec import source_from_dict, source_to_dict
 from worker.timefmt import iso_from_epoch
 
@@ -114,9 +113,7 @@ def serve_articles(site: Site, numbers: range) -> list[tuple[str, str, float]]:
 
 def test_a_news_sitemap_index_publishes_recent_articles_once(site: Site, redis_client: redis.Redis,
                                                              redis_url: str, feeds_file: Path) -> None:
-    feeds_file.write_text("feeds = []\n")
-    context = make_context(redis_url, feeds_file)
-    admin = SourceAdmin(context.store, None, AdminOptions(allow_private=True))
+    context, admin = admin_context(redis_url, feeds_file)
     recent = serve_articles(site, range(3))
     old = [(url, title, NOW - 10 * 86400) for url, title, _ in serve_articles(site, range(3, 5))]
     site.add("/news-1.xml", news_sitemap(recent[:2] + old), "application/xml")
@@ -142,9 +139,7 @@ def test_a_news_sitemap_index_publishes_recent_articles_once(site: Site, redis_c
 
 def test_a_sitemap_bomb_is_refused_and_other_sources_go_on(site: Site, redis_client: redis.Redis,
                                                            redis_url: str, feeds_file: Path) -> None:
-    feeds_file.write_text("feeds = []\n")
-    context = make_context(redis_url, feeds_file)
-    admin = SourceAdmin(context.store, None, AdminOptions(allow_private=True))
+    context, admin = admin_context(redis_url, feeds_file)
     site.add("/bomb-index.xml", sitemap_index([site.url(f"/s{n}.xml") for n in range(5000)]), "application/xml")
     only_foreign = sitemap_index([site.url("/x.xml").replace("127.0.0.1", "localhost")])
     site.add("/foreign-index.xml", only_foreign, "application/xml")

@@ -294,17 +294,7 @@ class HttpClient:
         try:
             target = _request_url(url)
             response = self._open(target, sent, fetch, method="POST", body=body)
-            complete = False
-            try:
-                if not 200 <= response.status < 300:
-                    raise self._status_error(response, target)
-                answer = self._read_body(response, fetch, target)
-                complete = True
-            finally:
-                if complete:
-                    response.release_conn()
-                else:
-                    _discard(response)
+            answer = self._take_body(response, fetch, target)
             return Fetched(url=target, status=response.status, body=answer, requested_url=url,
                            headers={name.lower(): response.headers[name] for name in response.headers})
         finally:
@@ -324,30 +314,20 @@ class HttpClient:
         while True:
             target = _request_url(current)
             response = self._open(target, headers, fetch)
-            complete = False
-            try:
-                status = response.status
-                if status in _REDIRECTS:
-                    location = response.headers.get("location")
-                    if not location:
-                        raise FetchError(f"HTTP {status} without a Location from {current}",
-                                         url=current, status=status)
-                    current = urljoin(target, location.strip())
-                    redirects.append((status, current))
-                    if len(redirects) > self.settings.max_redirects:
-                        raise FetchError(f"too many redirects ({len(redirects)}) from {url}", url=url)
-                    continue
+            status = response.status
+            if status in _REDIRECTS or status == 304:
+                _discard(response)
                 if status == 304:
                     raise NotModified(current, tuple(redirects))
-                if not 200 <= status < 300:
-                    raise self._status_error(response, current)
-                body = self._read_body(response, fetch, current)
-                complete = True
-            finally:
-                if complete:
-                    response.release_conn()
-                else:
-                    _discard(response)
+                location = response.headers.get("location")
+                if not location:
+                    raise FetchError(f"HTTP {status} without a Location from {current}", url=current, status=status)
+                current = urljoin(target, location.strip())
+                redirects.append((status, current))
+                if len(redirects) > self.settings.max_redirects:
+                    raise FetchError(f"too many redirects ({len(redirects)}) from {url}", url=url)
+                continue
+            body = self._take_body(response, fetch, current)
             if fetch.expired:  # the end of the body may be the watchdog's doing
                 raise fetch.exceeded(current)
             return Fetched(
@@ -380,6 +360,22 @@ class HttpClient:
             raise
         except Exception as exc:
             raise self._error(exc, fetch, url) from exc
+
+    def _take_body(self, response: urllib3.BaseHTTPResponse, fetch: Deadline, url: str) -> bytes:
+        """The body of a 2xx response (else its FetchError); the connection goes back to the pool only
+        when the body was read to its end."""
+        complete = False
+        try:
+            if not 200 <= response.status < 300:
+                raise self._status_error(response, url)
+            body = self._read_body(response, fetch, url)
+            complete = True
+            return body
+        finally:
+            if complete:
+                response.release_conn()
+            else:
+                _discard(response)
 
     def _read_body(self, response: urllib3.BaseHTTPResponse, fetch: Deadline, url: str) -> bytes:
         cap = self.settings.max_bytes
