@@ -44,6 +44,8 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:latest:{id}``         string, "<version>|<stream id>|<stream>" of an article's latest update event
                                                                                               (updates.py)
 - ``<stream>:updates``        the update events' stream (FEEDSTREAM_UPDATES=separate), beside the stream
+- ``{p}:websub:{name}``, ``{p}:websub:names``, ``{p}:websub:due``: WebSub subscriptions          (websub.py)
+- ``{p}:hub:subs``, ``{p}:hub:cursor``, ``{p}:hub:lock``, ``{p}:hub:retry``: our hub for feeds out  (hub.py)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.            (stream.py)
 """
 
@@ -54,6 +56,7 @@ from worker.store.base import NEAR_MODES
 from worker.store.connection import connect, connect_quick
 from worker.store.feeds import FeedStore
 from worker.store.hosts import HostStore
+from worker.store.hub import HubStore
 from worker.store.mail import MailStore
 from worker.store.outbox import Pending
 from worker.store.publish import NearKey, PublishArgs, PublishRequest, PublishStore
@@ -61,6 +64,7 @@ from worker.store.schedule import ScheduleStore
 from worker.store.sources import SourceStore
 from worker.store.stream import StreamStore
 from worker.store.updates import UpdateRequest, UpdateResult, UpdateStore, VersionRecord
+from worker.store.websub import WebSubStore
 
 __all__ = [
     "NEAR_MODES",
@@ -79,5 +83,5 @@ __all__ = [
 
 
 class Store(ScheduleStore, FeedStore, HostStore, PublishStore, StreamStore, MailStore, UpdateStore,
-            SourceStore):
+            SourceStore, WebSubStore, HubStore):
     """Feed state, deduplication claims, the stream and counters, over one Redis client."""
