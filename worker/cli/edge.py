@@ -109,7 +109,7 @@ def open_edge(need_feeds: bool = True, feeds_optional: bool = False) -> Edge:
 def _take_sources(edge: Edge, sources: Sources, apply: bool = True) -> None:
     """Apply the feeds file (declaratively: see docs/sources.md), then take every source Redis holds."""
     if apply:
-        report = apply_feeds_file(edge.store, sources.feeds, sources.newsletters)
+        report = apply_feeds_file(edge.store, sources.feeds, sources.newsletters, defaults=sources.defaults)
         if report.summary() != "no change":
             say(f"feeds file {edge.settings.feeds_path} applied: {report.summary()}")
     records = edge.store.sources_snapshot().records

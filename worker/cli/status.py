@@ -10,6 +10,8 @@ from typing import TextIO
 
 from worker.cli.edge import Edge
 from worker.ops.rqworker import queue_depths, worker_count
+from worker.sources.rules import rules_status
+from worker.sources.spec import source_to_dict
 from worker.timefmt import iso_from_epoch
 
 
@@ -59,6 +61,7 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "retired": status.get("retired"),
             "deferred": status.get("deferred"),
             "paused": feed.name in edge.paused,
+            **rules_status(source_to_dict(feed), status),
         })
     for source in edge.newsletters:
         status = edge.store.feed_status(source.name)
@@ -77,6 +80,7 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "mails_refused": int(status.get("mails_refused", 0)),
             "last_refused": status.get("last_refused"),
             "paused": source.name in edge.paused,
+            **rules_status(source_to_dict(source), status),
         })
     return rows
 
@@ -106,6 +110,12 @@ def print_status(rows: list[dict[str, object]], out: TextIO) -> None:
             print(f"{'':<20} deferred: {row['deferred']}", file=out)
         if row.get("paused"):
             print(f"{'':<20} paused (feedstream sources resume {row['feed']})", file=out)
+        if row.get("filtered_total"):
+            per_rule = ", ".join(f"{rule}: {n}" for rule, n in row["filtered"].items())  # type: ignore[attr-defined]
+            print(f"{'':<20} filtered by its rules: {row['filtered_total']} ({per_rule})", file=out)
+        if row.get("last_selector_miss"):
+            print(f"{'':<20} {row.get('selector_misses')} selector miss(es), last: {row['last_selector_miss']}",
+                  file=out)
 
 
 def print_operations(edge: Edge, out: TextIO) -> None:

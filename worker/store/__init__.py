@@ -32,6 +32,8 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:imap:{name}``         hash, an IMAP source's ``uidvalidity`` and ``last_uid``         (mail.py)
 - ``{p}:sources``             hash, source name -> its record (spec, managed by, paused) as JSON (sources.py)
 - ``{p}:sources:version``     string, raised by every change to the sources                   (sources.py)
+- ``{p}:sources:defaults``    string, the feeds file's ``[defaults]`` rules as JSON            (sources.py)
+- ``{p}:filtered``            hash, JSON ``[source, rule]`` -> entries the source's rules dropped (filtered.py)
 - ``{p}:ver:{id}``            string, a published article's latest version, what a re-check compares against
   (version, last check, title and paragraph digests, page validators), packed; expires with the update window
                                                                                               (updates.py)
