@@ -70,6 +70,11 @@ class Rule:
         return any(self.compiled.search(v) is not None for v in values if v)
 
 
+def quoted(text: str) -> str:
+    """A rule as the user wrote it, in quotes (repr would double every backslash of a regex)."""
+    return f"'{text}'" if text.isprintable() else repr(text)
+
+
 def parse_rule(text: Any, action: str) -> Rule:
     """``field:regex`` -> Rule; raises RuleError quoting the rule."""
     if not isinstance(text, str):
@@ -77,9 +82,9 @@ def parse_rule(text: Any, action: str) -> Rule:
     name, sep, pattern = text.partition(":")
     name = name.strip().lower()
     if not sep or name not in RULE_FIELDS:
-        raise RuleError(f"{text!r}: must be field:regex with field one of {', '.join(RULE_FIELDS)}")
+        raise RuleError(f"{quoted(text)}: must be field:regex with field one of {', '.join(RULE_FIELDS)}")
     if not pattern or len(text) > MAX_RULE_LENGTH:
-        raise RuleError(f"{text!r}: the regex must be 1-{MAX_RULE_LENGTH} characters")
+        raise RuleError(f"{quoted(text)}: the regex must be 1-{MAX_RULE_LENGTH} characters")
     return Rule(action, name, pattern, _compile(text, pattern))
 
 
@@ -89,7 +94,7 @@ def _compile(text: str, pattern: str) -> Any:
     except re2.error as exc:
         reason = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else exc
         hint = " (RE2 syntax: no lookarounds or backreferences)" if "(?" in pattern or "\\" in pattern else ""
-        raise RuleError(f"{text!r}: invalid regex: {reason}{hint}") from None
+        raise RuleError(f"{quoted(text)}: invalid regex: {reason}{hint}") from None
 
 
 def check_rules(value: Any, action: str) -> tuple[str, ...]:
