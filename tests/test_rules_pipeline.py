@@ -16,6 +16,7 @@ import redis
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.mailgen import mail_bytes
 from tests.pipeline_helpers import articles, run_burst
 from tests.site import Site
 from tests.sitegen import Story, rss2, story, telecoms_page
@@ -24,6 +25,7 @@ from tests.test_cli import base_env, feedstream
 from worker.fetch import HttpSettings
 from worker.ops.metrics import FeedstreamCollector
 from worker.pipeline.context import Context, install_context
+from worker.pipeline.mail import ingest_mail
 from worker.settings import Settings
 from worker.store import Store
 
@@ -142,6 +144,12 @@ url = "{feeds['partner']}"
 headers = {{ "X-Api-Key" = "key-456" }}
 basic_auth_user = "partner"
 basic_auth_password_env = "PARTNER_PASSWORD"
+
+[[newsletters]]
+name = "letters"
+kind = "smtp"
+address = "letters@feeds.example"
+block = ["title:(?i)^sponsored"]
 """
     return toml, paths.__getitem__
 
@@ -190,6 +198,12 @@ def test_rules_selector_and_request_settings_in_one_burst(site: Site, redis_clie
     assert samples == {("mixed", "block title:(?i)sponsored"): 1, ("mixed", "block url:/podcast/"): 1,
                        ("kept", "keep: no keep rule matched"): 1, ("texty", "block text:(?i)promotional giveaway"): 1,
                        ("aged", "max_age 30d"): 1}
+
+    # a newsletter's rules: the sponsored issue is not published, the next one is
+    for n, subject in enumerate(("Sponsored: a word from our partner", "Operators pool rural masts")):
+        ingest_mail(context, "letters", mail_bytes(subject=subject, message_id=f"<issue-{n}@news.example>"))
+    assert [a["title"] for a in articles(redis_client) if a["feed"] == "letters"] == ["Operators pool rural masts"]
+    assert context.store.feed_status("letters")["filtered:block title:(?i)^sponsored"] == "1"
 
     # a second burst fetches nothing of what was dropped: their GUIDs stay seen
     run_burst(context)
