@@ -37,6 +37,11 @@ def check_selector(css: Any, *, body: bool) -> str:
     that picks the whole page (``html``, ``body``, ``*``, ``:root``) is refused: it would choose nothing."""
     if not isinstance(css, str) or not css.strip() or len(css) > MAX_SELECTOR_LENGTH:
         raise SelectorInvalid(f"must be a CSS selector of 1-{MAX_SELECTOR_LENGTH} characters")
+    return _checked(css, body)
+
+
+@lru_cache(maxsize=4096)  # every process reads every source's selectors whenever the sources change
+def _checked(css: str, body: bool) -> str:
     try:
         selector = _compiled(css.strip())
     except (SelectorError, ValueError, TypeError) as exc:

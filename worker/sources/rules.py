@@ -88,6 +88,7 @@ def parse_rule(text: Any, action: str) -> Rule:
     return Rule(action, name, pattern, _compile(text, pattern))
 
 
+@lru_cache(maxsize=8192)  # every process reads every source's rules whenever the sources change
 def _compile(text: str, pattern: str) -> Any:
     try:
         return re2.compile(pattern, options=_RE2_OPTIONS)
