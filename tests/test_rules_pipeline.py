@@ -171,8 +171,9 @@ def test_rules_selector_and_request_settings_in_one_burst(site: Site, redis_clie
     # rules on what the feed gives run before the page is fetched: no request wasted
     for key in ("sponsored", "podcast", "other", "old"):
         assert site.hits(path(key)) == [], key
-    # a text rule runs after extraction: the page was fetched, the article not published
+    # a text rule runs after extraction: the page was fetched, the article not published, its pending record settled
     assert len(site.hits(path("giveaway"))) == 1
+    assert context.store.outbox_size()[0] == 0
 
     # the selector chose exactly the story over the bigger promotion (which trafilatura alone takes in) ...
     assert by_key["hit"]["extraction"] == "selector" and by_key["hit"]["text"] == STORY_TEXT
@@ -213,7 +214,7 @@ def test_rules_selector_and_request_settings_in_one_burst(site: Site, redis_clie
 
     # status --json shows the rules, masked, and what they did; `sources test` tries them without publishing
     env = base_env(REDIS_URL=redis_url, FEEDSTREAM_FEEDS=str(feeds_file), PARTNER_PASSWORD="pw-123")
-    rows = {row["feed"]: row for row in json.loads(feedstream("status", "--json", env=env).stdout)}
+    rows = {row["feed"]: row for row in json.loads(feedstream("status", "--json", env=env).stdout)["feeds"]}
     assert rows["partner"]["rules"]["headers"] == {"X-Api-Key": "********"}
     assert "key-456" not in json.dumps(rows) and "pw-123" not in json.dumps(rows)
     assert rows["mixed"]["filtered"] == {"block title:(?i)sponsored": 1, "block url:/podcast/": 1}

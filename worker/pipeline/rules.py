@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from worker.dedupe.keys import guid_key
 from worker.models import Article, Entry, Feed, PollIntent
 from worker.pipeline.context import Context
+from worker.pipeline.queues import outbox_token
 from worker.sources.rules import RuleSet, filter_counts, filter_entries, judge_article, request_headers, rules_of
 from worker.timefmt import iso_from_epoch
 
@@ -49,7 +49,7 @@ class BatchNotes:
     """What an extract batch learns about its sources: entries its rules dropped, selector hits and misses."""
 
     dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> rule -> entries
-    tokens: list[str] = field(default_factory=list)  # GUID keys of the dropped entries
+    tokens: list[str] = field(default_factory=list)  # outbox tokens of the dropped entries (settled with the notes)
     misses: dict[str, tuple[int, str]] = field(default_factory=dict)  # source -> (misses, last message)
     hits: set[str] = field(default_factory=set)
 
@@ -65,7 +65,7 @@ class BatchNotes:
         per_source = self.dropped.setdefault(entry.feed, {})
         rule = verdict.rule or "?"
         per_source[rule] = per_source.get(rule, 0) + 1
-        self.tokens.append(guid_key(entry.feed, entry.guid))
+        self.tokens.append(outbox_token(entry.feed, entry.guid))
         return False
 
     def selector(self, feed: Feed | None, entry: Entry, article: Article | None) -> None:

@@ -34,6 +34,12 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:sources:version``     string, raised by every change to the sources                   (sources.py)
 - ``{p}:sources:defaults``    string, the feeds file's ``[defaults]`` rules as JSON            (sources.py)
 - ``{p}:filtered``            hash, JSON ``[source, rule]`` -> entries the source's rules dropped (filtered.py)
+- ``{p}:outbox``              zset, pending entry token (hashed GUID) -> epoch of its next sweeper check
+- ``{p}:outbox:job``          hash, pending entry token -> "<RQ job id>|<times re-queued>"
+- ``{p}:outbox:entry``        hash, pending entry token -> the entry's JSON; all three renewed to a 30-day TTL
+  on each write, each entry gone once published or decided                                    (outbox.py)
+- ``{p}:outbox:sweep``        string, held (PX) by the process whose turn it is to sweep      (outbox.py)
+- ``{p}:probe``               string, a health check's probe write (EX 60)                   (counters.py)
 - ``{p}:ver:{id}``            string, a published article's latest version, what a re-check compares against
   (version, last check, title and paragraph digests, page validators), packed; expires with the update window
                                                                                               (updates.py)
@@ -51,6 +57,7 @@ from worker.store.connection import connect, connect_quick
 from worker.store.feeds import FeedStore
 from worker.store.hosts import HostStore
 from worker.store.mail import MailStore
+from worker.store.outbox import Pending
 from worker.store.publish import NearKey, PublishArgs, PublishRequest, PublishStore
 from worker.store.schedule import ScheduleStore
 from worker.store.sources import SourceStore
@@ -60,6 +67,7 @@ from worker.store.updates import UpdateRequest, UpdateResult, UpdateStore, Versi
 __all__ = [
     "NEAR_MODES",
     "NearKey",
+    "Pending",
     "PublishArgs",
     "PublishRequest",
     "PublishResult",

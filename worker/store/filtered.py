@@ -20,9 +20,10 @@ from typing import Any
 from worker.models import PollIntent
 from worker.store.base import text
 from worker.store.counters import CountersStore
+from worker.store.outbox import OutboxStore
 
 
-class FilteredStore(CountersStore):
+class FilteredStore(CountersStore, OutboxStore):
     @property
     def filtered_key(self) -> str:
         return self._key("filtered")
@@ -47,9 +48,8 @@ class FilteredStore(CountersStore):
         """What an extract batch learnt of its sources, in one MULTI: each note's status fields and counts
         (entries the rules dropped after extraction, selector hits and misses).
 
-        ``dropped``: the GUID keys (``dedupe.keys.guid_key``) of the entries the rules dropped, which
-        are settled here: nothing will publish them. (With the outbox of pending entries, issue 14,
-        this is where their pending records are cleared.)
+        ``dropped``: the outbox tokens (hashed GUIDs) of the entries the rules dropped: their pending
+        records are settled in the same step, since nothing will publish them (issue 14).
         """
         if not notes and not dropped:
             return
@@ -65,4 +65,5 @@ class FilteredStore(CountersStore):
                     pipe.hincrby(key, field, amount)
             self._queue_counts(pipe, note.counters)
             self._queue_filtered(pipe, note.source, note.filtered)
+        self.settle_pending(dropped, pipe=pipe)
         pipe.execute()
