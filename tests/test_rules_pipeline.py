@@ -145,6 +145,12 @@ headers = {{ "X-Api-Key" = "key-456" }}
 basic_auth_user = "partner"
 basic_auth_password_env = "PARTNER_PASSWORD"
 
+[[feeds]]
+name = "locked"
+url = "{site.url('/locked.xml')}"
+basic_auth_user = "partner"
+basic_auth_password_env = "LOCKED_PASSWORD_UNSET"
+
 [[newsletters]]
 name = "letters"
 kind = "smtp"
@@ -188,6 +194,9 @@ def test_rules_selector_and_request_settings_in_one_burst(site: Site, redis_clie
         assert ("authorization" in request.headers) == partner and ("x-api-key" in request.headers) == partner, \
             request.path
     assert by_key["partner"]["extraction"] in ("precision", "recall")
+    # a password variable that is not set: a clear error on that source's status, and no request
+    assert "LOCKED_PASSWORD_UNSET is not set" in context.store.feed_status("locked")["last_error"]
+    assert site.hits("/locked.xml") == []
 
     # counted per source and rule, on the status and in /metrics
     assert context.store.feed_status("mixed")["filtered"] == "2"
