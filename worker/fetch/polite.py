@@ -15,6 +15,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
@@ -62,17 +64,18 @@ class PoliteFetcher:
         self._locks_guard = threading.Lock()
 
     def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
-            accept: str | None = None, page: bool = False) -> Fetched:
+            accept: str | None = None, page: bool = False, headers: Mapping[str, str] | None = None) -> Fetched:
         """Fetch ``url``; pages are checked against robots.txt first (RobotsDisallowed).
 
+        ``headers``: the source's own request headers (never sent for robots.txt, which hosts share).
         Raises HostDeferred when the host is under a Retry-After or stays busy.
         """
         host = host_of(url)
         if page and self.robots and not self._robots_allow(url, host):
             raise RobotsDisallowed(f"robots.txt of {host} disallows {url}", url=url)
-        return self._request(url, host, etag=etag, last_modified=last_modified, accept=accept)
+        return self._request(url, host, etag=etag, last_modified=last_modified, accept=accept, headers=headers)
 
-    def _request(self, url: str, host: str, **kwargs: str | None) -> Fetched:
+    def _request(self, url: str, host: str, **kwargs: Any) -> Fetched:
         token = uuid.uuid4().hex
         waited_until = time.monotonic() + self.slot_wait
         while True:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -20,8 +21,11 @@ PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 PAGE_PREFETCH = 3
 
 
-def fetch_page(fetcher: PoliteFetcher, entry: Entry) -> Fetched:
-    return fetcher.get(entry.url, accept=PAGE_ACCEPT, page=True)
+def fetch_page(fetcher: PoliteFetcher, entry: Entry, headers: Mapping[str, str] | Exception | None = None) -> Fetched:
+    """The entry's page, with its source's request ``headers`` (an exception: why they cannot be sent)."""
+    if isinstance(headers, Exception):
+        raise FetchError(f"fetch: {headers}", url=entry.url)
+    return fetcher.get(entry.url, accept=PAGE_ACCEPT, page=True, headers=headers)
 
 
 _prefetch: tuple[int, ThreadPoolExecutor] | None = None
@@ -48,8 +52,11 @@ class PageOutcome:
     validators: tuple[str | None, str | None] = (None, None)  # the page's ETag and Last-Modified (re-checks)
 
 
-def page_outcome(entry: Entry, download: Future[Fetched] | None, final_attempt: bool) -> PageOutcome:
-    """The article from the downloaded page, or why there is none (HostDeferred passes through)."""
+def page_outcome(entry: Entry, download: Future[Fetched] | None, final_attempt: bool, *,
+                 selector: str | None = None, strip: tuple[str, ...] = ()) -> PageOutcome:
+    """The article from the downloaded page, or why there is none (HostDeferred passes through).
+
+    ``selector`` and ``strip``: the source's (issue 16)."""
     if download is None:  # the feed is configured to publish its own content
         return PageOutcome()
     try:
@@ -64,7 +71,7 @@ def page_outcome(entry: Entry, download: Future[Fetched] | None, final_attempt: 
         log.exception("fetching %s", entry.url)
         return PageOutcome(reason=f"fetch: unexpected {type(exc).__name__}: {exc}")
     try:
-        article, canonical = article_from_page(entry, fetched)
+        article, canonical = article_from_page(entry, fetched, selector=selector, strip=strip)
         return PageOutcome(article=article, canonical=canonical, http=fetched.status,
                            validators=(fetched.etag, fetched.last_modified))
     except ExtractError as exc:

@@ -27,6 +27,7 @@ from worker.pipeline.decide import (
 from worker.pipeline.mail import poll_mailbox
 from worker.pipeline.push import after_poll
 from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_extracts, pending_entries, plan_extracts
+from worker.pipeline.rules import drop_new_entries, source_headers
 from worker.pipeline.schedule import Limits, cache_max_age
 from worker.pipeline.sitemaps import read_listing
 from worker.pipeline.updates import track_changes
@@ -112,10 +113,15 @@ def poll_feed(context: Context, feed_name: str, check_sources: bool = True) -> d
 
 
 def _fetch(context: Context, feed: Feed, url: str, status: dict[str, str]) -> tuple[PollOutcome, list[Entry]]:
-    """What fetching and parsing the feed came to, and its entries not listed before."""
+    """What fetching and parsing the feed came to, and its entries not listed before that its rules keep."""
+    try:
+        headers = source_headers(context, feed)
+    except ValueError as exc:  # its password's variable is unset: said on its status, nothing fetched
+        return PollFailed(f"fetch: {exc}"), []
     try:
         fetched = context.fetcher.get(url, etag=status.get("etag") or None,
-                                      last_modified=status.get("last_modified") or None, accept=FEED_ACCEPT)
+                                      last_modified=status.get("last_modified") or None, accept=FEED_ACCEPT,
+                                      headers=headers)
     except HostDeferred as exc:
         return HostBusy(str(exc), exc.until), []
     except NotModified as exc:
@@ -146,10 +152,12 @@ def list_entries(context: Context, feed: Feed, fetched: Fetched) -> tuple[PollOu
     # entries seen before that changed: their articles' re-checks are queued before apply_poll records the
     # new marks, so a crash in between finds the change again on the next poll
     marks = track_changes(context, feed.name, entries, keys, unseen, time.time())
-    listed = Listed(status=fetched.status, seen=tuple(keys), new=len(new),
+    # the source's rules on what the feed gives: a dropped entry's page is never requested (its GUID is seen)
+    kept, filtered = drop_new_entries(context, feed, new)
+    listed = Listed(status=fetched.status, seen=tuple(keys), new=len(new), filtered=filtered,
                     published=tuple(entry.published for entry in entries), title=parsed.title or "",
                     warning=parsed.warning, etag=fetched.etag, last_modified=fetched.last_modified,
                     max_age=cache_max_age(fetched.headers), ttl_minutes=parsed.ttl_minutes,
                     redirects=fetched.redirects, marks=marks,
                     push=push_links(parsed, fetched.headers, fetched.url))
-    return listed, new
+    return listed, kept

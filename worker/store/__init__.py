@@ -32,6 +32,8 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:imap:{name}``         hash, an IMAP source's ``uidvalidity`` and ``last_uid``         (mail.py)
 - ``{p}:sources``             hash, source name -> its record (spec, managed by, paused) as JSON (sources.py)
 - ``{p}:sources:version``     string, raised by every change to the sources                   (sources.py)
+- ``{p}:sources:defaults``    string, the feeds file's ``[defaults]`` rules as JSON            (sources.py)
+- ``{p}:filtered``            hash, JSON ``[source, rule]`` -> entries the source's rules dropped (filtered.py)
 - ``{p}:outbox``              zset, pending entry token (hashed GUID) -> epoch of its next sweeper check
 - ``{p}:outbox:job``          hash, pending entry token -> "<RQ job id>|<times re-queued>"
 - ``{p}:outbox:entry``        hash, pending entry token -> the entry's JSON; all three renewed to a 30-day TTL
