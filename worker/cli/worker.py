@@ -16,5 +16,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(edge: Edge, args: argparse.Namespace) -> int:
     """Run the workers until SIGTERM / Ctrl-C (RQ's warm shutdown) or, with --burst, until idle."""
     prepare_workers(edge)
-    run_pool(edge.store.redis, args.processes or edge.settings.workers, burst=args.burst)
+    run_pool(edge.store.redis, args.processes or edge.settings.workers, burst=args.burst,
+             threads=edge.settings.worker_threads)
     return 0

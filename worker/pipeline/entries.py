@@ -46,7 +46,7 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
     fallbacks = 0
     # Pages download in background threads while this one extracts: the network wait
     # hides behind the CPU-bound extraction instead of idling the core (issue 7).
-    pool = prefetch_pool()
+    pool = prefetch_pool(context.settings.worker_threads)
     downloads = {
         entry_key: pool.submit(fetch_page, context.fetcher, entry)
         for entry, entry_key in pending
