@@ -19,10 +19,11 @@ copy is an article of its own (published, not an exact duplicate). Runs the real
 - the most requests any one host had in flight at once (the servers count), and
   ``FEEDSTREAM_HOST_CONCURRENCY``;
 - the largest RSS any process of the service reached (a worker's);
-- with ``--plot``: pages/s against worker processes at ``--latency``, as a PNG.
+- with ``--plot``: pages/s against worker threads per process (one process per core) at
+  ``--latency``, with the ceiling, as a PNG.
 
 Usage: .venv/bin/python bench/pipeline.py [--hosts 24] [--latency 0.15] [--pages 2000] [--workers N]
-       [--plot docs/bench/throughput.png]
+       [--plot docs/bench/throughput.png [--sweep 1,2,4,8,12] [--plot-pages 600]]
 """
 
 from __future__ import annotations
@@ -226,7 +227,8 @@ class Publishers:
 CORPUS_PAGES = 88  # set from the corpus in main()
 
 
-def run_burst(publishers: Publishers, workers: int | None, host_concurrency: int) -> Burst:
+def run_burst(publishers: Publishers, workers: int | None, host_concurrency: int,
+              threads: int | None = None) -> Burst:
     """One real `feedstream run --burst` over the publishers' feeds, on a fresh embedded Redis."""
     import redis
 
@@ -243,6 +245,8 @@ def run_burst(publishers: Publishers, workers: int | None, host_concurrency: int
                    "FEEDSTREAM_ALLOW_PRIVATE": "1", "FEEDSTREAM_HOST_CONCURRENCY": str(host_concurrency)}
             if workers:
                 env["FEEDSTREAM_WORKERS"] = str(workers)
+            if threads:
+                env["FEEDSTREAM_WORKER_THREADS"] = str(threads)
             redis_cpu_before = _redis_cpu(client)
             service_cpu_before = _cpu_children()
             started = time.perf_counter()
@@ -298,12 +302,14 @@ def figures(burst: Burst, top: Ceiling, pages: int, peak_inflight: int) -> dict[
         "service_processes": burst.processes,
         "burst_seconds": round(burst.elapsed, 2), "published": burst.counters.get("published", 0),
         "handled": handled(burst), "fallbacks": burst.counters.get("fallbacks", 0),
+        # pages a busy host sent back to the queue, and pages left to RQ's retry: both wait, so both should be 0
+        "held_pages": burst.counters.get("held_pages", 0), "retried_pages": burst.counters.get("retried_pages", 0),
     }
 
 
 def plot(publishers: Publishers, htmls: list[str], sweep: list[int], latency: float, host_concurrency: int,
          out: Path) -> None:
-    """Burst pages/s against worker processes, at ``latency``, with the ceiling, as a PNG."""
+    """Burst pages/s against worker threads per process (one process per core), at ``latency``, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -312,15 +318,15 @@ def plot(publishers: Publishers, htmls: list[str], sweep: list[int], latency: fl
     cores = os.cpu_count() or 1
     publishers.set_latency(latency)
     rates = []
-    for workers in sweep:
-        burst = run_burst(publishers, workers, host_concurrency)
+    for threads in sweep:
+        burst = run_burst(publishers, cores, host_concurrency, threads=threads)
         rates.append(handled(burst) / burst.elapsed)
-        print(f"  {workers} worker(s): {rates[-1]:.1f} pages/s", flush=True)
+        print(f"  {cores} x {threads} worker thread(s): {rates[-1]:.1f} pages/s", flush=True)
     top = ceiling(htmls, cores)
     figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
     axes.plot(sweep, rates, marker="o", label="feedstream run --burst (end to end)")
     axes.axhline(top.pages_per_s, color="grey", linestyle="--", label=f"trafilatura alone, {cores} processes")
-    axes.set_xlabel("worker processes")
+    axes.set_xlabel(f"worker threads per process ({cores} processes)")
     axes.set_ylabel("pages per second")
     axes.set_xticks(sweep)
     axes.set_ylim(bottom=0)
@@ -344,8 +350,9 @@ def main() -> int:
                         help="FEEDSTREAM_HOST_CONCURRENCY for the run")
     parser.add_argument("--no-zero", action="store_true", help="skip the run with no latency")
     parser.add_argument("--plot", type=Path, default=None,
-                        help="also run the --sweep worker counts and write pages/s against them as PNG")
-    parser.add_argument("--sweep", default="2,4,8,16,24", help="worker counts for --plot")
+                        help="also run the --sweep thread counts and write pages/s against them as PNG")
+    parser.add_argument("--sweep", default="1,2,4,8,12", help="worker threads per process for --plot")
+    parser.add_argument("--plot-pages", type=int, default=600, help="pages for each run of the --plot sweep")
     args = parser.parse_args()
     if not CORPUS.exists():
         print(f"bench/pipeline.py: corpus not found at {CORPUS}; nothing to measure")
@@ -371,10 +378,13 @@ def main() -> int:
         print(json.dumps({f"latency_{latency:g}s": results[f"latency_{latency:g}s"]}, indent=2), flush=True)
     results["load_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(results, indent=2))
-    if args.plot:
-        plot(publishers, htmls, [int(n) for n in args.sweep.split(",")], args.latency, args.host_concurrency,
-             args.plot)
     publishers.stop()
+    if args.plot:
+        fewer = htmls[:args.plot_pages]
+        sweep_publishers = Publishers(fewer, args.hosts, args.latency)
+        plot(sweep_publishers, fewer, [int(n) for n in args.sweep.split(",")], args.latency, args.host_concurrency,
+             args.plot)
+        sweep_publishers.stop()
     return 0
 
 
