@@ -9,7 +9,8 @@ from worker.ops.rqworker import run_pool
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--processes", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="worker processes (default: one per core), each of FEEDSTREAM_WORKER_THREADS RQ workers")
     parser.add_argument("--burst", action="store_true", help="exit when the queues are empty")
 
 
