@@ -46,6 +46,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)  ## the figures in docs/design.md (needs ../shared/corpus beside the clone)
 	$(BIN)/python bench/extraction.py
+	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/pipeline.py --plot docs/bench/throughput.png
 	$(BIN)/python bench/polls.py
 	$(BIN)/python bench/hostile.py

@@ -242,3 +242,45 @@ def test_clean_paragraphs_drops_comment_prompts_cross_links_and_print_pitches() 
     # the same words inside real sentences stay
     kept = ["Also on Tuesday, the council approved a budget.", "Tell us what you think, the mayor said, at the vote."]
     assert clean_paragraphs(kept, title=None, labels=()) == kept
+
+
+def test_a_summary_brings_back_the_lede_the_extraction_left_out() -> None:
+    lede = ("Regulators in three countries opened an inquiry on Monday into how the largest operators priced "
+            "their fibre wholesale access.")
+    body = _story_paragraphs("fibre")
+    html = (f"<html><head><title>Fibre inquiry</title></head><body><nav><a href='/'>Home</a></nav><article>"
+            f"<h1>Fibre inquiry</h1><div class='standfirst'><span>{lede}</span></div>"
+            f"<div class='body'>{''.join(f'<p>{p}</p>' for p in body)}</div></article></body></html>")
+    summary = (lede + " " + body[0])[:200].rsplit(" ", 1)[0] + " [&#8230;]"
+    without = extract_article(html, url="https://example.com/fibre")
+    assert without.text == "\n\n".join(body)  # the precision extraction drops the standfirst
+    article = extract_article(html, url="https://example.com/fibre", feed_html=summary)
+    assert article.extraction == "precision"
+    assert article.text == "\n\n".join([lede, *body])  # the page's own block, not the summary's cut
+    other = extract_article(html, url="https://example.com/fibre", feed_html="A summary written apart from "
+                            "the article, naming no sentence of it, about a different matter entirely.")
+    assert other.text == "\n\n".join(body)
+
+
+def test_fragment_text_drops_a_themes_continue_reading_link_and_the_feed_footer() -> None:
+    excerpt = ('<p>The operator said on Monday it would cut wholesale prices [&#8230;] <a class="more-link" '
+               'href="/x">Continue reading<span> Operator cuts prices</span></a></p>'
+               '<p>The post <a href="/x">Operator cuts prices</a> appeared first on <a href="/">Wire</a>.</p>')
+    assert text_from_html_fragment(excerpt) == "The operator said on Monday it would cut wholesale prices […]"
+    prose = '<p>Analysts said the deal <a href="/y">read more like a rescue</a> than a merger.</p>'
+    assert text_from_html_fragment(prose) == prose[3:-4].replace('<a href="/y">', "").replace("</a>", "")
+
+
+def test_a_list_of_linked_headlines_inside_the_body_is_dropped_other_lists_stay() -> None:
+    from worker.extract.cleanup import drop_link_lists
+
+    linked = {"- 15 Amazing Images of Distant Stars", "- 11 Facts About Our Milky Way Galaxy", "- Dell XPS 13",
+              "- MacBook Air"}
+    paragraphs = ["The survey mapped two million galaxies.", "- 15 Amazing Images of Distant Stars",
+                  "- 11 Facts About Our Milky Way Galaxy", "Its authors plan a second survey.",
+                  "- Faster detectors on every telescope in the array", "- A wider field of view for each camera",
+                  "The laptops we tested:", "- Dell XPS 13", "- MacBook Air",
+                  "- 15 Amazing Images of Distant Stars"]  # one linked headline alone is no list
+    kept = drop_link_lists(paragraphs, lambda p: p in linked)
+    assert kept == [paragraphs[0], paragraphs[3], paragraphs[4], paragraphs[5], paragraphs[6], paragraphs[7],
+                    paragraphs[8], paragraphs[9]]

@@ -22,6 +22,11 @@ Delivery is at-least-once, the consumer-group way:
 
 Handlers should therefore be idempotent (key on ``article["id"]``).
 
+Changed articles come as update events (the same ``id``, ``version`` 2, 3, ..., ``event`` "updated"):
+on the stream ``<stream>:updates`` by default, read with a second ``Consumer(..., stream="articles:updates")``,
+or on the stream itself when feedstream runs with FEEDSTREAM_UPDATES=inline. Keep the highest
+``version`` per id and ignore a lower or equal one (docs/downstream.md, "Updates").
+
 This module is deliberately standalone: it needs only a Redis client or URL, a stream, a group and a
 consumer name, not feedstream's settings or feeds file. It is the one place outside ``worker/store.py``
 that talks to Redis, because it is a client of the stream (the contract), not part of the service.
@@ -39,11 +44,14 @@ from typing import Any
 
 import redis
 
-from worker.timefmt import now_iso
-
 log = logging.getLogger("feedstream.consumer")
 
 Handler = Callable[[dict[str, Any]], object]
+
+
+def _now_iso() -> str:
+    # Not worker.timefmt: this module imports nothing of ours, so a downstream app can copy it alone.
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def _text(value: Any) -> str:
@@ -183,7 +191,7 @@ class Consumer:
         """Copy the entry to the dead-letter stream with why, and acknowledge it, in one transaction."""
         fields = {**delivery.fields, "source_id": delivery.id, "source_stream": self.stream, "group": self.group,
                   "consumer": self.consumer, "deliveries": str(deliveries), "error": error[:2000],
-                  "dead_at": now_iso()}
+                  "dead_at": _now_iso()}
         pipe = self.redis.pipeline(transaction=True)
         pipe.xadd(self.dead_stream, fields)
         pipe.xack(self.stream, self.group, delivery.id)

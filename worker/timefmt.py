@@ -37,9 +37,10 @@ def parse_iso(value: str | None) -> datetime | None:
         text = text[:10] + "T" + text[11:]
     try:
         moment = datetime.fromisoformat(text)
-    except ValueError:
+        # an offset can carry year 1 below datetime's range ("0001-01-01T00:00:00+14:00")
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         return None
-    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def epoch_from_iso(value: str | None) -> float | None:

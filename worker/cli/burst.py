@@ -15,6 +15,8 @@ from rq import Queue
 
 from worker.cli.edge import Edge, prepare_workers, say
 from worker.ops.rqworker import pending_work, run_pool
+from worker.pipeline.context import current_context
+from worker.pipeline.outbox import sweep
 from worker.pipeline.queues import POLL_QUEUE, enqueue_polls
 from worker.store import Store
 
@@ -75,7 +77,7 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
     prepare_workers(edge)
     started = time.monotonic()
     before = store.counters()
-    store.sync_feeds(edge.scheduled, time.time())
+    store.reconcile_schedule(time.time())
     # Batched like the scheduler's polls: a batch queues its feeds' pages with their hosts interleaved,
     # and its per-feed locks keep a running service from polling the same feed at the same time.
     enqueue_polls(Queue(POLL_QUEUE, connection=store.redis), edge.scheduled)
@@ -86,6 +88,8 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
             run_pool(store.redis, processes, burst=True, threads=edge.settings.worker_threads, logging_level="WARNING")
             busy, next_retry = pending_work(store.redis)
             if busy:
+                continue
+            if _sweep_all():  # entries whose job was lost on the way: queued again, so work on
                 continue
             if next_retry is None:
                 break
@@ -104,18 +108,28 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
     return delta
 
 
+def _sweep_all() -> bool:
+    """At the end of a burst every pending entry's job should have run: look at them all now (not after
+    FEEDSTREAM_OUTBOX_SWEEP_AFTER); True when some were queued again (or their job put back)."""
+    report = sweep(current_context(), everything=True)
+    return bool(report.requeued or report.revived)
+
+
 def print_summary(edge: Edge, delta: dict[str, int], elapsed: float, out: TextIO) -> None:
     """The burst's one summary line, then the last error of each feed that failed."""
     polled = delta.get("polls_ok", 0) + delta.get("polls_not_modified", 0) + delta.get("polls_failed", 0)
     published = delta.get("published", 0)
     # Rate over entries handled (published or found to be duplicates): every one was fetched and extracted.
     handled = published + delta.get("duplicates_exact", 0)
+    rechecks = delta.get("rechecks", 0)
+    updates = (f", {delta.get('updates_published', 0)} update(s) from {rechecks} re-check(s) "
+               f"({delta.get('rechecks_not_modified', 0)} not modified)") if rechecks else ""
     print(
         f"feedstream: burst done in {elapsed:.1f} s: {polled} feed(s) polled "
         f"({delta.get('polls_ok', 0)} ok, {delta.get('polls_not_modified', 0)} not modified, "
         f"{delta.get('polls_failed', 0)} failed), {delta.get('entries_new', 0)} new entries, "
         f"{published} article(s) published, {delta.get('duplicates_exact', 0)} duplicate(s) skipped, "
-        f"{delta.get('fallbacks', 0)} from feed content; {handled / elapsed if elapsed else 0:.1f} entries/s",
+        f"{delta.get('fallbacks', 0)} from feed content{updates}; {handled / elapsed if elapsed else 0:.1f} entries/s",
         file=out, flush=True,
     )
     for feed in edge.feeds:

@@ -34,6 +34,6 @@ def command(edge: Edge, args: argparse.Namespace) -> int:
 def metrics_server(edge: Edge, host: str, port: int, stop: threading.Event) -> None:
     """Serve /metrics and /healthz until ``stop``; reads Redis with a fail-fast client."""
     quick = connect_quick(edge.redis_url)
-    store = Store(quick, stream=edge.settings.stream, prefix=edge.settings.prefix)
+    store = Store(quick, **edge.settings.store_options())
     app = make_app(store, lambda: queue_depths(quick), lambda: worker_count(quick), HEALTH_STALE_SECONDS)
     serve(app, host, port, stop)

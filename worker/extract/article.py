@@ -35,14 +35,15 @@ import trafilatura
 from trafilatura.utils import load_html
 
 from worker.errors import ExtractError
-from worker.extract.candidates import Candidate, choose, looks_weak
-from worker.extract.cleanup import clean_paragraphs
+from worker.extract.candidates import Candidate, PageLinks, choose, coverage, is_full_text, looks_weak
+from worker.extract.cleanup import clean_paragraphs, drop_link_lists
 from worker.extract.fragment import fragment_paragraphs
 from worker.extract.guard import INPUT_ERRORS
 from worker.extract.hints import page_hints
 from worker.extract.language import detect_language
-from worker.extract.markdown import markdown
+from worker.extract.markdown import markdown, markdown_escape
 from worker.extract.pagemeta import page_metadata
+from worker.extract.witness import missing_lede, summary_lead
 from worker.models import Extracted
 from worker.text import is_usable, word_count
 
@@ -86,13 +87,17 @@ def extract_article(
     categories, tags.
 
     The body is chosen among candidates (:mod:`candidates`): the precision-mode
-    extraction; only when that looks weak (short, link-heavy, or covering little
-    of the feed's full text ``feed_html``, the entry's content:encoded/summary) a
-    recall-mode extraction (a second parse and extraction) and the feed's own
-    text. ``Extracted.extraction`` names the winner ("precision", "recall",
-    "feed"); ``markdown`` is the same body with headings, list items and quotes
-    marked (read off the winning extraction's tree: no second extraction; see
-    :func:`markdown.markdown`).
+    extraction, with its link density measured against the page's ``<a>`` texts
+    (read off the tree before the extraction prunes it); only where a second
+    opinion can win (the body is no body, or the feed's text ``feed_html``, the
+    entry's content:encoded/summary, disagrees with it) a recall-mode extraction
+    (a second parse and extraction) and the feed's own text. A summary (under
+    150 words) is a witness: it never replaces a longer page body, and when the
+    body lacks its opening, the page block holding that opening is put back in
+    front (:mod:`witness`). ``Extracted.extraction`` names the winner
+    ("precision", "recall", "feed"); ``markdown`` is the same body with
+    headings, list items and quotes marked (read off the winning extraction's
+    tree: no second extraction; see :func:`markdown.markdown`).
 
     Raises :class:`ExtractError` when the page has no usable article text, and
     nothing else on any input (trafilatura/lxml failures are wrapped).
@@ -107,16 +112,13 @@ def extract_article(
             raise ExtractError("no article text found (not HTML)")
         meta = page_metadata(tree, html, url=url, need_author=not entry_author, need_date=not entry_published)
         hints = page_hints(html)
-        # after the metadata: the extraction prunes the tree in place
+        links = PageLinks.of_tree(tree)
+        # after the metadata and the links: the extraction prunes the tree in place
         document = trafilatura.bare_extraction(
             tree, url=url, include_comments=False, favor_precision=True, with_metadata=False
         )
     except INPUT_ERRORS as exc:
         raise ExtractError(f"trafilatura failed: {type(exc).__name__}: {exc}") from exc
-    feed = _feed_candidate(feed_html) if feed_html else None
-    if (document is None or not document.text) and feed is None:
-        raise ExtractError("no article text found")
-
     title = meta.title or " ".join((entry_title or "").split())
     categories = list(dict.fromkeys(c.strip() for c in meta.categories if c and c.strip()))
     tags = _split_tags(meta.tags)
@@ -124,11 +126,17 @@ def extract_article(
     alt_titles = [t for t in (entry_title, hints.h1) if t]
     author = meta.author or entry_author
     authors = [a.strip() for a in (author or "").split(";") if a.strip()]
+    # cleaned before it is judged: a "The post ... appeared first on ..." footer is no part of a summary
+    feed = _feed_candidate(feed_html, title=title, labels=labels, alt_titles=alt_titles, authors=authors) \
+        if feed_html else None
+    if (document is None or not document.text) and feed is None:
+        raise ExtractError("no article text found")
 
     def cleaned(name: str, body: Any, raw_text: str) -> Candidate:
         paragraphs = clean_paragraphs(raw_text.split("\n"), title=title, labels=labels, alt_titles=alt_titles,
                                       authors=authors)
-        candidate = Candidate(name, paragraphs)
+        paragraphs = drop_link_lists(paragraphs, links.is_link)
+        candidate = Candidate(name, paragraphs, link_density=links.density(paragraphs))
         candidate.markdown = markdown(body, paragraphs) if body is not None else None
         return candidate
 
@@ -137,19 +145,21 @@ def extract_article(
     best = primary
     if looks_weak(primary, feed):
         recall = None
+        lede = None
         try:
+            second_tree = load_html(html)
+            if feed is not None and not is_full_text(feed):
+                lede = missing_lede(second_tree, summary_lead(feed, primary))  # before the extraction prunes
             second = trafilatura.bare_extraction(
-                load_html(html), url=url, include_comments=False, favor_recall=True, with_metadata=False
+                second_tree, url=url, include_comments=False, favor_recall=True, with_metadata=False
             )
             if second is not None and second.text:
                 recall = cleaned("recall", second.body, second.text)
         except INPUT_ERRORS:
-            recall = None  # the precision body (or the feed's) still stands
-        if feed is not None:
-            feed = Candidate("feed", clean_paragraphs(feed.paragraphs, title=title, labels=labels,
-                                                      alt_titles=alt_titles, authors=authors),
-                             link_density=feed.link_density)
+            pass  # the precision body (or the feed's) still stands
         best = choose(primary, recall, feed)
+        if lede is not None and feed is not None and best is not feed:
+            best = _with_lede(best, lede, feed)
     text = "\n\n".join(best.paragraphs)
     if not is_usable(text):
         raise ExtractError("no article text found (too little text)")
@@ -174,11 +184,23 @@ def extract_article(
     )
 
 
-def _feed_candidate(html: str) -> Candidate | None:
-    """The feed's own content as a candidate body, with its real link density; None when it has no text."""
+def _with_lede(body: Candidate, lede: str, summary: Candidate) -> Candidate:
+    """``body`` opened by the page's ``lede`` block when the body still lacks the summary's opening."""
+    block = Candidate(body.name, [lede])
+    if not summary_lead(summary, body) or coverage(block, body) >= 0.5:
+        return body
+    with_lede = Candidate(body.name, [lede, *body.paragraphs], link_density=body.link_density)
+    with_lede.markdown = markdown_escape(lede) + "\n\n" + (body.markdown or "\n\n".join(body.paragraphs))
+    return with_lede
+
+
+def _feed_candidate(html: str, **context: Any) -> Candidate | None:
+    """The feed's own content, cleaned with the page's ``context`` (title, labels, ...), as a candidate body.
+
+    Its link density is measured off its own ``<a>`` elements; None when it has no text.
+    """
     paragraphs, link_density = fragment_paragraphs(html)
-    paragraphs = [" ".join(p.split()) for p in paragraphs]
-    paragraphs = [p for p in paragraphs if p]
+    paragraphs = clean_paragraphs(paragraphs, **context)
     if not paragraphs:
         return None
     return Candidate("feed", paragraphs, link_density=link_density)

@@ -1,38 +1,115 @@
 """Choosing the article body among candidates: the page in precision mode, in recall mode, the feed's own content.
 
-Pure: paragraphs in, a choice out. ``extract`` builds the candidates; this module
-only says when the first one looks weak (so that the costly second extraction
-runs on few pages) and which one wins.
+Pure: paragraphs in, a choice out. ``article`` builds the candidates; this module
+says when the first one deserves a second opinion (so that the costly recall-mode
+extraction runs only where it can win) and which one wins.
 
 The judges, all general (nothing here knows a site):
 
-- length: a body of fewer than ``WEAK_WORDS`` words is suspect (a teaser, a
-  caption, a cookie notice instead of the story);
-- link density: the share of a candidate's text inside links (for the feed's
-  HTML, read off its ``<a>`` elements; trafilatura's own text has lost its links,
-  so for the page candidates the share of short headline-like lines stands in:
-  a list of links renders as exactly that);
-- agreement: the share of one candidate's 4-word shingles found in another. A
-  recall candidate must contain the precision one (it only adds to it) and a
-  feed that carries the full text must be covered by what the page gave.
+- length: words, and whether a feed text is a full article (``FULL_TEXT_WORDS``)
+  or a summary;
+- link density: the share of a candidate's text inside ``<a>`` elements, measured:
+  for the feed's HTML off its own ``<a>`` elements, for page candidates against
+  the texts of the page's ``<a>`` elements (:class:`PageLinks`, read off the tree
+  the extraction parses, before it prunes it: trafilatura's text has lost its links);
+- agreement: the share of one candidate's 4-word shingles found in another.
+
+And the rules that keep a teaser from winning. A feed's ``<description>`` is
+usually the article's first ~200 characters: it is a witness for the page body,
+never a rival to it. A page candidate that holds most of a summary's shingles is
+the block the summary describes; a summary replaces a page body only when the
+page gave less text than the summary itself, or a short link-heavy block (a
+menu, a list of headlines) instead of an article. Only a full text (content:encoded)
+can replace a longer page body, and only one that does not agree with it.
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-__all__ = ["Candidate", "choose", "coverage", "looks_weak"]
+__all__ = ["Candidate", "PageLinks", "choose", "coverage", "is_full_text", "looks_weak", "tokens_of"]
 
-WEAK_WORDS = 120  # fewer words than this in the precision body: try the others
-FEED_FULL_WORDS = 150  # a feed body this long is a full text, worth comparing with
+FULL_TEXT_WORDS = 150  # a feed text this long is a full article; a shorter one is a summary (a witness)
+WEAK_WORDS = 120  # fewer words than this in the precision body: a full-text feed gets a say
 AGREE = 0.6  # the page must cover this share of a full-text feed's shingles
+WITNESS = 0.9  # a page body holding this share of a summary's shingles is the block the summary describes
 CONTAINS = 0.9  # a recall candidate must contain this share of the precision one
 RECALL_MAX_GROWTH = 1.5  # recall text at most this many times the precision text
-MAX_LINK_DENSITY = 0.35
-_HEADLINE_MAX_CHARS = 90
+BETTER = 0.05  # how much better a recall candidate must agree with the feed to win
+MAX_LINK_DENSITY = 0.5  # more of its text inside links than this: a list of links, not an article
+MIN_WORDS = 5  # fewer words than this is no body at all
+_DENSITY_SAMPLE = 5000  # words: a fair sample of any article, and a bound on a hostile page's cost
+_MAX_LINK_TOKENS = 60  # a longer link (a whole card) counts by its first tokens; bounds the scan per word
 
 _TOKEN = re.compile(r"\w+")
+
+
+def tokens_of(text: str) -> list[str]:
+    """The lower-cased word tokens shingles are made of."""
+    return _TOKEN.findall(text.lower())
+
+
+class PageLinks:
+    """The texts of a page's ``<a>`` elements, to measure how much of a candidate lies inside links.
+
+    Each link's text counts as many times as the page links it: a candidate's
+    paragraph that is one link's whole text (a menu item, a headline in a list)
+    is linked; inside a paragraph, runs of two or more words that are a link's
+    whole text are linked, each link used up once. One-word links inside prose
+    ("here", a name) are not counted: a word alone is too common to place.
+    Shares are of words.
+    """
+
+    def __init__(self, texts: Iterable[str] = ()) -> None:
+        self._count: Counter[tuple[str, ...]] = Counter(
+            tokens for tokens in (tuple(tokens_of(text)[:_MAX_LINK_TOKENS]) for text in texts) if tokens
+        )
+        starts: dict[str, set[int]] = {}
+        for phrase in self._count:
+            if len(phrase) >= 2:
+                starts.setdefault(phrase[0], set()).add(len(phrase))
+        # longest first: a whole headline before a name inside it
+        self._lengths = {token: sorted(lengths, reverse=True) for token, lengths in starts.items()}
+
+    @classmethod
+    def of_tree(cls, tree: Any) -> PageLinks:
+        """The links of a parsed page (an lxml tree); call it before an extraction prunes the tree."""
+        return cls((a.text or "") if len(a) == 0 else "".join(a.itertext()) for a in tree.iter("a"))
+
+    def is_link(self, paragraph: str) -> bool:
+        """Whether ``paragraph`` is, word for word, the whole text of one of the page's links."""
+        return self._count.get(tuple(tokens_of(paragraph)), 0) > 0
+
+    def density(self, paragraphs: Iterable[str]) -> float:
+        """Share of the paragraphs' words that lie inside the page's links (of the first ``_DENSITY_SAMPLE`` words)."""
+        budget = self._count.copy()
+        lengths = self._lengths
+        linked = total = 0
+        for paragraph in paragraphs:
+            if total >= _DENSITY_SAMPLE:
+                break
+            tokens = tuple(tokens_of(paragraph[:_DENSITY_SAMPLE * 20])[:_DENSITY_SAMPLE - total])
+            total += len(tokens)
+            if budget.get(tokens, 0) > 0:  # the whole paragraph is one link's text
+                budget[tokens] -= 1
+                linked += len(tokens)
+                continue
+            i, end = 0, len(tokens)
+            while i < end:
+                step = 1
+                for length in lengths.get(tokens[i], ()):
+                    phrase = tokens[i:i + length]
+                    if len(phrase) == length and budget.get(phrase, 0) > 0:
+                        budget[phrase] -= 1
+                        linked += length
+                        step = length
+                        break
+                i += step
+        return linked / total if total else 0.0
 
 
 @dataclass
@@ -41,32 +118,27 @@ class Candidate:
 
     name: str
     paragraphs: list[str]
-    link_density: float | None = None  # None: estimate from headline-like lines
+    link_density: float = 0.0
     markdown: str | None = None
     _tokens: list[str] = field(default_factory=list, init=False, repr=False)
+    _shingles: set[tuple[str, ...]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._tokens = [t.lower() for t in _TOKEN.findall(" ".join(self.paragraphs))]
-        if self.link_density is None:
-            self.link_density = _headline_share(self.paragraphs)
+        self._tokens = tokens_of(" ".join(self.paragraphs))
 
     @property
     def words(self) -> int:
         return len(self._tokens)
 
-    def shingles(self) -> set[tuple[str, ...]]:
+    def ordered_shingles(self) -> list[tuple[str, ...]]:
+        """4-word shingles in text order."""
         tokens = self._tokens
-        return {tuple(tokens[i:i + 4]) for i in range(len(tokens) - 3)}
+        return [tuple(tokens[i:i + 4]) for i in range(len(tokens) - 3)]
 
-
-def _headline_share(paragraphs: list[str]) -> float:
-    """Share of the characters in short lines that do not end as a sentence does (link lists look so)."""
-    total = sum(len(p) for p in paragraphs)
-    if not total:
-        return 0.0
-    short = sum(len(p) for p in paragraphs
-                if len(p) <= _HEADLINE_MAX_CHARS and not p.rstrip(" \"'”’»)]").endswith((".", "!", "?", ":")))
-    return short / total
+    def shingles(self) -> set[tuple[str, ...]]:
+        if self._shingles is None:
+            self._shingles = set(self.ordered_shingles())
+        return self._shingles
 
 
 def coverage(part: Candidate, whole: Candidate) -> float:
@@ -77,49 +149,73 @@ def coverage(part: Candidate, whole: Candidate) -> float:
     return len(mine & whole.shingles()) / len(mine)
 
 
-def looks_weak(primary: Candidate, feed: Candidate | None) -> bool:
-    """Whether the precision body deserves a second opinion (and the cost of a recall-mode extraction).
+def _acceptable(candidate: Candidate) -> bool:
+    return candidate.words >= MIN_WORDS and candidate.link_density <= MAX_LINK_DENSITY
 
-    Only a witness can overrule it: without a full-text feed to agree with, a recall
-    candidate wins only over an unusable precision body (measured: on short pages
-    recall mostly adds furniture) and a summary never beats a usable page body, so
-    then only an unusable body is weak. With a full-text feed: a short body, or one
-    covering less than ``AGREE`` of the feed.
+
+def is_full_text(feed: Candidate | None) -> bool:
+    """Whether a feed's text is a full article rather than a summary."""
+    return feed is not None and feed.words >= FULL_TEXT_WORDS
+
+
+def looks_weak(primary: Candidate, feed: Candidate | None) -> bool:
+    """Whether the precision body deserves a second opinion (the cost of a recall-mode extraction).
+
+    True only where a recall candidate could win (see :func:`choose`): the
+    precision body is no body (too short, or measured link-heavy); or a witness
+    disagrees with it: a full-text feed it covers less than ``AGREE`` of (or a
+    short body beside a full text), a summary it holds less than ``WITNESS`` of.
+    Without a feed, a usable precision body stands (measured: on whole pages
+    recall mostly adds furniture).
     """
     if not _acceptable(primary):
         return True
-    if feed is None or feed.words < FEED_FULL_WORDS:
+    if feed is None or not feed.shingles():
         return False
-    return primary.words < WEAK_WORDS or coverage(feed, primary) < AGREE
+    if is_full_text(feed):
+        return primary.words < WEAK_WORDS or coverage(feed, primary) < AGREE
+    return coverage(feed, primary) < WITNESS
 
 
-def _acceptable(candidate: Candidate) -> bool:
-    return candidate.words >= 5 and (candidate.link_density or 0.0) <= MAX_LINK_DENSITY
+def _recall_wins(primary: Candidate, recall: Candidate, feed: Candidate | None) -> bool:
+    if not _acceptable(recall):
+        return False
+    if not _acceptable(primary):
+        return True
+    if feed is None or not (primary.words < recall.words <= RECALL_MAX_GROWTH * primary.words
+                            and coverage(primary, recall) >= CONTAINS):
+        return False
+    # recall adds to the precision body: worth it when the witness agrees better with it
+    agreement = coverage(feed, recall)
+    return agreement > coverage(feed, primary) + BETTER and (is_full_text(feed) or agreement >= WITNESS)
+
+
+def _feed_wins(best: Candidate, feed: Candidate) -> bool:
+    if not _acceptable(feed):
+        return False
+    if best.words < MIN_WORDS:
+        return True
+    if is_full_text(feed):
+        # the page found another text than the publisher's own full text
+        return not _acceptable(best) or (feed.words > best.words and coverage(feed, best) < AGREE)
+    # a summary: only over less text than itself, or over a short block of links
+    return feed.words > best.words or (not _acceptable(best) and best.words < FULL_TEXT_WORDS)
 
 
 def choose(primary: Candidate, recall: Candidate | None = None, feed: Candidate | None = None) -> Candidate:
     """The best body among the precision candidate and, when given, recall and feed ones.
 
-    - recall wins when it contains the precision body, adds to it at most half
-      again, is not link-heavy, and agrees with a full-text feed better than the
-      precision body does; or when the precision body is unusable;
-    - the feed wins when it is a full text, not link-heavy, longer than the page's
-      best, and the page covers less than ``AGREE`` of it (the page extraction
-      found some other block), or when no page candidate is acceptable.
+    - recall wins over an unacceptable precision body when it is acceptable
+      itself; over an acceptable one only when it contains it (``CONTAINS``), adds
+      at most half again, and agrees with the feed's text clearly better (a
+      summary: then holding at least ``WITNESS`` of it);
+    - a full-text feed wins when the page's best is no body, or is shorter and
+      covers less than ``AGREE`` of it (the page extraction found another block);
+    - a summary wins only when the page's best has fewer words than it, or is a
+      link-heavy block shorter than a full article: a summary never replaces a
+      page body.
     """
-    best = primary
-    full_feed = feed is not None and _acceptable(feed) and feed.words >= FEED_FULL_WORDS
-    if recall is not None and _acceptable(recall) and (not _acceptable(primary) or (
-        primary.words < recall.words <= RECALL_MAX_GROWTH * primary.words and coverage(primary, recall) >= CONTAINS
-    )):
-        if full_feed:
-            assert feed is not None
-            if coverage(feed, recall) > coverage(feed, primary) + 0.05:
-                best = recall
-        elif not _acceptable(primary):
-            best = recall
-    if feed is not None and _acceptable(feed) and (
-        not _acceptable(best) or (full_feed and feed.words > best.words and coverage(feed, best) < AGREE)
-    ):
+    best = recall if recall is not None and _recall_wins(primary, recall, feed) else primary
+    if feed is not None and _feed_wins(best, feed):
         best = feed
     return best

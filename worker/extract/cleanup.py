@@ -8,11 +8,11 @@ text; "Read more"/"Related:" lines; a trailing related-articles list.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from worker.text import WORD
 
-__all__ = ["clean_paragraphs"]
+__all__ = ["clean_paragraphs", "drop_link_lists"]
 
 def _norm(text: str) -> str:
     """Comparison form: case-folded, punctuation and whitespace runs to one space."""
@@ -66,6 +66,10 @@ _FURNITURE_LINE = re.compile(
     |read\s+(?:the\s+)?full\s+(?:story|article)|click\s+here\s+to\s+read\s+more
     |tell\s+us\s+what\s+you\s+think|what\s+do\s+you\s+think|have\s+your\s+say
     |join\s+the\s+(?:conversation|discussion))\s*[.:»›>…?!]*$
+    # a blog's filing line: "Filed under: Politics |", "Posted in News, World", "Tagged: a, b"
+    |^(?:(?:filed\s+(?:under|in)|posted\s+(?:in|under)|tagged(?:\s+with)?)\s*:?|(?:tags|categories)\s*:)
+      \s*[^.!?:]{1,150}$
+    # a wire story's credit line: "(Reporting by A and B; Editing by C)"
     # the footer WordPress appends to every feed item
     |^the\s+post\s+.{1,300}\s+appeared\s+first\s+on\s+.{1,120}$""",
     re.IGNORECASE | re.VERBOSE,
@@ -73,7 +77,7 @@ _FURNITURE_LINE = re.compile(
 # "Read more: <headline>", "Related: <headline>", "See also: ..." (the prefix needs
 # its separator, so a sentence starting "Related to this, ..." is left alone).
 _POINTER_LINE = re.compile(
-    r"""^(?:read\s+more|read\s+also|also\s+read|see\s+also|related|more|recommended|read\s+next
+    r"""^(?:read\s+more|read\s+also|also\s+read|see\s+also|see\s+more|watch\s+more|related|more|recommended|read\s+next
     |related\s+(?:articles?|stories|story|posts?|content|coverage|reading|news|links?))
     \s*(?:[:：»›>|]|\s[–—-])\s*\S
     # "Also on example.com <headline>": a cross-link to another story of the site
@@ -294,3 +298,18 @@ def clean_paragraphs(
         else:
             break
     return paras
+
+
+LINK_LIST_MIN_WORDS = 4  # a headline; shorter linked items (product names, places) may be the article's own list
+
+
+def drop_link_lists(paragraphs: list[str], is_link: Callable[[str], bool]) -> list[str]:
+    """Drop runs of two or more list items that are each the whole text of a page link and read as headlines.
+
+    A list of linked headlines inside an article is a related-stories box whose
+    heading the extraction lost ("- 15 Amazing Images of Stars"); ``is_link`` says
+    whether a paragraph is one link's whole text (measured on the page).
+    """
+    flags = [p.startswith("- ") and len(WORD.findall(p)) >= LINK_LIST_MIN_WORDS and is_link(p) for p in paragraphs]
+    return [p for i, p in enumerate(paragraphs)
+            if not (flags[i] and ((i > 0 and flags[i - 1]) or (i + 1 < len(flags) and flags[i + 1])))]

@@ -25,6 +25,11 @@ _FRAGMENT_BLOCKS = frozenset({
     "thead", "tr", "ul",
 })
 _FRAGMENT_CELLS = frozenset(("td", "th"))
+# A link that only points on to the article: "Continue reading", "Read more »", "Read the full story".
+_READ_ON = re.compile(
+    r"\s*(?:continue\s+reading|read\s+more|read\s+the\s+(?:full\s+|whole\s+)?(?:rest|story|article|post))\b.{0,150}$",
+    re.IGNORECASE | re.DOTALL,
+)
 _CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
@@ -89,6 +94,10 @@ def fragment_paragraphs(html: str) -> tuple[list[str], float]:
         for element in list(root.iter(*_FRAGMENT_DROP)):
             if element.getparent() is not None:
                 element.drop_tree()  # keeps its tail: that belongs to the parent's text
+        for link in list(root.iter("a")):  # a theme's "Continue reading <title>" closing an excerpt
+            closing = link.getnext() is None and not (link.tail or "").strip(" \t\n\r.»›→…")
+            if closing and link.getparent() is not None and _READ_ON.match(link.text_content()):
+                link.drop_tree()
         total = len(_SPACE.sub("", root.text_content()))
         linked = sum(len(_SPACE.sub("", a.text_content())) for a in root.iter("a"))
         return _fragment_blocks(root), (linked / total if total else 0.0)

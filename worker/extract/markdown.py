@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["markdown"]
+__all__ = ["markdown", "markdown_escape"]
 
 _MD_INLINE = re.compile(r"([\\`*_\[\]<>])")  # CommonMark inline syntax to show literally
 _MD_BLOCK_START = re.compile(r"^(#{1,6}\s|>|\d{1,9}[.)]\s|[-+*]\s|={3,}|-{3,})")
 
 
-def _md_escape(text: str) -> str:
+def markdown_escape(text: str) -> str:
+    """``text`` as one Markdown paragraph that shows literally (inline syntax and block starts escaped)."""
     text = _MD_INLINE.sub(r"\\\1", text)
     return _MD_BLOCK_START.sub(r"\\\1", text)
 
@@ -43,13 +44,13 @@ def markdown(body: Any, kept: list[str]) -> str:
     for paragraph in kept:
         item = paragraph.startswith("- ")
         if paragraph in heads:
-            line = "#" * heads[paragraph] + " " + _md_escape(paragraph)
+            line = "#" * heads[paragraph] + " " + markdown_escape(paragraph)
         elif item:
-            line = "- " + _md_escape(paragraph[2:])
+            line = "- " + markdown_escape(paragraph[2:])
         elif paragraph.startswith("| "):
             line = paragraph  # trafilatura's table rows are already pipe-table rows
         else:
-            line = ("> " if paragraph in quoted else "") + _md_escape(paragraph)
+            line = ("> " if paragraph in quoted else "") + markdown_escape(paragraph)
         if out:
             out.append("\n" if item and previous_item else "\n\n")
         out.append(line)

@@ -10,8 +10,8 @@ from typing import Any
 
 from worker.models import Entry
 
-__all__ = ["clean", "http_url", "opaque", "scalar", "short", "tag_list", "text_to_html", "unique_entries",
-           "warning_text"]
+__all__ = ["build_entry", "clean", "http_url", "opaque", "scalar", "short", "tag_list", "text_to_html",
+           "unique_entries", "warning_text"]
 
 def scalar(value: Any) -> str | None:
     """A string, or a number written as one (feeds put ids and titles as numbers)."""
@@ -85,3 +85,12 @@ def text_to_html(text: str) -> str:
 
 
 _MAX_WARNING = 500
+
+
+def build_entry(*, guid: str, url: str, title: str, author: str | None, published: str | None,
+          content: str | None, summary: str | None, tags: list[str], updated: str | None = None) -> Entry:
+    """An Entry as both readers build it: a summary identical to the content is no summary of its own."""
+    if summary is not None and content is not None and summary.strip() == content.strip():
+        summary = None
+    return Entry(guid=guid, url=url, title=title, author=author, published=published, content_html=content,
+                 summary_html=summary, tags=tags, updated=updated)

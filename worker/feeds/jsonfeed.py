@@ -10,6 +10,7 @@ from typing import Any
 
 from worker.errors import ParseError
 from worker.feeds.common import (
+    build_entry,
     clean,
     http_url,
     opaque,
@@ -81,18 +82,17 @@ def _json_entry(item: dict[str, Any], base: str, feed_author: str | None) -> Ent
         content = None
     summary_text = item.get("summary")  # plain text in JSON Feed
     summary = text_to_html(summary_text) if isinstance(summary_text, str) and summary_text.strip() else None
-    if summary is not None and content is not None and summary.strip() == content.strip():
-        summary = None
     tags = item.get("tags")
-    return Entry(
+    return build_entry(
         guid=opaque(scalar(item.get("id"))) or link,
         url=link,
         title=title,
         author=_json_author(item) or feed_author,
         published=published,
-        content_html=content,
-        summary_html=summary,
+        content=content,
+        summary=summary,
         tags=tag_list(tags if isinstance(tags, list) else []),
+        updated=_iso_text(item.get("date_modified")),
     )
 
 

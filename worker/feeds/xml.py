@@ -18,7 +18,17 @@ import feedparser
 from feedparser.encodings import convert_to_utf8
 
 from worker.errors import ParseError
-from worker.feeds.common import clean, http_url, opaque, short, tag_list, text_to_html, unique_entries, warning_text
+from worker.feeds.common import (
+    build_entry,
+    clean,
+    http_url,
+    opaque,
+    short,
+    tag_list,
+    text_to_html,
+    unique_entries,
+    warning_text,
+)
 from worker.models import Entry, ParsedFeed
 from worker.text import bom_encoding, language_code
 from worker.timefmt import iso_from_epoch
@@ -140,19 +150,18 @@ def _xml_entry(raw: dict[str, Any], base: str, feed_author: str | None) -> Entry
     raw_summary = raw.get("summary")
     copied = any(isinstance(c, Mapping) and c.get("value") == raw_summary for c in contents)
     summary = None if copied else _detail_html(raw.get("summary_detail"), raw_summary)
-    if summary is not None and content is not None and summary.strip() == content.strip():
-        summary = None
     tags = [t.get("term") for t in raw.get("tags") or [] if isinstance(t, Mapping)]
-    return Entry(
+    return build_entry(
         # Entries without a link were skipped above, so the link is always there to fall back on.
         guid=opaque(raw.get("id")) or link,
         url=link,
         title=title,
         author=_person(raw) or feed_author,
         published=published,
-        content_html=content,
-        summary_html=summary,
+        content=content,
+        summary=summary,
         tags=tag_list(tags),
+        updated=_iso_struct(dict.get(raw, "updated_parsed")),
     )
 
 

@@ -83,6 +83,7 @@ class Listed:
     max_age: int | None = None  # the response's Cache-Control max-age
     ttl_minutes: int | None = None  # the feed's own <ttl>
     redirects: Redirects = ()
+    marks: tuple[tuple[str, bytes], ...] | None = None  # the entries' marks to keep (None: leave them)
 
 
 PollOutcome = StillRetired | HostBusy | Unchanged | PollFailed | Listed
@@ -167,6 +168,7 @@ def _decide_listed(feed: Feed, status: Mapping[str, str], rules: PollRules, list
         feed.name, fields=fields, clear=(*clear, *RETIRED_FIELDS, "deferred", *absent), error=False,
         next_poll=now + interval, counters={"polls_ok": 1, "entries_new": listed.new},
         source_counts={"entries_seen": listed.new}, http=("feed", listed.status), seen=listed.seen, seen_at=now,
+        marks=listed.marks,
         report={"feed": feed.name, "outcome": "ok", "entries": len(listed.seen), "new": listed.new}, log=note)
 
 
@@ -274,3 +276,24 @@ def tally_extract(*, entries: int, already: int, fallbacks: int, page_http: Sequ
     counters = {"fallbacks": fallbacks, "retried_pages": len(retried), "held_pages": held,
                 "entries_done": entries - len(retried) - held}
     return ExtractTally(report, counters, Counter(("page", status) for status in page_http), delays, retry)
+
+
+# -- the outbox sweeper ---------------------------------------------------------------
+
+# RQ job states in which a job will never run its entries again.
+JOB_DONE_STATES = frozenset({"finished", "failed", "stopped", "canceled"})
+
+
+def sweep_verdict(job_status: str | None, in_queue: bool) -> str:
+    """What to do with the pending entries of a job, from its RQ state, for the outbox sweeper.
+
+    ``"wait"``: the job will still run them (queued in its queue, started, scheduled for a retry or a
+    host's Retry-After, deferred); ``"revive"``: the job says queued but sits in no queue (popped by a
+    worker that died, or whose start transaction Redis refused): put it back; ``"requeue"``: the job is
+    gone (deleted, expired) or finished without settling them (failed for good): queue the entries anew.
+    """
+    if job_status is None or job_status in JOB_DONE_STATES:
+        return "requeue"
+    if job_status == "queued" and not in_queue:
+        return "revive"
+    return "wait"

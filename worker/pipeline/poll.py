@@ -28,9 +28,17 @@ from worker.pipeline.decide import (
     poll_url,
 )
 from worker.pipeline.mail import poll_mailbox
-from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_extracts
+from worker.pipeline.queues import (
+    POLL_BATCH_TIMEOUT,
+    ExtractBatch,
+    enqueue_extracts,
+    pending_entries,
+    plan_extracts,
+)
 from worker.pipeline.schedule import Limits, cache_max_age
+from worker.pipeline.updates import track_changes
 from worker.settings import Settings
+from worker.store.refusals import Refusals
 
 log = logging.getLogger("feedstream.jobs")
 
@@ -63,6 +71,7 @@ def poll_feeds(context: Context, feed_names: list[str]) -> list[dict[str, Any]]:
     held = store.acquire_polls(feed_names, POLL_BATCH_TIMEOUT + 30)
     reports: dict[str, dict[str, Any]] = {}
     try:
+        context.sources.refresh(force=True)  # once for the batch: a source paused or changed before it ran counts
         with ThreadPoolExecutor(max_workers=POLL_THREADS, thread_name_prefix="poll") as pool:
             running = {pool.submit(_look, context, name): name for name in held}
             done, running_on = wait(running, timeout=POLL_GATHER)
@@ -76,8 +85,17 @@ def poll_feeds(context: Context, feed_names: list[str]) -> list[dict[str, Any]]:
     return [reports[name] for name in held]
 
 
-def poll_feed(context: Context, feed_name: str) -> dict[str, Any]:
-    """Fetch one feed, find entries it has not listed before, queue their extraction."""
+_refusals = Refusals(log, "poll")
+
+
+def poll_feed(context: Context, feed_name: str, check_sources: bool = True) -> dict[str, Any]:
+    """Fetch one feed, find entries it has not listed before, queue their extraction.
+
+    ``check_sources``: compare the sources' version first (one GET), so a source paused, changed or
+    removed before this poll ran is seen as it is now.
+    """
+    if check_sources:
+        context.sources.refresh(force=True)
     return _record(context, [(feed_name, _look(context, feed_name))])[feed_name]
 
 
@@ -85,51 +103,71 @@ def poll_feed(context: Context, feed_name: str) -> dict[str, Any]:
 class _Looked:
     """What a poll found before anything is written: the feed's intent and its new entries, or a report."""
 
-    report: dict[str, Any] | None = None  # the poll is over (a mailbox, an unknown feed, a bug)
+    report: dict[str, Any] | None = None  # the poll is over (paused, a mailbox, an unknown source, a bug)
     intent: PollIntent | None = None
     new: list[Entry] = field(default_factory=list)
+    now: float = 0.0
 
 
 def _look(context: Context, feed_name: str) -> _Looked:
-    """Fetch and parse the feed, and decide what to record; nothing is written yet."""
+    """Fetch and parse the feed, and decide what to record; nothing but re-checks is written yet."""
     try:
-        feed = context.feeds.get(feed_name)
-        if feed is None and feed_name in context.newsletters:  # a mailbox shares the feeds' schedule
+        record = context.sources.record(feed_name)
+        if record is None:
+            return _Looked(report={"feed": feed_name, "outcome": "unknown source (removed?): not polled"})
+        if record.paused:  # paused after this poll was queued: its state stays as it was
+            return _Looked(report={"feed": feed_name, "outcome": "paused: not polled"})
+        feed = record.source
+        if not isinstance(feed, Feed):  # a mailbox shares the feeds' schedule
             return _Looked(report=poll_mailbox(context, feed_name))
-        if feed is None:
-            return _Looked(report={"feed": feed_name, "outcome": "unknown feed (removed from the feeds file?)"})
         now = time.time()
         status = context.store.feed_status(feed.name)
         url = poll_url(feed, status)
         outcome, new = (StillRetired(), []) if is_retired(status, url) else _fetch(context, feed, url, status)
-        return _Looked(intent=decide_poll(feed, status, poll_rules(context.settings, feed), outcome, now), new=new)
+        intent = decide_poll(feed, status, poll_rules(context.settings, feed), outcome, now)
+        return _Looked(intent=intent, new=new, now=now)
     except Exception as exc:  # one feed's bug must not cost the others in the batch their poll
-        return _Looked(report=_unexpected(feed_name, exc))
+        return _Looked(report=_failed(feed_name, exc))
 
 
 def _record(context: Context, looked: list[tuple[str, _Looked]]) -> dict[str, dict[str, Any]]:
-    """Queue the polls' new entries (hosts interleaved), then write each poll's intent; their reports."""
+    """Write each poll's intent with its new entries in the outbox, then queue the entries of all of them
+    (hosts interleaved); their reports."""
     reports = {name: poll.report for name, poll in looked if poll.report is not None}
-    writes = [(name, poll.intent) for name, poll in looked if poll.intent is not None]
-    try:
-        # Queue the work before marking the GUIDs seen (apply_poll): a crash in between
-        # re-queues them on the next poll, and the publish claim keeps that from doubling.
-        enqueue_extracts(context, [entry for _, poll in looked for entry in poll.new])
-    except Exception as exc:
-        return {**reports, **{name: _unexpected(name, exc) for name, _ in writes}}
-    for name, intent in writes:
-        try:
-            context.store.apply_poll(intent)
-        except Exception as exc:
-            reports[name] = _unexpected(name, exc)
+    plan = plan_extracts([entry for _, poll in looked for entry in poll.new])
+    planned = pending_entries(plan)
+    recorded: set[str] = set()
+    for name, poll in looked:
+        if poll.intent is None:
             continue
-        if intent.log:
-            log.log(*intent.log)
-        reports[name] = dict(intent.report)
+        # The new entries are recorded in the outbox in the same step as their GUIDs are marked seen, then
+        # queued: if the queueing (or its RQ job) is lost, the outbox sweeper queues them again.
+        pending = {job_id: [(token, entry) for token, entry in items if entry.get("feed") == name]
+                   for job_id, items in planned.items()}
+        try:
+            context.store.apply_poll(poll.intent, {job: items for job, items in pending.items() if items},
+                                     poll.now + context.settings.outbox_sweep_after)
+        except Exception as exc:
+            reports[name] = _failed(name, exc)
+            continue
+        recorded.add(name)
+        if poll.intent.log:
+            log.log(*poll.intent.log)
+        reports[name] = dict(poll.intent.report)
+    # only the entries of polls that were recorded: the others are new again on the feed's next poll
+    kept = [ExtractBatch(batch.job_id, [entry for entry in batch.entries if entry.feed in recorded]) for batch in plan]
+    try:
+        enqueue_extracts(context, [batch for batch in kept if batch.entries])
+    except Exception as exc:  # recorded in the outbox: its sweeper queues them
+        log.warning("queueing the new entries of %s failed (the outbox sweeper will): %s", ", ".join(recorded), exc)
+    if recorded:
+        _refusals.clear()
     return reports
 
 
-def _unexpected(feed_name: str, exc: Exception) -> dict[str, Any]:
+def _failed(feed_name: str, exc: Exception) -> dict[str, Any]:
+    if _refusals.note(exc):  # Redis refusing writes: nothing was marked seen, the feed is polled again
+        return {"feed": feed_name, "outcome": f"poll: Redis refused: {exc}"}
     log.error("polling %s", feed_name, exc_info=exc)
     return {"feed": feed_name, "outcome": f"poll: unexpected {type(exc).__name__}: {exc}"}
 
@@ -154,10 +192,14 @@ def _fetch(context: Context, feed: Feed, url: str, status: dict[str, str]) -> tu
         entry.feed = feed.name
         entry.tags = list(dict.fromkeys([*entry.tags, *feed.tags]))
     keys = [guid_key(feed.name, entry.guid) for entry in entries]
-    new = [entry for entry, unseen in zip(entries, context.store.unseen(feed.name, keys), strict=True) if unseen]
+    unseen = context.store.unseen(feed.name, keys)
+    new = [entry for entry, fresh in zip(entries, unseen, strict=True) if fresh]
+    # entries seen before that changed: their articles' re-checks are queued before apply_poll records the
+    # new marks, so a crash in between finds the change again on the next poll
+    marks = track_changes(context, feed.name, entries, keys, unseen, time.time())
     listed = Listed(status=fetched.status, seen=tuple(keys), new=len(new),
                     published=tuple(entry.published for entry in entries), title=parsed.title or "",
                     warning=parsed.warning, etag=fetched.etag, last_modified=fetched.last_modified,
                     max_age=cache_max_age(fetched.headers), ttl_minutes=parsed.ttl_minutes,
-                    redirects=fetched.redirects)
+                    redirects=fetched.redirects, marks=marks)
     return listed, new

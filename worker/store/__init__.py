@@ -10,6 +10,8 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:feed:{name}``         hash, the feed's status and HTTP validators                     (feeds.py)
 - ``{p}:seen:{name}``         zset, hashed item GUID (12 bytes) -> last time the feed listed it (epoch seconds)
                                                                                               (seen.py)
+- ``{p}:marks:{name}``        hash, hashed item GUID (12 bytes) -> the entry's 12-byte mark (updated time, digest
+  of its words), for the entries the feed lists now; expires with the update window         (seen.py)
 - ``{p}:claim:url:{key}``     string, canonical-URL claim -> article id                       (publish.py)
 - ``{p}:claim:text:{key}``    string, normalised-text claim -> article id                     (publish.py)
 - ``{p}:claim:mid:{key}``     string, newsletter Message-ID claim -> article id               (publish.py)
@@ -29,6 +31,20 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
                                                                                               (counters.py)
 - ``{p}:heartbeats``          hash, process -> epoch of its last sign of life                 (counters.py)
 - ``{p}:imap:{name}``         hash, an IMAP source's ``uidvalidity`` and ``last_uid``         (mail.py)
+- ``{p}:sources``             hash, source name -> its record (spec, managed by, paused) as JSON (sources.py)
+- ``{p}:sources:version``     string, raised by every change to the sources                   (sources.py)
+- ``{p}:outbox``              zset, pending entry token (hashed GUID) -> epoch of its next sweeper check
+- ``{p}:outbox:job``          hash, pending entry token -> "<RQ job id>|<times re-queued>"
+- ``{p}:outbox:entry``        hash, pending entry token -> the entry's JSON; all three renewed to a 30-day TTL
+  on each write, each entry gone once published or decided                                    (outbox.py)
+- ``{p}:outbox:sweep``        string, held (PX) by the process whose turn it is to sweep      (outbox.py)
+- ``{p}:probe``               string, a health check's probe write (EX 60)                   (counters.py)
+- ``{p}:ver:{id}``            string, a published article's latest version, what a re-check compares against
+  (version, last check, title and paragraph digests, page validators), packed; expires with the update window
+                                                                                              (updates.py)
+- ``{p}:latest:{id}``         string, "<version>|<stream id>|<stream>" of an article's latest update event
+                                                                                              (updates.py)
+- ``<stream>:updates``        the update events' stream (FEEDSTREAM_UPDATES=separate), beside the stream
 - the stream itself (``articles`` by default) is not prefixed: it is the contract.            (stream.py)
 """
 
@@ -40,21 +56,29 @@ from worker.store.connection import connect, connect_quick
 from worker.store.feeds import FeedStore
 from worker.store.hosts import HostStore
 from worker.store.mail import MailStore
+from worker.store.outbox import Pending
 from worker.store.publish import NearKey, PublishArgs, PublishRequest, PublishStore
 from worker.store.schedule import ScheduleStore
+from worker.store.sources import SourceStore
 from worker.store.stream import StreamStore
+from worker.store.updates import UpdateRequest, UpdateResult, UpdateStore, VersionRecord
 
 __all__ = [
     "NEAR_MODES",
     "NearKey",
+    "Pending",
     "PublishArgs",
     "PublishRequest",
     "PublishResult",
     "Store",
+    "UpdateRequest",
+    "UpdateResult",
+    "VersionRecord",
     "connect",
     "connect_quick",
 ]
 
 
-class Store(ScheduleStore, FeedStore, HostStore, PublishStore, StreamStore, MailStore):
+class Store(ScheduleStore, FeedStore, HostStore, PublishStore, StreamStore, MailStore, UpdateStore,
+            SourceStore):
     """Feed state, deduplication claims, the stream and counters, over one Redis client."""

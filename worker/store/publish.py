@@ -1,5 +1,6 @@
 """Publishing: the dedupe claims (``{p}:claim:{url,text,mid}:{key}``), the near-duplicate index
-(``{p}:nd:b:{period}:{bucket}``, ``{p}:nd:sig:{id}``) and the XADD, as one atomic script (lua/publish.lua)."""
+(``{p}:nd:b:{period}:{bucket}``, ``{p}:nd:sig:{id}``), the XADD and settling the entry's outbox record,
+as one atomic script (lua/publish.lua)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from worker.models import Article, PublishResult
 from worker.store import boilerplate as learned
 from worker.store.base import text
 from worker.store.boilerplate import BoilerplateStore
+from worker.store.outbox import OutboxStore
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,14 @@ class PublishRequest:
     message_key: str | None = None
     # the article's paragraph fingerprints (boilerplate.fingerprints), counted for its feed if it is published
     boilerplate: Sequence[str] = ()
+    # the entry's outbox token (its hashed GUID), settled by the same step; None: not from the outbox (a mail)
+    outbox_token: str | None = None
 
 
 @dataclass(frozen=True)
 class PublishArgs:
-    """ARGV of lua/publish.lua. The fields' order IS the script's ARGV order (it unpacks ARGV[1..21] into
-    locals of these names; tests/test_store.py checks they match); the band digests follow as ARGV[22..]."""
+    """ARGV of lua/publish.lua. The fields' order IS the script's ARGV order (it unpacks ARGV[1..22] into
+    locals of these names; tests/test_store.py checks they match); the band digests follow as ARGV[23..]."""
 
     article_id: str
     article_head: str  # the article's JSON without duplicate_of/cluster and the closing brace
@@ -64,6 +68,7 @@ class PublishArgs:
     boilerplate_ttl: int
     boilerplate_cap: int
     recent_bytes: int  # once-seen fingerprint bytes kept per feed
+    outbox_token: str  # the entry's outbox record to settle; "" for none
 
     def argv(self, bands: Sequence[bytes]) -> list[Any]:
         return [*astuple(self), *bands]
@@ -85,7 +90,7 @@ def article_json_head(article: Article) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))[:-1]
 
 
-class PublishStore(BoilerplateStore):
+class PublishStore(BoilerplateStore, OutboxStore):
     def published_ids(self, url_keys: Sequence[str]) -> list[str | None]:
         """For each canonical-URL key, the id of the article already published under it, if any (one round trip)."""
         if not url_keys:
@@ -95,7 +100,7 @@ class PublishStore(BoilerplateStore):
 
     def publish(self, article: Article, *, url_keys: Sequence[str], text_key: str | None,
                 near: NearKey | None = None, message_key: str | None = None,
-                boilerplate: Sequence[str] = ()) -> PublishResult:
+                boilerplate: Sequence[str] = (), outbox_token: str | None = None) -> PublishResult:
         """Claim the article's URLs (and text, and a newsletter's Message-ID), check it for near-copies and XADD it.
 
         One atomic step.
@@ -104,9 +109,11 @@ class PublishStore(BoilerplateStore):
         published with ``duplicate_of``/``cluster`` set to that cluster's first
         article (``mark``) or not published (``drop``); either way its own
         bands and signature are indexed for ``near_window`` seconds. A published
-        article's ``boilerplate`` fingerprints are counted for its feed in the same step.
+        article's ``boilerplate`` fingerprints are counted for its feed in the same step, and the
+        entry's outbox record (``outbox_token``) is settled whatever the verdict.
         """
-        keys, argv = self._publish_call(PublishRequest(article, url_keys, text_key, near, message_key, boilerplate))
+        keys, argv = self._publish_call(PublishRequest(article, url_keys, text_key, near, message_key, boilerplate,
+                                                       outbox_token))
         return self._publish_result(article, self._script("publish")(keys=keys, args=argv))
 
     def publish_many(self, requests: Sequence[PublishRequest]) -> list[PublishResult]:
@@ -142,9 +149,9 @@ class PublishStore(BoilerplateStore):
             periods_back=-(-self.near_window // period_seconds), period_seconds=period_seconds, index_id=raw_id,
             boilerplate=b"".join(bytes.fromhex(fp) for fp in request.boilerplate),
             boilerplate_ttl=learned.BOILERPLATE_TTL, boilerplate_cap=learned.BOILERPLATE_CAP,
-            recent_bytes=8 * learned.BOILERPLATE_RECENT,
+            recent_bytes=8 * learned.BOILERPLATE_RECENT, outbox_token=request.outbox_token or "",
         )
-        keys = [self.stream, self.counters_key, *claims,
+        keys = [self.stream, self.counters_key, *self.outbox_keys, *claims,
                 *([self._key("nd", "sig", raw_id.hex())] if near else []),
                 *self._boilerplate_keys(article.feed)]
         return keys, args.argv(near.bands if near else ())

@@ -1,4 +1,5 @@
-"""Which items a feed has listed before (``{p}:seen:{name}``)."""
+"""Which items a feed has listed before (``{p}:seen:{name}``), and how each looked when it last changed
+(``{p}:marks:{name}``: hashed GUID -> the entry's 12-byte mark, see dedupe/changes.py)."""
 
 from __future__ import annotations
 
@@ -30,3 +31,17 @@ class SeenStore(StoreBase):
             # whole seconds: a listpack stores them as a small integer, not a 17-character float
             pipe.zadd(key, dict.fromkeys((compact(guid) for guid in guid_keys), int(now)))
         pipe.zremrangebyscore(key, "-inf", now - SEEN_WINDOW_SECONDS)
+
+    def entry_marks(self, feed: str) -> dict[str, bytes]:
+        """The marks of the entries the feed listed when its listing last changed, by hashed GUID."""
+        raw = self.redis.hgetall(self._key("marks", feed))
+        return {key.hex(): mark for key, mark in raw.items()}
+
+    def _queue_marks(self, pipe: Any, feed: str, marks: Sequence[tuple[str, bytes]]) -> None:
+        """Replace the feed's marks with ``marks`` (so they hold only what it lists now), kept for the update
+        window: an entry changing later than that belongs to an article too old to re-check."""
+        key = self._key("marks", feed)
+        pipe.delete(key)
+        if marks:
+            pipe.hset(key, mapping={compact(guid): mark for guid, mark in marks})
+            pipe.expire(key, self.updates.window)

@@ -6,12 +6,16 @@
 --
 -- KEYS[1]        the stream
 -- KEYS[2]        the counters hash
--- KEYS[3 ..]     the claim keys, the URL claim first (claim_count of them)
+-- KEYS[3 .. 5]   the outbox: its zset of check times, its job hash, its entry hash (see store/outbox.py)
+-- KEYS[6 ..]     the claim keys, the URL claim first (claim_count of them)
 -- next           the article's own signature key (only when near_mode ~= 'off' and signature ~= '')
 -- KEYS[#KEYS-1]  the feed's boilerplate counts hash
 -- KEYS[#KEYS]    the feed's recent once-seen fingerprints string
--- ARGV[1 .. 21]  named in the `unpack` below, in the order of worker/store/publish.py's PublishArgs
--- ARGV[22 ..]    band digests, 7 bytes each: the first two name the buckets, the last six are the probe
+-- ARGV[1 .. 22]  named in the `unpack` below, in the order of worker/store/publish.py's PublishArgs
+-- ARGV[23 ..]    band digests, 7 bytes each: the first two name the buckets, the last six are the probe
+--
+-- Whatever the verdict, the entry's outbox record (outbox_token, '' for none: a mail) is settled in
+-- the same step: an entry is pending until this script has decided it, and not a moment longer.
 --
 -- Returns {'already', id} | {'duplicate', owner id} | {'near_dropped', cluster id}
 --       | {'published', stream id} | {'published', stream id, cluster id} (a near-copy, marked)
@@ -39,12 +43,22 @@
 
 local article_id, article_head, claim_ttl, stream_maxlen, url, feed, claim_count, near_mode, signature,
   min_agree, near_window, signature_prefix, band_prefix, period, periods_back, period_seconds, index_id,
-  boilerplate, boilerplate_ttl, boilerplate_cap, recent_bytes = unpack(ARGV, 1, 21)
-local FIRST_BAND = 22
+  boilerplate, boilerplate_ttl, boilerplate_cap, recent_bytes, outbox_token = unpack(ARGV, 1, 22)
+local FIRST_BAND = 23
 local RECORD = 18  -- bytes of a band record: 6-byte probe, 12-byte article id
 local FULL = 4096  -- a bucket string this long overflows to the next level
 local STREAM, COUNTERS = KEYS[1], KEYS[2]
-local FIRST_CLAIM, LAST_CLAIM = 3, 2 + tonumber(claim_count)
+local OUTBOX, OUTBOX_JOB, OUTBOX_ENTRY = KEYS[3], KEYS[4], KEYS[5]
+local FIRST_CLAIM, LAST_CLAIM = 6, 5 + tonumber(claim_count)
+
+-- The entry is decided: no longer pending in the outbox.
+local function settle()
+  if outbox_token ~= '' then
+    redis.call('ZREM', OUTBOX, outbox_token)
+    redis.call('HDEL', OUTBOX_JOB, outbox_token)
+    redis.call('HDEL', OUTBOX_ENTRY, outbox_token)
+  end
+end
 
 -- Where (from `start` on) `needle` begins one of the `width`-byte records of `records`, or nil.
 local function find_record(records, needle, start, width)
@@ -221,6 +235,7 @@ end
 
 local refused = check_claims()
 if refused then
+  settle()
   return refused
 end
 local cluster, near = article_id, false
@@ -234,10 +249,12 @@ end
 if near and near_mode == 'drop' then
   set_claims()
   redis.call('HINCRBY', COUNTERS, 'duplicates_near_dropped', 1)
+  settle()
   return {'near_dropped', cluster}
 end
 local stream_id = append_to_stream(cluster, near)
 set_claims()
+settle()
 redis.call('HINCRBY', COUNTERS, 'published', 1)
 if boilerplate ~= '' then
   learn_boilerplate(KEYS[#KEYS - 1], KEYS[#KEYS], boilerplate, boilerplate_ttl, tonumber(boilerplate_cap),
