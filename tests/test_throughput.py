@@ -77,6 +77,9 @@ def test_extract_batches_hold_one_host_each_and_hosts_take_turns() -> None:
     assert all(len(h) == 1 for h in hosts)
     assert [h.pop() for h in hosts] == ["big.example", "a.example", "b.example", "big.example", "big.example"]
     assert [len(batch) for batch in batches] == [4, 3, 1, 4, 2]
+    # An aggregator's feed, one page on each of many hosts, is batched on its own: not a job per page.
+    spread = [Entry(url=f"http://site{n}.example/a", guid=str(n), title="t", feed="agg") for n in range(10)]
+    assert [len(batch) for batch in host_batches([*spread, *entries("big.example", 4)], 4)] == [4, 4, 4, 2]
 
 
 # -- slots wake their waiters ----------------------------------------------------------------------

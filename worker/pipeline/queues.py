@@ -106,15 +106,21 @@ def even_batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
 
 
 def host_batches(entries: Sequence[Entry], size: int) -> list[Sequence[Entry]]:
-    """Batches of at most ``size`` entries of one host each, the hosts taken in turn.
+    """Batches of at most ``size`` entries of one host each, the hosts taking turns.
 
     Workers take jobs in queue order: a big feed's pages in a row would put every worker
-    behind its host's few slots while the other hosts' pages wait in the queue.
+    behind its host's few slots while the other hosts' pages wait in the queue. A feed whose
+    entries are on several hosts (an aggregator's) is batched on its own instead, ``size`` per
+    job: one job per host would spend RQ's per-job cost on a page or two each.
     """
-    by_host: dict[str, list[Entry]] = {}
+    hosts_of: dict[str, set[str]] = {}
     for entry in entries:
-        by_host.setdefault(host_of(entry.url), []).append(entry)
-    rounds = zip_longest(*(list(batches(items, size)) for items in by_host.values()))
+        hosts_of.setdefault(entry.feed, set()).add(host_of(entry.url))
+    groups: dict[tuple[str, str], list[Entry]] = {}
+    for entry in entries:
+        key = ("host", host_of(entry.url)) if len(hosts_of[entry.feed]) == 1 else ("feed", entry.feed)
+        groups.setdefault(key, []).append(entry)
+    rounds = zip_longest(*(list(batches(items, size)) for items in groups.values()))
     return [batch for turn in rounds for batch in turn if batch is not None]
 
 
