@@ -82,6 +82,9 @@ class Settings:
     var_dir: Path = Path("var")
     prefix: str = "feedstream"  # namespace of every Redis key we own
     workers: int = 2
+    # RQ workers per worker process, as threads (worker/ops/workgroup.py): their page downloads wait
+    # side by side while one of them extracts.
+    worker_threads: int = 8
     dashboard_port: int = 9181
     metrics_port: int = 9184  # feedstream metrics: /metrics and /healthz
     # Approximate MAXLEN for the stream; 0 keeps everything.
@@ -150,6 +153,7 @@ class Settings:
             http=http,
             var_dir=Path(env.get("FEEDSTREAM_VAR") or "var"),
             workers=int(_number(env, "FEEDSTREAM_WORKERS", max(os.cpu_count() or 1, 1), 1)),
+            worker_threads=int(_number(env, "FEEDSTREAM_WORKER_THREADS", 8, 1)),
             dashboard_port=int(_number(env, "FEEDSTREAM_DASHBOARD_PORT", 9181, 0)),
             metrics_port=int(_number(env, "FEEDSTREAM_METRICS_PORT", 9184, 0)),
             stream_maxlen=int(_number(env, "FEEDSTREAM_STREAM_MAXLEN", 100_000, 0)),

@@ -51,7 +51,7 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
     fallbacks = 0
     # Pages download in background threads while this one extracts: the network wait
     # hides behind the CPU-bound extraction instead of idling the core (issue 7).
-    pool = prefetch_pool()
+    pool = prefetch_pool(context.settings.worker_threads)
     feeds = {entry.feed: context.sources.feed(entry.feed) for entry, _ in pending}
     headers = headers_by_feed(context, feeds)  # each source's own request settings (issue 16)
     notes = BatchNotes()  # entries its rules drop after extraction, its selector's hits and misses

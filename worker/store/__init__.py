@@ -23,6 +23,7 @@ Keys, under the ``prefix`` namespace (default ``feedstream``):
 - ``{p}:boiler-recent:{name}`` string, the feed's latest once-seen fingerprints, 8 bytes each (boilerplate.py)
 - ``{p}:host:{host}:not_before``  string, epoch before which nobody fetches from the host (Retry-After) (hosts.py)
 - ``{p}:host:{host}:inflight``    zset, request token -> lease expiry: the per-host semaphore (hosts.py)
+- ``{p}:host:{host}:wake``        list, one token per released slot, BLPOPped by a request waiting for one (hosts.py)
 - ``{p}:host:{host}:robots``      string, the host's robots.txt body (empty: allow all), with a TTL (hosts.py)
 - ``{p}:counters``            hash, monotonically increasing event counts                     (counters.py)
 - ``{p}:http``                hash, ``{kind}:{status}`` -> responses seen (kind: feed, page)  (counters.py)
