@@ -34,7 +34,12 @@ class CountersStore(StoreBase):
             self._queue_delay(pipe, seconds)
 
     def counters(self) -> dict[str, int]:
-        return {text(k): int(v) for k, v in self.redis.hgetall(self.counters_key).items()}
+        """The event counts; with a publishing Redis of its own, its counts (published, duplicates) added."""
+        counts = {text(k): int(v) for k, v in self.redis.hgetall(self.counters_key).items()}
+        if self.split:
+            for key, value in self.publishing.hgetall(self.counters_key).items():
+                counts[text(key)] = counts.get(text(key), 0) + int(value)
+        return counts
 
     def count_http(self, kind: str, status: int | str) -> None:
         """One HTTP response (or ``error`` when none came) for a ``feed`` or ``page`` fetch."""
