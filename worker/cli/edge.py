@@ -81,7 +81,16 @@ def open_edge(need_feeds: bool = True) -> Edge:
         if embedded:
             embedded.stop()
         raise CannotRun(f"cannot reach Redis at {url}: {exc}") from None
-    store = Store(connect(url), **settings.store_options())
+    publish_url = settings.publish_redis_url
+    if publish_url:
+        try:
+            redis.Redis.from_url(publish_url, socket_connect_timeout=3, socket_timeout=3).ping()
+        except (redis.RedisError, OSError, ValueError) as exc:
+            if embedded:
+                embedded.stop()
+            raise CannotRun(f"cannot reach the publishing Redis at {publish_url}: {exc}") from None
+    store = Store(connect(url), publish_client=connect(publish_url) if publish_url else None,
+                  **settings.store_options())
     return Edge(settings, sources.feeds, url, store, embedded, sources.newsletters, dict(sources.mail_passwords))
 
 

@@ -40,7 +40,7 @@ def command(edge: Edge, args: argparse.Namespace) -> int:
         stop = stop_event((signal.SIGTERM,))
         consumer = args.consumer or f"tail-{socket.gethostname()}-{os.getpid()}"
         with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
-            tail_group(edge.store.redis, edge.settings.stream, args.group, consumer, args.follow,
+            tail_group(edge.store.publishing, edge.settings.stream, args.group, consumer, args.follow,
                        args.from_start, stop=stop)
     else:
         with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):

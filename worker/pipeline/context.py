@@ -34,7 +34,8 @@ class Context:
         client = connect(redis_url)
         if sources is None:
             sources = load_sources(settings.feeds_path)
-        store = Store(client, **settings.store_options())
+        publishing = connect(settings.publish_redis_url) if settings.publish_redis_url else None
+        store = Store(client, publish_client=publishing, **settings.store_options())
         http = HttpClient(settings.http)
         fetcher = PoliteFetcher(http, store, host_concurrency=settings.host_concurrency,
                                 robots=settings.robots, robots_ttl=settings.robots_ttl)

@@ -90,4 +90,6 @@ class CountersStore(StoreBase):
         """Round-trip time to Redis in seconds; raises redis.ConnectionError when unreachable."""
         start = time.monotonic()
         self.redis.ping()
+        if self.split:
+            self.publishing.ping()
         return time.monotonic() - start
