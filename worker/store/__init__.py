@@ -3,32 +3,56 @@
 :class:`Store` is made of one mixin per key family (a module each here); the Lua
 scripts are files under ``lua/``, each with a header naming its KEYS and ARGV.
 
-Keys, under the ``prefix`` namespace (default ``feedstream``):
+Keys, under the ``prefix`` namespace (default ``feedstream``). Every family has a TTL or a bound
+(issue 18; tests/test_key_families.py lists every key a real burst writes and holds this map to it).
+Q: on the queues' Redis (``REDIS_URL``); P: on the publishing Redis (``FEEDSTREAM_PUBLISH_REDIS_URL``,
+by default the same one).
 
-- ``{p}:due``                 zset, feed name -> epoch of its next poll                       (schedule.py)
-- ``{p}:polling:{name}``      string, held while a poll of the feed runs                      (schedule.py)
-- ``{p}:feed:{name}``         hash, the feed's status and HTTP validators                     (feeds.py)
-- ``{p}:seen:{name}``         zset, hashed item GUID (12 bytes) -> last time the feed listed it (epoch seconds)
-                                                                                              (seen.py)
-- ``{p}:claim:url:{key}``     string, canonical-URL claim -> article id                       (publish.py)
-- ``{p}:claim:text:{key}``    string, normalised-text claim -> article id                     (publish.py)
-- ``{p}:claim:mid:{key}``     string, newsletter Message-ID claim -> article id               (publish.py)
-- ``{p}:nd:b:{period}:{bucket}`` string, LSH band records (6-byte band probe + 12-byte article id) whose
-  digest starts with the bucket's 1, 2 or 4 hex digits, see lua/publish.lua                   (publish.py)
-- ``{p}:nd:sig:{id}``         string, "<cluster id>|<packed MinHash>" (expires with the window) (publish.py)
-- ``{p}:boiler:{name}``       hash, paragraph fingerprint (8 bytes) -> distinct articles of the feed that carried
-  it, for fingerprints seen in at least two                                                   (boilerplate.py)
-- ``{p}:boiler-recent:{name}`` string, the feed's latest once-seen fingerprints, 8 bytes each (boilerplate.py)
-- ``{p}:host:{host}:not_before``  string, epoch before which nobody fetches from the host (Retry-After) (hosts.py)
-- ``{p}:host:{host}:inflight``    zset, request token -> lease expiry: the per-host semaphore (hosts.py)
-- ``{p}:host:{host}:robots``      string, the host's robots.txt body (empty: allow all), with a TTL (hosts.py)
-- ``{p}:counters``            hash, monotonically increasing event counts                     (counters.py)
-- ``{p}:http``                hash, ``{kind}:{status}`` -> responses seen (kind: feed, page)  (counters.py)
-- ``{p}:delay``               hash, publish-delay histogram: bucket upper bound -> count, ``sum``, ``count``
+- ``{p}:due``                 Q zset, feed name -> epoch of its next poll. Bound: one member per configured source
+                                                                                              (schedule.py)
+- ``{p}:polling:{name}``      Q string, held while a poll of the feed runs. TTL: the poll batch's timeout (schedule.py)
+- ``{p}:feed:{name}``         Q hash, the feed's status and HTTP validators. Bound: one per source configured
+  (about 360 bytes each); a removed source's stays for ``status`` until deleted by hand   (feeds.py)
+- ``{p}:seen:{name}``         Q zset, hashed item GUID (12 bytes) -> last time the feed listed it (epoch seconds).
+  TTL: 90 days, renewed by each poll; members unlisted for 90 days go at each poll         (seen.py)
+- ``{p}:host:{host}:not_before``  Q string, epoch before which nobody fetches from the host (Retry-After).
+  TTL: until then                                                                             (hosts.py)
+- ``{p}:host:{host}:inflight``    Q zset, request token -> lease expiry: the per-host semaphore.
+  TTL: the lease + 60 s                                                                       (hosts.py)
+- ``{p}:host:{host}:robots``      Q string, the host's robots.txt body (empty: allow all). TTL: robots_ttl (hosts.py)
+- ``{p}:http``                Q hash, ``{kind}:{status}`` -> responses seen. Bound: one field per status seen
                                                                                               (counters.py)
-- ``{p}:heartbeats``          hash, process -> epoch of its last sign of life                 (counters.py)
-- ``{p}:imap:{name}``         hash, an IMAP source's ``uidvalidity`` and ``last_uid``         (mail.py)
-- the stream itself (``articles`` by default) is not prefixed: it is the contract.            (stream.py)
+- ``{p}:delay``               Q hash, publish-delay histogram: bucket upper bound -> count, ``sum``, ``count``.
+  Bound: 14 fields                                                                            (counters.py)
+- ``{p}:heartbeats``          Q hash, process -> epoch of its last sign of life. Bound: one field per process name
+                                                                                              (counters.py)
+- ``{p}:imap:{name}``         Q hash, an IMAP source's ``uidvalidity`` and ``last_uid``. Bound: one per IMAP
+  source                                                                                      (mail.py)
+- ``{p}:counters``            Q and P hash, monotonically increasing event counts (the publish script's on P).
+  Bound: one field per event kind                                                             (counters.py)
+- ``{p}:claims:{period}:{shard}`` P hash, claim record (kind letter + the key's 12-byte digest) -> article id,
+  in the claim period's hash of the digest's first 3, 4 or 5 hex digits (see lua/publish.lua). TTL: the claim TTL
+  (dedupe_days: 90 days) past the period's end                                     (publish.py)
+- ``{p}:claim:{url,text,mid}:{key}`` P string, a claim of the form before issue 18 -> article id; no longer written,
+  read until it expires. TTL: as set then (90 days)                                           (publish.py)
+- ``{p}:nd:b:{period}:{bucket}`` P string, LSH band records (6-byte band probe + 12-byte article id) whose
+  digest starts with the bucket's 1, 2 or 4 hex digits (``:{n}`` after 4 digits: the bucket's n-th further
+  chunk), see lua/publish.lua. TTL: the near window past the period's end                    (publish.py)
+- ``{p}:nd:sig:{id}``         P string, "<cluster id>|<packed MinHash>". TTL: the near window  (publish.py)
+- ``{p}:boiler-count:{name}:{period}`` P hash, paragraph fingerprint (8 bytes) -> articles of the feed and the
+  boilerplate period that carried it, for fingerprints seen in at least two. TTL: 30 days from the period's
+  start; at most BOILERPLATE_CAP fields past which those seen twice go                     (boilerplate.py)
+- ``{p}:boiler-seen:{name}:{period}`` P string, the feed's once-seen fingerprints of the period, 8 bytes each.
+  TTL: as boiler-count; at most 8 x BOILERPLATE_RECENT bytes                                (boilerplate.py)
+- ``{p}:boiler:{name}``, ``{p}:boiler-recent:{name}`` P hash and string of the form before issue 18; no longer
+  written, read until they expire. TTL: as set then (30 days)                                 (boilerplate.py)
+- ``{p}:out:all``, ``{p}:out:feed:{name}``, ``{p}:out:tag:{tag}`` P stream, the article stream's ids (field
+  ``i``) of all articles, a feed's, a tag's: the feeds-out indexes. TTL: the claim TTL past the last article;
+  capped like the stream (MAXLEN ~ FEEDSTREAM_STREAM_MAXLEN)                                 (stream.py)
+- ``{p}:out:since``           P string, the first stream id published with feeds-out indexes. Bound: one key
+                                                                                              (stream.py)
+- the stream itself (``articles`` by default) is not prefixed: it is the contract. P. Bound: MAXLEN ~
+  FEEDSTREAM_STREAM_MAXLEN entries (100,000)                                                  (stream.py)
 """
 
 from __future__ import annotations
