@@ -160,8 +160,9 @@ def fill_index(store: Store, start: int, stop: int, seed: int = 7) -> None:
         for i in range(first, min(first + 200, stop)):
             sig = minhash.Signature(rng.integers(0, 2**32, size=minhash.PERMUTATIONS, dtype=np.uint64)
                                     .astype(np.uint32))
-            article = Article(id=f"{i:024x}", url=f"https://synthetic.example/{i}", title="", text="", feed="fill")
-            requests.append(PublishRequest(article, [f"{i:024x}"], None, NearKey(sig.packed(), sig.bands(), need)))
+            url = f"https://synthetic.example/{i}"
+            article = Article(id=url_key(url), url=url, title="", text="", feed="fill")
+            requests.append(PublishRequest(article, [url_key(url)], None, NearKey(sig.packed(), sig.bands(), need)))
         store.publish_many(requests)
 
 
@@ -196,6 +197,9 @@ def publish_window(context: Context, rng: random.Random, start: int, count: int)
     return {k: v / count for k, v in cost.items()}
 
 
+CLAIMS_PER_ARTICLE = 2  # a feed entry's URL (its page's final URL and canonical, when they differ, add one) + text
+
+
 def publish_phase(client: redis.Redis, url: str, index: int, window: int) -> dict[str, Any]:
     client.flushall()
     context = context_for(url, [])
@@ -219,10 +223,8 @@ def publish_phase(client: redis.Redis, url: str, index: int, window: int) -> dic
     out_entries = sum(int(client.xlen(k))
                       for k in client.scan_iter(match="feedstream:out:*", count=1000, _type="stream"))
     _, boiler_bytes = memory_of(client, "feedstream:boiler*")
-    stream_bytes = int(client.memory_usage("articles", samples=0) or 0)
-    out.update(claim=claim_bytes / n_claims, claims_per_article=n_claims / published, indexed=nd_bytes / published,
-               out_entry=out_bytes / max(out_entries, 1), boiler_feed=boiler_bytes / 100,
-               stream_entry=stream_bytes / int(client.xlen("articles")), claims=n_claims)
+    out.update(claim=claim_bytes / n_claims, indexed=nd_bytes / published, out_entry=out_bytes / max(out_entries, 1),
+               boiler_feed=boiler_bytes / 100, claims=n_claims, real_articles=len(out) // 2 * window)
     return out
 
 
@@ -241,10 +243,12 @@ def serve_phase(client: redis.Redis, url: str, others: int) -> dict[str, float]:
     store.publish_many([article(n, "quiet") for n in range(8)])
     for first in range(0, others, 500):
         store.publish_many([article(n, "busy") for n in range(first, min(first + 500, others))])
+    result: dict[str, float] = {"stream_entry": int(client.memory_usage("articles", samples=0) or 0)
+                                / int(client.xlen("articles")),
+                                "doc": len(client.xrange("articles", count=1)[0][1][b"article"])}
     server = make_server(store, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_port}"
-    result: dict[str, float] = {}
     try:
         for name in ("quiet", "busy"):
             costs, costs_304, etag = [], [], ""
@@ -286,7 +290,8 @@ def human(n: float) -> str:
     return f"{n:.1f} TB"
 
 
-def extrapolate(feeds: dict[str, float], pub: dict[str, Any], top: int, maxlen: int = 100_000) -> None:
+def extrapolate(feeds: dict[str, float], pub: dict[str, Any], served: dict[str, float], top: int,
+                maxlen: int = 100_000) -> None:
     at = pub[top]
     claim_days = 90 + 22.5 / 2  # a claim lives 90 days past its period's end: 90-112.5 days
     index_days = 30 + 7.5 / 2
@@ -299,9 +304,9 @@ def extrapolate(feeds: dict[str, float], pub: dict[str, Any], top: int, maxlen: 
         print(f"| {n:,} feeds, polled every 30 min, 20 items listed each | {human(memory)} | {cpu:.1%} "
               f"| {human(polls * feeds['poll_aof'])} |")
     for n in (10_000, 100_000, 1_000_000):
-        memory = (n * claim_days * pub["claims_per_article"] * pub["claim"] + n * index_days * pub["indexed"]
+        memory = (n * claim_days * CLAIMS_PER_ARTICLE * pub["claim"] + n * index_days * pub["indexed"]
                   + n * 90 * feeds["guid"]  # each article's GUID stays seen 90 days after its feed last listed it
-                  + min(maxlen, n * 365) * (pub["stream_entry"] + 4 * pub["out_entry"]))
+                  + min(maxlen, n * 365) * (served["stream_entry"] + 4 * pub["out_entry"]))
         cpu = n * at["usec"] / 1e6 / DAY
         print(f"| {n:,} articles a day (30-day near window, 90-day claims, stream capped at {maxlen:,}) "
               f"| {human(memory)} | {cpu:.1%} | {human(n * at['aof'])} |")
@@ -338,16 +343,16 @@ def main() -> int:
         print(f"  Redis CPU per publish (commandstats): {small['usec']:.0f} us at 10,000, {large['usec']:.0f} us at "
               f"{args.index:,} (INFO cpu: {small['cpu'] * 1e6:.0f} / {large['cpu'] * 1e6:.0f} us); "
               f"{large['calls']:.0f} commands")
-        print(f"  bytes per claim {pub['claim']:.1f} ({pub['claims']:,} claims, {pub['claims_per_article']:.2f} per "
-              f"article); per indexed article {pub['indexed']:.0f}; per feeds-out index entry {pub['out_entry']:.1f}; "
-              f"per stream entry {pub['stream_entry']:.0f} (~2.4 KB texts); boilerplate per publishing feed "
-              f"{pub['boiler_feed']:.0f}")
+        print(f"  bytes per claim {pub['claim']:.1f} ({pub['claims']:,} claims); per indexed article "
+              f"{pub['indexed']:.0f}; per feeds-out index entry {pub['out_entry']:.1f}; learned boilerplate per "
+              f"feed {pub['boiler_feed']:.0f} (100 feeds, {pub['real_articles'] // 100} articles each)")
         print(f"\nfeeds out ({args.others:,} articles of another tag newer than the quiet tag's 8):", flush=True)
         served = serve_phase(client, url, args.others)
         for name in ("quiet", "busy"):
             print(f"  /tags/{name}.atom: {served[name] / 1000:.2f} ms of Redis per request "
                   f"({served[f'{name}_entries']:.0f} entries); 304: {served[f'{name}_304'] / 1000:.2f} ms")
-        extrapolate(feeds, pub, args.index)
+        print(f"  bytes per stream entry {served['stream_entry']:.0f} (article JSON of {served['doc']:.0f} bytes)")
+        extrapolate(feeds, pub, served, args.index)
         print(f"\nbench took {time.perf_counter() - t0:.0f} s; load average at the end "
               f"{load()}")
     finally:
