@@ -58,3 +58,13 @@ def test_a_burst_in_split_mode_publishes_every_article_once_and_keeps_each_side_
     assert tail.returncode == 0 and all(url in tail.stdout for url in bodies)
     status = feedstream("status", env=env)
     assert status.returncode == 0 and f"stream 'articles': {len(bodies)} entries" in status.stdout
+
+
+def test_an_unreachable_publishing_redis_exits_2_with_one_line(redis_url: str, feeds_file: Path) -> None:
+    write_feeds(feeds_file, {"a": "http://127.0.0.1:9/feed.xml"})
+    env = base_env(REDIS_URL=redis_url, FEEDSTREAM_PUBLISH_REDIS_URL="redis://127.0.0.1:9/0",
+                   FEEDSTREAM_FEEDS=str(feeds_file))
+    result = feedstream("run", "--burst", env=env)
+    assert result.returncode == 2
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("feedstream: cannot reach the publishing Redis at redis://127.0.0.1:9/0")

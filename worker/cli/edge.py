@@ -75,20 +75,16 @@ def open_edge(need_feeds: bool = True) -> Edge:
             say(f"REDIS_URL is unset: started the embedded Redis at {url}, data in {embedded.data_dir}")
         else:
             say(f"REDIS_URL is unset: using the embedded Redis already running at {url}")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
-    except (redis.RedisError, OSError, ValueError) as exc:
-        if embedded:
-            embedded.stop()
-        raise CannotRun(f"cannot reach Redis at {url}: {exc}") from None
     publish_url = settings.publish_redis_url
-    if publish_url:
+    for what, address in (("Redis", url), ("the publishing Redis", publish_url)):
+        if not address:
+            continue
         try:
-            redis.Redis.from_url(publish_url, socket_connect_timeout=3, socket_timeout=3).ping()
+            redis.Redis.from_url(address, socket_connect_timeout=3, socket_timeout=3).ping()
         except (redis.RedisError, OSError, ValueError) as exc:
             if embedded:
                 embedded.stop()
-            raise CannotRun(f"cannot reach the publishing Redis at {publish_url}: {exc}") from None
+            raise CannotRun(f"cannot reach {what} at {address}: {exc}") from None
     store = Store(connect(url), publish_client=connect(publish_url) if publish_url else None,
                   **settings.store_options())
     return Edge(settings, sources.feeds, url, store, embedded, sources.newsletters, dict(sources.mail_passwords))
