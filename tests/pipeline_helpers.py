@@ -13,7 +13,7 @@ from rq.registry import FailedJobRegistry
 from worker.fetch import HttpSettings
 from worker.pipeline.context import Context, install_context
 from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE, enqueue_poll
-from worker.settings import Settings
+from worker.settings import Settings, load_sources
 
 
 def write_feeds(path: Path, feeds: dict[str, str], **options: Any) -> Path:
@@ -39,7 +39,9 @@ def make_context(redis_url: str, feeds_path: Path, deadline: float = 5.0, allow_
 def run_burst(context: Context) -> None:
     """Poll every feed once and work until the queues are empty (retries run at once)."""
     client = context.store.redis
-    for name in context.feeds:
+    # in the feeds file's order (Redis lists sources by name), then any added through the API
+    filed = [feed.name for feed in load_sources(context.settings.feeds_path).feeds]
+    for name in dict.fromkeys([*filed, *context.feeds]):
         enqueue_poll(context.poll_queue, name)
     worker = SimpleWorker([Queue(POLL_QUEUE, connection=client), Queue(EXTRACT_QUEUE, connection=client)],
                           connection=client)

@@ -43,6 +43,7 @@ def test_every_subcommand_is_in_the_dispatch_table_with_a_command(capsys: pytest
         main(["--help"])
     assert exit_.value.code == 0
     listed = capsys.readouterr().out.split("{", 1)[1].split("}", 1)[0].split(",")
-    assert listed == ["run", "worker", "scheduler", "tail", "metrics", "smtp", "serve", "status"]
+    assert listed == ["run", "worker", "scheduler", "tail", "metrics", "smtp", "serve", "status", "sources", "discover",
+                      "opml"]
     assert listed == list(COMMANDS)
     assert all(callable(spec.run) for spec in COMMANDS.values())

@@ -72,8 +72,36 @@ def test_smtp_worker_and_serve_processes_end_to_end(redis_url: str, redis_client
     assert "SMTP on 127.0.0.1:" in outputs[0] and "telecoms@feeds.example (telecoms-daily)" in outputs[0]
 
 
-def test_smtp_without_smtp_sources_exits_2_with_one_line(redis_url: str, feeds_file: Path) -> None:
+def test_smtp_waits_for_a_source_and_follows_added_and_paused_ones(redis_url: str, redis_client: redis.Redis,
+                                                                     feeds_file: Path) -> None:
     config = write_config(feeds_file, feeds={"f": "https://example.com/feed"})
-    result = feedstream("smtp", env=base_env(REDIS_URL=redis_url, FEEDSTREAM_FEEDS=str(config)))
-    assert result.returncode == 2
-    assert 'no [[newsletters]] with kind = "smtp"' in result.stderr
+    port = free_port()
+    env = base_env(REDIS_URL=redis_url, FEEDSTREAM_FEEDS=str(config), FEEDSTREAM_SMTP_PORT=str(port))
+    smtp = subprocess.Popen([sys.executable, "-m", "worker", "smtp"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.5)
+        assert smtp.poll() is None  # nothing to receive yet is no reason to stop the service
+        added = feedstream("sources", "add", "--kind", "smtp", "--name", "late", "--address", "late@feeds.example",
+                           env=env)
+        assert added.returncode == 0, added.stderr
+        wait_for_port(port, smtp)
+        with smtplib.SMTP("127.0.0.1", port) as client:
+            client.ehlo()
+            client.mail("news@telecoms.example")
+            assert client.rcpt("late@feeds.example")[0] == 250
+        assert feedstream("sources", "pause", "late", env=env).returncode == 0
+        deadline = time.monotonic() + 10  # the process checks the sources every second
+        code = 250
+        while code == 250 and time.monotonic() < deadline:
+            with smtplib.SMTP("127.0.0.1", port) as client:
+                client.ehlo()
+                client.mail("news@telecoms.example")
+                code = client.rcpt("late@feeds.example")[0]
+            time.sleep(0.2)
+        assert code == 550
+    finally:
+        smtp.send_signal(signal.SIGTERM)
+        output = smtp.communicate(timeout=30)[0]
+    assert smtp.returncode == 0, output
+    assert "waiting for one" in output and "late@feeds.example (late)" in output

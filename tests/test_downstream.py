@@ -65,8 +65,14 @@ def test_schema_rejects_documents_that_break_the_contract() -> None:
             "published": "2024-05-01T10:00:00Z", "author": None, "language": "en", "duplicate_of": None}
     assert validator.is_valid(good)
     assert validator.is_valid({**good, "a_new_optional_field": 1})  # additive changes need no bump
+    assert validator.is_valid({**good, "version": 1, "event": "published"})  # a first publication
+    update = {**good, "version": 2, "event": "updated", "changes": {
+        "paragraphs_added": 0, "paragraphs_removed": 0, "paragraphs_changed": 1, "title_changed": False}}
+    assert validator.is_valid(update)
     for broken in ({**good, "schema": 2}, {**good, "published": "May 1st"},
-                   {k: v for k, v in good.items() if k != "title"}, {**good, "language": "english"}):
+                   {k: v for k, v in good.items() if k != "title"}, {**good, "language": "english"},
+                   {k: v for k, v in update.items() if k != "changes"}, {**update, "version": 1},
+                   {**good, "version": 2, "event": "published"}, {**update, "event": "edited"}):
         assert not validator.is_valid(broken), broken
 
 

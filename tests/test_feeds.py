@@ -76,12 +76,14 @@ def test_atom10_content_summary_language_and_inherited_author() -> None:
     assert one.guid == "tag:atom.example.test,2025:1"
     assert one.url == "https://site.example.test/blog/entries/1"
     assert one.published == "2025-06-09T06:15:00Z"  # <published> wins over <updated>
+    assert one.updated == "2025-06-10T09:00:00Z"  # kept apart: a later one asks for a re-check (issue 17)
     assert one.author == "Erika Mustermann"
     assert one.content_html == "<p>Der ganze Text des Eintrags.</p>"
     assert one.summary_html == "<p>Kurzfassung des Eintrags.</p>"
     assert one.tags == ["politik", "welt"]
     assert two.title == "A <tag> in a text title"  # type="text": the text is literal
     assert two.published == "2025-06-08T10:00:00Z"  # falls back to <updated>
+    assert two.updated == "2025-06-08T10:00:00Z"
     assert two.author == "Feed Author"  # atom:entry inherits the feed's author
     assert two.content_html == "<p>Plain text content.</p>\n<p>Second paragraph &amp; more.</p>"
     assert two.summary_html is None  # feedparser's copy of the content is not a summary
@@ -115,6 +117,7 @@ def test_json_feed_11() -> None:
     assert one.title == "Hello JSON"
     assert one.author == "Ana"  # authors[0]
     assert one.published == "2025-06-10T12:30:00Z"
+    assert one.updated is None  # no date_modified
     assert one.tags == ["hello", "json"]
     assert one.content_html == '<p>Hello <a href="/about">world</a></p><script>alert(1)</script>'
     assert text_from_html_fragment(one.content_html) == "Hello world"
@@ -424,3 +427,14 @@ def test_json_numbers_where_strings_belong() -> None:
 def test_json_items_not_a_list_is_an_empty_feed_with_a_warning() -> None:
     feed = parse_feed(jsonfeed(items="nope"), url=URL)
     assert feed.entries == [] and feed.warning == '"items" is str, not a list'
+
+
+def test_an_items_own_modification_time_is_kept_apart_from_its_publication() -> None:
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": "J", "items": [
+        {"id": "1", "url": "https://j.example.test/1", "content_text": "x", "date_published": "2026-11-23T09:30:00Z",
+         "date_modified": "2026-11-30T10:00:00+01:00"}]}
+    [item] = parse_feed(json.dumps(doc).encode(), url=URL).entries
+    assert (item.published, item.updated) == ("2026-11-23T09:30:00Z", "2026-11-30T09:00:00Z")
+    [plain] = parse_feed(rss("<item><link>https://t.example.test/a</link><pubDate>Mon, 23 Nov 2026 09:30:00 GMT"
+                             "</pubDate></item>"), url=URL).entries
+    assert plain.updated is None  # RSS 2.0 has no item modification time: only its content moves the mark

@@ -51,6 +51,9 @@ def test_jobs_queued_by_their_old_dotted_paths_still_run(
         "worker.jobs.ingest_mail": extract.enqueue("worker.jobs.ingest_mail", "letters",
                                                    mail_bytes(html=newsletter_html()), "smtp", result_ttl=600),
         "worker.jobs.poll_mailbox": poll.enqueue("worker.jobs.poll_mailbox", "box", result_ttl=600),
+        # an article never published here (or older than the update window): nothing to re-check
+        "worker.jobs.recheck_articles": extract.enqueue("worker.jobs.recheck_articles",
+                                                        [{"id": "0" * 24, "entry": entry}], result_ttl=600),
     }
     SimpleWorker([poll, extract], connection=redis_client).work(burst=True, logging_level="WARNING")
 
@@ -64,6 +67,7 @@ def test_jobs_queued_by_their_old_dotted_paths_still_run(
     assert results["worker.jobs.extract_entries"]["published"] == 1
     assert results["worker.jobs.ingest_mail"]["outcome"] == "published"
     assert results["worker.jobs.poll_mailbox"] == {"source": "box", "outcome": "ok", "new": 1}
+    assert results["worker.jobs.recheck_articles"] == {"gone": 1}
     # what they queued in turn (extracts of the feeds' entries, the mailbox's mail) ran too: five articles
     docs = articles(redis_client)
     assert sorted(doc["feed"] for doc in docs) == ["a", "a", "b", "box", "letters"]

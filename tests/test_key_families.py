@@ -23,6 +23,9 @@ FAMILIES: dict[str, str] = {
     "{p}:polling:*": TTL,
     "{p}:feed:*": "one per source configured",
     "{p}:seen:*": TTL,
+    "{p}:marks:*": TTL,
+    "{p}:sources": "one field per source",
+    "{p}:sources:version": "one key",
     "{p}:host:*:not_before": TTL,
     "{p}:host:*:inflight": TTL,
     "{p}:host:*:robots": TTL,
@@ -39,9 +42,12 @@ FAMILIES: dict[str, str] = {
     "{p}:boiler-seen:*": TTL,
     "{p}:boiler:*": TTL,
     "{p}:boiler-recent:*": TTL,
+    "{p}:ver:*": TTL,
+    "{p}:latest:*": TTL,
     "{p}:out:since": "one key",
     "{p}:out:*": TTL,
     "articles": "MAXLEN ~ FEEDSTREAM_STREAM_MAXLEN entries",
+    "articles:updates": "MAXLEN ~ FEEDSTREAM_STREAM_MAXLEN entries",
     # RQ's own keys: its queues and registries are bounded by the work in flight, its job hashes expire
     # (result_ttl=0, failure_ttl), its worker hashes expire with their heartbeat
     "rq:queues": "one member per queue",

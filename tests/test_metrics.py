@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.site import Site
 from tests.test_downstream import burst_of_every_kind
 from worker.ops.embedded import EmbeddedRedis
+from worker.sources.manage import AdminOptions, SourceAdmin
 from worker.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,8 +115,16 @@ def test_metrics_show_queued_jobs_and_consumer_group_backlog(redis_client: redis
     redis_client.xreadgroup("readers", "r1", {"articles": ">"})
     with metrics_server(redis_url) as base:
         found = samples(get(base + "/metrics")[1])
+        # sources added and paused while it runs show on the next scrape
+        admin = SourceAdmin(Store(redis_client), None, AdminOptions())
+        for name in ("a", "b"):
+            admin.create({"name": name, "url": f"https://{name}.example/feed"}, check=False)
+        admin.pause("b")
+        later = samples(get(base + "/metrics")[1])
     assert found[("feedstream_queue_jobs", (("queue", "poll"), ("state", "queued")))] == 1
     assert found[("feedstream_consumer_group_pending", (("group", "readers"),))] == 1
+    assert later[("feedstream_sources", (("kind", "feed"), ("managed_by", "api"), ("state", "active")))] == 1
+    assert later[("feedstream_sources", (("kind", "feed"), ("managed_by", "api"), ("state", "paused")))] == 1
 
 
 def test_healthz_is_ok_while_the_scheduler_ticks_and_503_when_its_heartbeat_is_stale(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import redis
@@ -188,8 +189,8 @@ def test_scheduler_ticks_poll_feeds_in_batches_and_publish_everything(
         expected |= {link for _, link in items}
     context = make_context(redis_url, write_feeds(feeds_file, feeds))
     store = Store(redis_client)
-    store.sync_feeds(list(feeds), now=1000.0)
-    queued = tick(store, context.poll_queue, now=1000.0)
+    assert sorted(store.due_times()) == sorted(feeds)  # applying the feeds file scheduled them, due now
+    queued = tick(store, context.poll_queue, now=time.time() + 1)
     assert sorted(queued) == sorted(feeds)
     assert context.poll_queue.count == 2  # two batches, not one job per feed
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 
 import feedparser
 import pytest
@@ -15,9 +17,11 @@ import redis
 
 from worker.dedupe.keys import text_key, url_key
 from worker.feeds import parse_feed
-from worker.models import Article
+from worker.models import Article, UpdatePolicy
+from worker.out.render import stream_time
 from worker.out.server import FeedServer, make_server
-from worker.store import PublishRequest, Store
+from worker.store import PublishRequest, Store, UpdateRequest, VersionRecord
+from worker.timefmt import iso_utc
 
 
 def publish(store: Store, n: int, feed: str, tags: list[str], url: str | None = None) -> Article:
@@ -187,3 +191,32 @@ def test_articles_published_before_the_indexes_are_still_served_after_the_indexe
             url = next((link.href for link in parsed.feed.links if link.rel == "next"), None)
         expected = ["Story 3 & <friends>", "Old 2", "Old 1"]
         assert seen == (["Story 4 & <friends>", *expected] if path.startswith("/feed.") else expected), path
+
+
+@pytest.mark.parametrize("mode", ["separate", "inline"])
+def test_an_updated_article_is_shown_once_as_its_latest_version_in_its_place(
+        served: tuple[Store, str], redis_client: redis.Redis, mode: str) -> None:
+    store, base = served
+    first = [publish(store, n, "telecoms", ["telecoms"]) for n in range(2)]
+    _, before, _ = get(f"{base}/feed.json")
+    time.sleep(1.1)  # feeds give times in whole seconds: the update's must differ from the first version's
+    # the update published as the pipeline does it (version record, then the atomic version step)
+    updater = Store(redis_client, updates=UpdatePolicy(mode=mode))
+    record = VersionRecord(version=1, title="", paragraphs=b"")
+    updater.remember_versions({first[0].id: record})
+    newer = replace(first[0], title="Story 0, corrected", version=2, event="updated")
+    [result] = updater.publish_updates([UpdateRequest(first[0].id, first[0].url, "telecoms", record,
+                                                      newer.to_json())])
+    assert result.outcome == "published" and result.stream_id
+    assert redis_client.xlen("articles") == (3 if mode == "inline" else 2)
+    changed_at = iso_utc(stream_time(result.stream_id))
+
+    status, headers, body = get(f"{base}/feed.json", {"If-None-Match": before["ETag"]})
+    assert status == 200 and headers["ETag"] != before["ETag"]
+    items = json.loads(body)["items"]
+    assert [i["title"] for i in items] == [first[1].title, "Story 0, corrected"]  # once, in its first place
+    assert items[1]["date_modified"] == changed_at and items[1]["_feedstream"]["version"] == 2
+    assert items[1]["date_modified"] != iso_utc(stream_time(items[1]["_feedstream"]["stream_id"]))
+    entries = feedparser.parse(io.BytesIO(get(f"{base}/feed.atom")[2])).entries
+    assert [e.title for e in entries] == [first[1].title, "Story 0, corrected"]
+    assert entries[1].updated == changed_at

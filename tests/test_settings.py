@@ -86,3 +86,17 @@ def test_per_feed_interval_bounds(tmp_path: Path) -> None:
         path.write_text(f"[[feeds]]\nname='a'\nurl='https://x/'\n{text}\n")
         with pytest.raises(ConfigError, match=message):
             load_sources(path)
+
+
+def test_update_settings_defaults_overrides_and_errors() -> None:
+    default = Settings.from_env({}).updates
+    assert (default.mode, default.window, default.min_interval, default.enabled) == ("separate", 7 * 86400, 3600,
+                                                                                      True)
+    set_ = Settings.from_env({"FEEDSTREAM_UPDATES": "Inline", "FEEDSTREAM_UPDATE_WINDOW": "86400",
+                              "FEEDSTREAM_UPDATE_MIN_INTERVAL": "0"}).updates
+    assert (set_.mode, set_.window, set_.min_interval) == ("inline", 86400, 0)
+    assert not Settings.from_env({"FEEDSTREAM_UPDATES": "off"}).updates.enabled
+    with pytest.raises(ConfigError, match="FEEDSTREAM_UPDATES"):
+        Settings.from_env({"FEEDSTREAM_UPDATES": "sometimes"})
+    with pytest.raises(ConfigError, match="FEEDSTREAM_UPDATE_WINDOW"):
+        Settings.from_env({"FEEDSTREAM_UPDATE_WINDOW": "10"})

@@ -46,7 +46,7 @@ def test_wheel_ships_every_module_and_lua_script_and_runs_a_burst_when_installed
     wheel = _build_wheel(tmp_path)
     shipped = set(zipfile.ZipFile(wheel).namelist())
     sources = {p.relative_to(ROOT).as_posix() for p in (ROOT / "worker").rglob("*")
-               if p.suffix in (".py", ".lua") and "__pycache__" not in p.parts}
+               if p.suffix in (".py", ".lua", ".json") and "__pycache__" not in p.parts}
     assert any(name.endswith(".py") for name in sources)
     assert sources <= shipped, f"missing from the wheel: {sorted(sources - shipped)}"
 
@@ -70,7 +70,8 @@ def test_wheel_ships_every_module_and_lua_script_and_runs_a_burst_when_installed
     assert where.stdout.startswith(str(venv)), where.stdout + where.stderr
 
     helped = _run([feedstream, "--help"], cwd=work, env=env)
-    assert helped.returncode == 0 and "{run,worker,scheduler,tail,metrics,smtp,serve,status}" in helped.stdout
+    assert helped.returncode == 0
+    assert "{run,worker,scheduler,tail,metrics,smtp,serve,status,sources,discover,opml}" in helped.stdout
 
     burst = _run([feedstream, "run", "--burst"], cwd=work, env=env)
     assert burst.returncode == 0, burst.stderr

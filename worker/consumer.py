@@ -22,6 +22,11 @@ Delivery is at-least-once, the consumer-group way:
 
 Handlers should therefore be idempotent (key on ``article["id"]``).
 
+Changed articles come as update events (the same ``id``, ``version`` 2, 3, ..., ``event`` "updated"):
+on the stream ``<stream>:updates`` by default, read with a second ``Consumer(..., stream="articles:updates")``,
+or on the stream itself when feedstream runs with FEEDSTREAM_UPDATES=inline. Keep the highest
+``version`` per id and ignore a lower or equal one (docs/downstream.md, "Updates").
+
 This module is deliberately standalone: it needs only a Redis client or URL, a stream, a group and a
 consumer name, not feedstream's settings or feeds file. It is the one place outside ``worker/store.py``
 that talks to Redis, because it is a client of the stream (the contract), not part of the service.

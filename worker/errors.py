@@ -112,3 +112,33 @@ class MailTooLarge(MailError):
 
 class MailLoop(MailError):
     """The message has been through us (or too many relays) already; refusing it breaks the loop."""
+
+
+class SourceError(FeedstreamError):
+    """A source cannot be added, changed or removed as asked; ``fields`` says why per field where it can.
+
+    ``status`` is the HTTP status the admin API answers with.
+    """
+
+    stage = "sources"
+    status = 400
+
+    def __init__(self, message: str, fields: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.fields = dict(fields or {})
+
+
+class SourceInvalid(SourceError):
+    """The source as given breaks a rule (a field's type or range, a private address, no feed found)."""
+
+
+class SourceConflict(SourceError):
+    """The change clashes with the sources there are (a name or URL in use, a source the feeds file manages)."""
+
+    status = 409
+
+
+class SourceNotFound(SourceError):
+    """No source has that name."""
+
+    status = 404

@@ -1,9 +1,9 @@
 """RQ entry points: thin adapters from a job's plain arguments to the pipeline (worker/pipeline/).
 
 Their dotted paths (``worker.jobs.poll_feed``, ``worker.jobs.poll_feeds``,
-``worker.jobs.extract_entries``, ``worker.jobs.ingest_mail``, ``worker.jobs.poll_mailbox``)
-are a contract: RQ stores them in queued, scheduled and failed jobs, so they stay
-importable here under these names. Each runs with the process's context
+``worker.jobs.extract_entries``, ``worker.jobs.ingest_mail``, ``worker.jobs.poll_mailbox``,
+``worker.jobs.recheck_articles``) are a contract: RQ stores them in queued, scheduled and failed
+jobs, so they stay importable here under these names. Each runs with the process's context
 (``install_context`` when the worker starts, else built from the environment).
 """
 
@@ -14,7 +14,7 @@ from typing import Any
 from rq import get_current_job
 
 from worker.pipeline import entries as extraction
-from worker.pipeline import mail, poll
+from worker.pipeline import mail, poll, updates
 from worker.pipeline.context import current_context
 
 
@@ -45,3 +45,9 @@ def ingest_mail(source_name: str, raw: bytes, origin: str = "") -> dict[str, Any
 def poll_mailbox(source_name: str) -> dict[str, Any]:
     """Read the new mail of an IMAP or Maildir source and queue each message for ``ingest_mail``."""
     return mail.poll_mailbox(current_context(), source_name)
+
+
+def recheck_articles(items: list[dict[str, Any]]) -> dict[str, int]:
+    """Re-check published articles whose feed entry changed; publish each real change as the next version once."""
+    job = get_current_job()
+    return updates.recheck_articles(current_context(), items, final_attempt=job is None or not job.retries_left)

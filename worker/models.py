@@ -69,6 +69,7 @@ class Entry:
     summary_html: str | None = None
     tags: list[str] = field(default_factory=list)
     feed: str = ""
+    updated: str | None = None  # ISO 8601 UTC: the feed's own last modification of the item (Atom <updated>)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +148,10 @@ class Article:
     markdown: str = ""
     boilerplate_removed: int = 0  # paragraphs stripped as this feed's learned boilerplate
     list_id: str | None = None  # newsletters: the List-Id header (extraction == "newsletter")
+    # Updates (issue 17, additive to schema 1): 1 and "published" on first publication; an update
+    # event carries the same id with version 2, 3, ..., event "updated" and its `changes`.
+    version: int = 1
+    event: str = "published"
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
@@ -192,6 +197,27 @@ class Newsletter:
     warnings: list[str] = field(default_factory=list)
 
 
+UPDATE_MODES = ("separate", "inline", "off")
+
+
+@dataclass(frozen=True)
+class UpdatePolicy:
+    """Whether and how published articles are re-checked for changes (FEEDSTREAM_UPDATES and friends).
+
+    ``mode``: ``separate`` publishes update events on ``<stream>:updates``, ``inline`` on the stream
+    itself, ``off`` re-checks nothing. Only articles younger than ``window`` seconds are re-checked,
+    each at most once per ``min_interval`` seconds.
+    """
+
+    mode: str = "separate"
+    window: int = 7 * 86400
+    min_interval: int = 3600
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "off"
+
+
 @dataclass(frozen=True)
 class PublishResult:
     """What the atomic publish did.
@@ -231,5 +257,8 @@ class PollIntent:
     # hashed GUIDs the source lists now, remembered as seen at ``seen_at`` (None: the seen set is untouched)
     seen: tuple[str, ...] = ()
     seen_at: float | None = None
+    # (hashed GUID, mark) of every entry the feed lists now, replacing the feed's marks (dedupe/changes.py);
+    # None: the marks are untouched (updates off, or not a listing)
+    marks: tuple[tuple[str, bytes], ...] | None = None
     report: Mapping[str, Any] = field(default_factory=dict)  # what the job returns (RQ result, burst summary)
     log: tuple[int, str] | None = None  # (logging level, message) worth an operator's attention

@@ -14,16 +14,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.errors import ConfigError
+from worker.errors import ConfigError, SourceInvalid
 from worker.fetch import HttpSettings
-from worker.models import Feed, NewsletterSource
+from worker.models import UPDATE_MODES, Feed, NewsletterSource, UpdatePolicy
+from worker.sources.plan import identity
+from worker.sources.spec import FEED_KIND, MIN_INTERVAL, NEWSLETTER_KINDS, source_from_dict
 
 DEFAULT_FEEDS_PATH = "config/feeds.toml"
 DEFAULT_STREAM = "articles"
-MIN_INTERVAL = 60
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN_RE = re.compile(rf"{_LABEL}(?:\.{_LABEL})+")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
 def _flag(env: Mapping[str, str], name: str, default: bool = False) -> bool:
@@ -96,18 +98,24 @@ class Settings:
     near_duplicates: str = "mark"
     # How long an article stays in the near-duplicate index (its copies are caught this long).
     near_window_days: float = 30.0
+    # Changed articles (issue 17): where update events go, how long and how often articles are re-checked.
+    updates: UpdatePolicy = field(default_factory=UpdatePolicy)
     # `feedstream smtp`: where the newsletter SMTP endpoint listens
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 2525
     # `feedstream serve`: where the Atom / JSON Feed server listens
     serve_host: str = "127.0.0.1"
     serve_port: int = 8080
+    # The admin API (under /api/ on `feedstream serve`): writes need this bearer token; None: read-only.
+    admin_token: str | None = field(default=None, repr=False)
+    # Where a newsletter source added without an address gets a fresh one (Kill the Newsletter style).
+    mail_domain: str | None = None
 
     def store_options(self) -> dict[str, Any]:
         """Keyword arguments for ``Store`` that come from these settings."""
         return {"stream": self.stream, "prefix": self.prefix, "claim_ttl": self.dedupe_days * 86400,
                 "stream_maxlen": self.stream_maxlen, "near_window": int(self.near_window_days * 86400),
-                "near_mode": self.near_duplicates}
+                "near_mode": self.near_duplicates, "updates": self.updates}
 
     @property
     def allow_private(self) -> bool:
@@ -137,12 +145,26 @@ class Settings:
             **_politeness(env),
             near_duplicates=_choice(env, "FEEDSTREAM_NEAR_DUPLICATES", ("mark", "drop", "off"), "mark"),
             near_window_days=_number(env, "FEEDSTREAM_NEAR_WINDOW_DAYS", 30.0, 0.001),
+            updates=UpdatePolicy(
+                mode=_choice(env, "FEEDSTREAM_UPDATES", UPDATE_MODES, "separate"),
+                window=int(_number(env, "FEEDSTREAM_UPDATE_WINDOW", 7 * 86400, 60)),
+                min_interval=int(_number(env, "FEEDSTREAM_UPDATE_MIN_INTERVAL", 3600, 0)),
+            ),
             smtp_host=(env.get("FEEDSTREAM_SMTP_HOST") or "127.0.0.1").strip(),
             smtp_port=int(_number(env, "FEEDSTREAM_SMTP_PORT", 2525, 1)),
             serve_host=(env.get("FEEDSTREAM_SERVE_HOST") or "127.0.0.1").strip(),
             # a Procfile platform hands the web process its port in PORT
             serve_port=int(_number(env, "FEEDSTREAM_SERVE_PORT", _number(env, "PORT", 8080, 1), 1)),
+            admin_token=(env.get("FEEDSTREAM_ADMIN_TOKEN") or "").strip() or None,
+            mail_domain=_domain(env),
         )
+
+
+def _domain(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("FEEDSTREAM_MAIL_DOMAIN") or "").strip().lower()
+    if raw and not _DOMAIN_RE.fullmatch(raw):
+        raise ConfigError(f"FEEDSTREAM_MAIL_DOMAIN={raw!r} is not a domain name")
+    return raw or None
 
 
 def _politeness(env: Mapping[str, str]) -> dict[str, Any]:
@@ -198,17 +220,25 @@ def load_sources(path: Path, env: Mapping[str, str] | None = None) -> Sources:
 
 def _feeds_from_doc(doc: dict[str, Any], path: Path, newsletters: list[NewsletterSource]) -> list[Feed]:
     tables = doc.get("feeds")
-    if newsletters and tables is None:
+    if tables is None and newsletters:
         return []
-    if not isinstance(tables, list) or not tables:
-        raise ConfigError(f"{path} has no [[feeds]] tables")
+    if tables is None or (not tables and not isinstance(tables, list)):
+        # a typo ([[feed]]) must not start an empty service; `feeds = []` says "none here" on purpose
+        raise ConfigError(f"{path} has no [[feeds]] tables (write `feeds = []` when every source is added "
+                          "through the API or the CLI)")
+    if not isinstance(tables, list):
+        raise ConfigError(f"{path}: feeds must be [[feeds]] tables")
     feeds: list[Feed] = []
     seen: set[str] = {source.name for source in newsletters}
+    urls: dict[tuple[str, str], str] = {}
     for position, table in enumerate(tables, start=1):
         feed = _feed_from_table(table, f"{path}: feed #{position}")
         if feed.name in seen:
             raise ConfigError(f"{path}: feed name {feed.name!r} is used twice (feeds and newsletters share names)")
+        if identity(feed) in urls:
+            raise ConfigError(f"{path}: feeds {urls[identity(feed)]!r} and {feed.name!r} have the same url")
         seen.add(feed.name)
+        urls[identity(feed)] = feed.name
         feeds.append(feed)
     return feeds
 
@@ -216,49 +246,37 @@ def _feeds_from_doc(doc: dict[str, Any], path: Path, newsletters: list[Newslette
 def _feed_from_table(table: Any, where: str) -> Feed:
     if not isinstance(table, dict):
         raise ConfigError(f"{where} is not a table")
-    known = {"name", "url", "interval", "full_text", "tags", "min_interval", "max_interval"}
-    unknown = sorted(set(table) - known)
+    feed = _from_table(table, where, (FEED_KIND,), FEED_KIND)
+    assert isinstance(feed, Feed)
+    return feed
+
+
+def _from_table(table: dict[str, Any], where: str, kinds: tuple[str, ...],
+                default_kind: str) -> Feed | NewsletterSource:
+    """The source a table describes, by the rules every source follows (worker/sources/spec.py); ConfigError
+    names the table and the first rule broken."""
+    if default_kind == FEED_KIND and "kind" in table:
+        raise ConfigError(f"{where} has unknown keys: kind")
+    try:
+        return source_from_dict(table, kinds=kinds, default_kind=default_kind)
+    except SourceInvalid as exc:
+        errors = exc.fields
+    name = table.get("name")
+    if "name" in errors:
+        raise ConfigError(f"{where}: name {errors['name']}") from None
+    where = f"{where} ({name})"
+    if "kind" in errors:
+        raise ConfigError(f"{where}: kind {errors['kind']}") from None
+    unknown = sorted(key for key, message in errors.items() if message.startswith("unknown key"))
     if unknown:
-        raise ConfigError(f"{where} has unknown keys: {', '.join(unknown)}")
-    name, url = table.get("name"), table.get("url")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ConfigError(f"{where}: name must be 1-64 letters, digits, '.', '_' or '-' (got {name!r})")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ConfigError(f"{where} ({name}): url must be an http(s) URL (got {url!r})")
-    interval = table.get("interval", 900)
-    if not isinstance(interval, int) or isinstance(interval, bool) or interval < MIN_INTERVAL:
-        raise ConfigError(f"{where} ({name}): interval must be whole seconds >= {MIN_INTERVAL}")
-    full_text = table.get("full_text", True)
-    if not isinstance(full_text, bool):
-        raise ConfigError(f"{where} ({name}): full_text must be true or false")
-    tags = table.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise ConfigError(f"{where} ({name}): tags must be a list of strings")
-    bounds: dict[str, int] = {}
-    for key in ("min_interval", "max_interval"):
-        value = table.get(key)
-        if value is None:
-            continue
-        if not isinstance(value, int) or isinstance(value, bool) or value < MIN_INTERVAL:
-            raise ConfigError(f"{where} ({name}): {key} must be whole seconds >= {MIN_INTERVAL}")
-        bounds[key] = value
-    if bounds.get("max_interval", 1 << 62) < bounds.get("min_interval", 0):
-        raise ConfigError(f"{where} ({name}): max_interval is below min_interval")
-    return Feed(name=name, url=url, interval=interval, full_text=full_text, tags=tuple(tags), **bounds)
+        kind = "" if default_kind == FEED_KIND else f" for kind {table.get('kind')!r}"
+        raise ConfigError(f"{where} has unknown keys{kind}: {', '.join(unknown)}") from None
+    key, message = next(iter(errors.items()))
+    raise ConfigError(f"{where}: {key} {message}") from None
 
 
 # -- newsletters ---------------------------------------------------------------------
 
-NEWSLETTER_KINDS = ("smtp", "imap", "maildir")
-IMAP_SECURITY = ("tls", "starttls", "plain")
-_ADDRESS_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
-_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_NEWSLETTER_KEYS = {
-    "smtp": {"address"},
-    "imap": {"host", "port", "user", "password_env", "folder", "security"},
-    "maildir": {"path"},
-}
-_NEWSLETTER_COMMON = {"name", "kind", "tags", "max_bytes", "interval", "follow_links"}
 
 
 def _newsletters_from_doc(doc: dict[str, Any], path: Path) -> list[NewsletterSource]:
@@ -284,54 +302,6 @@ def _newsletters_from_doc(doc: dict[str, Any], path: Path) -> list[NewsletterSou
 def _newsletter_from_table(table: Any, where: str) -> NewsletterSource:
     if not isinstance(table, dict):
         raise ConfigError(f"{where} is not a table")
-    name, kind = table.get("name"), table.get("kind")
-    if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise ConfigError(f"{where}: name must be 1-64 letters, digits, '.', '_' or '-' (got {name!r})")
-    where = f"{where} ({name})"
-    if kind not in NEWSLETTER_KINDS:
-        raise ConfigError(f"{where}: kind must be one of {', '.join(NEWSLETTER_KINDS)} (got {kind!r})")
-    unknown = sorted(set(table) - _NEWSLETTER_COMMON - _NEWSLETTER_KEYS[kind])
-    if unknown:
-        raise ConfigError(f"{where} has unknown keys for kind {kind!r}: {', '.join(unknown)}")
-    tags = table.get("tags", [])
-    if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
-        raise ConfigError(f"{where}: tags must be a list of strings")
-    max_bytes = table.get("max_bytes", 5 * 1024 * 1024)
-    if not isinstance(max_bytes, int) or isinstance(max_bytes, bool) or max_bytes < 1024:
-        raise ConfigError(f"{where}: max_bytes must be whole bytes >= 1024")
-    interval = table.get("interval", 300)
-    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 10:
-        raise ConfigError(f"{where}: interval must be whole seconds >= 10")
-    follow_links = table.get("follow_links", False)
-    if not isinstance(follow_links, bool):
-        raise ConfigError(f"{where}: follow_links must be true or false")
-    options: dict[str, Any] = {}
-    if kind == "smtp":
-        address = table.get("address")
-        if not isinstance(address, str) or not _ADDRESS_RE.match(address):
-            raise ConfigError(f"{where}: address must be an email address (got {address!r})")
-        options["address"] = address.lower()
-    elif kind == "maildir":
-        maildir = table.get("path")
-        if not isinstance(maildir, str) or not maildir:
-            raise ConfigError(f"{where}: path must be the Maildir's directory")
-        options["path"] = maildir
-    else:
-        for key in ("host", "user", "password_env"):
-            if not isinstance(table.get(key), str) or not table[key]:
-                raise ConfigError(f"{where}: {key} is required for kind 'imap'")
-        if not _ENV_RE.match(table["password_env"]):
-            raise ConfigError(f"{where}: password_env must name an environment variable")
-        security = table.get("security", "tls")
-        if security not in IMAP_SECURITY:
-            raise ConfigError(f"{where}: security must be one of {', '.join(IMAP_SECURITY)}")
-        port = table.get("port", 993 if security == "tls" else 143)
-        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
-            raise ConfigError(f"{where}: port must be 1-65535")
-        folder = table.get("folder", "INBOX")
-        if not isinstance(folder, str) or not folder:
-            raise ConfigError(f"{where}: folder must be a mailbox name")
-        options.update(host=table["host"], port=port, user=table["user"], password_env=table["password_env"],
-                       folder=folder, security=security)
-    return NewsletterSource(name=name, kind=kind, tags=tuple(tags), max_bytes=max_bytes, interval=interval,
-                            follow_links=follow_links, **options)
+    source = _from_table(table, where, NEWSLETTER_KINDS, "")
+    assert isinstance(source, NewsletterSource)
+    return source

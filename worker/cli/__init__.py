@@ -1,4 +1,4 @@
-"""The ``feedstream`` command: run | worker | scheduler | tail | status.
+"""The ``feedstream`` command: run | worker | scheduler | tail | status | sources | discover | opml | ....
 
 One module per command, each with ``command(edge, args) -> exit code`` (and
 ``add_arguments`` when it takes any); :data:`COMMANDS` is the dispatch table.
@@ -16,8 +16,9 @@ from types import ModuleType
 import redis
 
 from worker import __version__
-from worker.cli import burst, metrics, run, scheduler, serve, smtp, status, tail, worker
-from worker.cli.edge import EXIT_CANNOT_RUN, CannotRun, Edge, close_edge, open_edge, say
+from worker.cli import burst, discover, metrics, opml, run, scheduler, serve, smtp, sources, status, tail, worker
+from worker.cli.edge import EXIT_CANNOT_RUN, EXIT_REFUSED, CannotRun, Edge, close_edge, open_edge, say
+from worker.errors import SourceError
 
 __all__ = ["COMMANDS", "EXIT_CANNOT_RUN", "Edge", "burst", "main"]
 
@@ -29,6 +30,8 @@ class Command:
     help: str
     module: ModuleType
     needs_feeds: bool = True
+    # An admin command applies the feeds file when there is one, and works from Redis alone when not.
+    feeds_optional: bool = False
 
     @property
     def run(self) -> Callable[[Edge, argparse.Namespace], int]:
@@ -45,6 +48,10 @@ COMMANDS: dict[str, Command] = {
     "smtp": Command("the newsletter SMTP endpoint (Procfile: smtp)", smtp),
     "serve": Command("serve the stream as Atom and JSON Feed (Procfile: web)", serve),
     "status": Command("feed health", status),
+    "sources": Command("list, add, remove, pause, resume or refresh sources (no restart needed)", sources,
+                       feeds_optional=True),
+    "discover": Command("the feeds found at a site's address", discover, feeds_optional=True),
+    "opml": Command("import or export sources as OPML", opml, feeds_optional=True),
 }
 
 
@@ -71,7 +78,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(problem)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
-        edge = open_edge(need_feeds=spec.needs_feeds)
+        edge = open_edge(need_feeds=spec.needs_feeds, feeds_optional=spec.feeds_optional)
     except CannotRun as exc:
         say(str(exc))
         return EXIT_CANNOT_RUN
@@ -80,6 +87,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CannotRun as exc:
         say(str(exc))
         return EXIT_CANNOT_RUN
+    except SourceError as exc:  # a refused change (bad input, a clash): nothing was changed
+        say(f"{args.command}: {exc.message}")
+        return EXIT_REFUSED
     except redis.ConnectionError as exc:
         say(f"lost Redis at {edge.redis_url}: {exc}")
         return EXIT_CANNOT_RUN

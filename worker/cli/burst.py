@@ -75,7 +75,7 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
     prepare_workers(edge)
     started = time.monotonic()
     before = store.counters()
-    store.sync_feeds(edge.scheduled, time.time())
+    store.reconcile_schedule(time.time())
     poll_queue = Queue(POLL_QUEUE, connection=store.redis)
     for name in edge.scheduled:
         enqueue_poll(poll_queue, name)
@@ -110,12 +110,15 @@ def print_summary(edge: Edge, delta: dict[str, int], elapsed: float, out: TextIO
     published = delta.get("published", 0)
     # Rate over entries handled (published or found to be duplicates): every one was fetched and extracted.
     handled = published + delta.get("duplicates_exact", 0)
+    rechecks = delta.get("rechecks", 0)
+    updates = (f", {delta.get('updates_published', 0)} update(s) from {rechecks} re-check(s) "
+               f"({delta.get('rechecks_not_modified', 0)} not modified)") if rechecks else ""
     print(
         f"feedstream: burst done in {elapsed:.1f} s: {polled} feed(s) polled "
         f"({delta.get('polls_ok', 0)} ok, {delta.get('polls_not_modified', 0)} not modified, "
         f"{delta.get('polls_failed', 0)} failed), {delta.get('entries_new', 0)} new entries, "
         f"{published} article(s) published, {delta.get('duplicates_exact', 0)} duplicate(s) skipped, "
-        f"{delta.get('fallbacks', 0)} from feed content; {handled / elapsed if elapsed else 0:.1f} entries/s",
+        f"{delta.get('fallbacks', 0)} from feed content{updates}; {handled / elapsed if elapsed else 0:.1f} entries/s",
         file=out, flush=True,
     )
     for feed in edge.feeds:

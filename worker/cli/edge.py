@@ -19,9 +19,11 @@ from worker.errors import ConfigError
 from worker.models import Feed, NewsletterSource
 from worker.ops.embedded import EmbeddedRedis
 from worker.settings import Settings, Sources, load_sources
+from worker.sources.manage import apply_feeds_file
 from worker.store import Store, connect
 
 EXIT_CANNOT_RUN = 2
+EXIT_REFUSED = 1  # the command ran and refused what it was asked (bad input): nothing was changed
 
 
 class CannotRun(Exception):
@@ -30,7 +32,11 @@ class CannotRun(Exception):
 
 @dataclass
 class Edge:
-    """What every command starts from: settings, feeds and a live Redis."""
+    """What every command starts from: settings, the sources and a live Redis.
+
+    ``feeds`` and ``newsletters`` are every source Redis holds when the command starts, after the
+    feeds file is applied; long-running processes follow later changes through LiveSources.
+    """
 
     settings: Settings
     feeds: list[Feed]
@@ -40,11 +46,14 @@ class Edge:
     newsletters: list[NewsletterSource] = field(default_factory=list)
     # IMAP passwords by source name, read from the environment with the feeds file
     mail_passwords: dict[str, str] = field(default_factory=dict)
+    paused: frozenset[str] = frozenset()
 
     @property
     def scheduled(self) -> list[str]:
-        """Names the scheduler polls: every feed, and the mailboxes (IMAP, Maildir) among the newsletters."""
-        return [feed.name for feed in self.feeds] + [s.name for s in self.newsletters if s.kind != "smtp"]
+        """Names the scheduler polls: every feed, and the mailboxes (IMAP, Maildir) among the newsletters,
+        that is not paused."""
+        names = [feed.name for feed in self.feeds] + [s.name for s in self.newsletters if s.kind != "smtp"]
+        return [name for name in names if name not in self.paused]
 
     def child_env(self) -> dict[str, str]:
         """The environment for a child process: ours, with REDIS_URL naming the Redis this edge opened."""
@@ -56,11 +65,16 @@ def say(message: str, out: TextIO = sys.stderr) -> None:
     print(f"feedstream: {message}", file=out, flush=True)
 
 
-def open_edge(need_feeds: bool = True) -> Edge:
-    """Read the settings (and the feeds file), start or find Redis; raises CannotRun."""
+def open_edge(need_feeds: bool = True, feeds_optional: bool = False) -> Edge:
+    """Read the settings (and the feeds file), start or find Redis; raises CannotRun.
+
+    ``feeds_optional``: a missing feeds file is no error (admin commands work from Redis alone).
+    """
     try:
         settings = Settings.from_env()
-        sources = load_sources(settings.feeds_path) if need_feeds else Sources([], [])
+        skip_file = feeds_optional and not settings.feeds_path.exists()
+        need_feeds = need_feeds or feeds_optional
+        sources = load_sources(settings.feeds_path) if need_feeds and not skip_file else Sources([], [])
     except ConfigError as exc:
         raise CannotRun(str(exc)) from None
     embedded = None
@@ -87,7 +101,26 @@ def open_edge(need_feeds: bool = True) -> Edge:
             raise CannotRun(f"cannot reach {what} at {address}: {exc}") from None
     store = Store(connect(url), publish_client=connect(publish_url) if publish_url else None,
                   **settings.store_options())
-    return Edge(settings, sources.feeds, url, store, embedded, sources.newsletters, dict(sources.mail_passwords))
+    edge = Edge(settings, sources.feeds, url, store, embedded, sources.newsletters, dict(sources.mail_passwords))
+    if need_feeds:
+        try:
+            _take_sources(edge, sources, apply=not skip_file)
+        except redis.RedisError as exc:
+            close_edge(edge)
+            raise CannotRun(f"cannot read the sources from Redis at {url}: {exc}") from None
+    return edge
+
+
+def _take_sources(edge: Edge, sources: Sources, apply: bool = True) -> None:
+    """Apply the feeds file (declaratively: see docs/sources.md), then take every source Redis holds."""
+    if apply:
+        report = apply_feeds_file(edge.store, sources.feeds, sources.newsletters)
+        if report.summary() != "no change":
+            say(f"feeds file {edge.settings.feeds_path} applied: {report.summary()}")
+    records = edge.store.sources_snapshot().records
+    edge.feeds = [r.source for r in records.values() if isinstance(r.source, Feed)]
+    edge.newsletters = [r.source for r in records.values() if isinstance(r.source, NewsletterSource)]
+    edge.paused = frozenset(name for name, record in records.items() if record.paused)
 
 
 def close_edge(edge: Edge) -> None:

@@ -1,4 +1,4 @@
-"""``feedstream scheduler``: queue each feed's poll when it is due (Procfile: scheduler)."""
+"""``feedstream scheduler``: queue each source's poll when it is due (Procfile: scheduler)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,8 @@ from worker.pipeline.queues import POLL_QUEUE
 
 
 def command(edge: Edge, args: argparse.Namespace) -> int:
-    """Tick until SIGTERM (Ctrl-C stops it too, as a KeyboardInterrupt)."""
+    """Tick until SIGTERM (Ctrl-C stops it too, as a KeyboardInterrupt); sources come from Redis as they change."""
     stop = stop_event((signal.SIGTERM,))
     with contextlib.suppress(KeyboardInterrupt):
-        run_forever(edge.store, Queue(POLL_QUEUE, connection=edge.store.redis), edge.scheduled, stop,
-                    feed_urls={feed.name: feed.url for feed in edge.feeds})
+        run_forever(edge.store, Queue(POLL_QUEUE, connection=edge.store.redis), stop)
     return 0

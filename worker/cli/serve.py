@@ -1,4 +1,5 @@
-"""``feedstream serve``: the stream as Atom and JSON Feed over HTTP (Procfile: web)."""
+"""``feedstream serve``: the stream as Atom and JSON Feed over HTTP, and the admin API under /api/
+(Procfile: web)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,20 @@ from worker.ops.signals import wait_for_stop
 def command(edge: Edge, args: argparse.Namespace) -> int:
     """Serve until SIGTERM / Ctrl-C."""
     from worker.out.server import make_server  # loaded by this command only
+    from worker.sources.manage import open_admin
 
     host, port = edge.settings.serve_host, edge.settings.serve_port
+    admin, client = open_admin(edge.store, edge.settings)
     try:
-        server = make_server(edge.store, host, port)
+        server = make_server(edge.store, host, port, admin, edge.settings.admin_token)
     except OSError as exc:
+        client.close()
         say(f"cannot listen on {host}:{port}: {exc}")
         return EXIT_CANNOT_RUN
     say(f"serving the stream {edge.settings.stream!r} as feeds on http://{host}:{server.server_port}/feed.atom")
+    say(f"admin API on http://{host}:{server.server_port}/api/ ("
+        + ("writes need the bearer token in FEEDSTREAM_ADMIN_TOKEN)" if edge.settings.admin_token else
+           "read-only: FEEDSTREAM_ADMIN_TOKEN is not set)"))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -27,4 +34,5 @@ def command(edge: Edge, args: argparse.Namespace) -> int:
     finally:
         server.shutdown()
         server.server_close()
+        client.close()
     return 0

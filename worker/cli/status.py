@@ -58,6 +58,7 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "adopted_url": status.get("adopted_url") if status.get("adopted_from") == feed.url else None,
             "retired": status.get("retired"),
             "deferred": status.get("deferred"),
+            "paused": feed.name in edge.paused,
         })
     for source in edge.newsletters:
         status = edge.store.feed_status(source.name)
@@ -75,6 +76,7 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "next_poll": iso_from_epoch(next_at) if next_at else None,
             "mails_refused": int(status.get("mails_refused", 0)),
             "last_refused": status.get("last_refused"),
+            "paused": source.name in edge.paused,
         })
     return rows
 
@@ -102,6 +104,8 @@ def print_status(rows: list[dict[str, object]], out: TextIO) -> None:
             print(f"{'':<20} moved: now polled at {row['adopted_url']}", file=out)
         if row.get("deferred"):
             print(f"{'':<20} deferred: {row['deferred']}", file=out)
+        if row.get("paused"):
+            print(f"{'':<20} paused (feedstream sources resume {row['feed']})", file=out)
 
 
 def print_operations(edge: Edge, out: TextIO) -> None:

@@ -18,7 +18,7 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 
-__all__ = ["DEFAULT_THRESHOLD", "fingerprint", "fingerprints", "strip_markdown", "strip_paragraphs"]
+__all__ = ["DEFAULT_THRESHOLD", "digest", "fingerprint", "fingerprints", "strip_markdown", "strip_paragraphs"]
 
 DEFAULT_THRESHOLD = 3  # earlier distinct articles of the feed that carried the paragraph
 # Long paragraphs are story text even when repeated (a quoted statement, a follow-up's
@@ -31,14 +31,21 @@ def _norm(paragraph: str) -> str:
     return " ".join(_NON_WORD.sub(" ", paragraph.casefold()).split())
 
 
-def fingerprint(paragraph: str) -> str | None:
-    """16 hex digits for a paragraph compared case-, punctuation- and markup-insensitively; None if not learnable."""
-    if len(paragraph) > MAX_CHARS:
-        return None
+def digest(paragraph: str) -> str | None:
+    """16 hex digits for a paragraph of any length, compared case-, punctuation- and markup-insensitively;
+    None when it has no word. A learnable paragraph's :func:`fingerprint` is this same value, so a
+    published text's digests (dedupe/changes.py) can be looked up among the feed's boilerplate counts."""
     norm = _norm(paragraph)
     if not norm:
         return None
     return hashlib.blake2b(norm.encode("utf-8"), digest_size=8).hexdigest()
+
+
+def fingerprint(paragraph: str) -> str | None:
+    """:func:`digest` of a paragraph short enough to be learned as boilerplate; None otherwise."""
+    if len(paragraph) > MAX_CHARS:
+        return None
+    return digest(paragraph)
 
 
 def fingerprints(paragraphs: Sequence[str]) -> list[str]:

@@ -88,9 +88,9 @@ _MAX_WARNING = 500
 
 
 def build_entry(*, guid: str, url: str, title: str, author: str | None, published: str | None,
-          content: str | None, summary: str | None, tags: list[str]) -> Entry:
+          content: str | None, summary: str | None, tags: list[str], updated: str | None = None) -> Entry:
     """An Entry as both readers build it: a summary identical to the content is no summary of its own."""
     if summary is not None and content is not None and summary.strip() == content.strip():
         summary = None
     return Entry(guid=guid, url=url, title=title, author=author, published=published, content_html=content,
-                 summary_html=summary, tags=tags)
+                 summary_html=summary, tags=tags, updated=updated)

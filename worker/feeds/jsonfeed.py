@@ -92,6 +92,7 @@ def _json_entry(item: dict[str, Any], base: str, feed_author: str | None) -> Ent
         content=content,
         summary=summary,
         tags=tag_list(tags if isinstance(tags, list) else []),
+        updated=_iso_text(item.get("date_modified")),
     )
 
 

@@ -161,6 +161,7 @@ def _xml_entry(raw: dict[str, Any], base: str, feed_author: str | None) -> Entry
         content=content,
         summary=summary,
         tags=tag_list(tags),
+        updated=_iso_struct(dict.get(raw, "updated_parsed")),
     )
 
 

@@ -29,9 +29,18 @@ class NewsletterHandler:
 
     def __init__(self, sources: Sequence[NewsletterSource], deliver: Deliver,
                  refused: Refused | None = None) -> None:
-        self.by_address = {s.address.lower(): s for s in sources if s.kind == "smtp" and s.address}
+        self.by_address: dict[str, NewsletterSource] = {}
+        self.update(sources)
         self.deliver = deliver
         self.refused = refused
+
+    def update(self, sources: Sequence[NewsletterSource]) -> bool:
+        """Receive for these sources from now on (a session already past RCPT keeps its recipients);
+        returns whether the set changed."""
+        by_address = {s.address.lower(): s for s in sources if s.kind == "smtp" and s.address}
+        changed = by_address != self.by_address
+        self.by_address = by_address  # one assignment: a session reads either the old map or the new one
+        return changed
 
     @property
     def size_limit(self) -> int:
@@ -48,8 +57,12 @@ class NewsletterHandler:
         raw = envelope.original_content or envelope.content
         if isinstance(raw, str):
             raw = raw.encode("utf-8", "surrogateescape")
-        sources = list({self.by_address[a.lower()].name: self.by_address[a.lower()]
-                        for a in envelope.rcpt_tos}.values())
+        by_address = self.by_address
+        # a source removed since RCPT: its mail is refused, as a new session's would be
+        sources = list({by_address[a.lower()].name: by_address[a.lower()]
+                        for a in envelope.rcpt_tos if a.lower() in by_address}.values())
+        if not sources:
+            return "550 5.1.1 No newsletter is subscribed at these addresses any more"
         too_big = [s for s in sources if len(raw) > s.max_bytes]
         if too_big:
             reason = f"mail: message is {len(raw)} bytes, over the {too_big[0].max_bytes}-byte limit (smtp)"
@@ -71,9 +84,23 @@ async def _in_thread(func: Callable[..., Any], *args: Any) -> Any:
 
 def start_smtp(sources: Sequence[NewsletterSource], deliver: Deliver, *, host: str, port: int,
                refused: Refused | None = None) -> Controller:
-    """Start the endpoint in a background thread (aiosmtpd's Controller); ``.stop()`` ends it."""
+    """Start the endpoint in a background thread (aiosmtpd's Controller); ``.stop()`` ends it.
+
+    :func:`receive_for` changes the sources it receives for while it runs.
+    """
     handler = NewsletterHandler(sources, deliver, refused)
     controller = Controller(handler, hostname=host, port=port, data_size_limit=handler.size_limit,
                             ident="feedstream newsletters")
     controller.start()
     return controller
+
+
+def receive_for(controller: Controller, sources: Sequence[NewsletterSource]) -> bool:
+    """Make a running endpoint receive for ``sources`` (added, changed or removed at run time).
+
+    Returns whether anything changed. The size limit applies to sessions opened from now on.
+    """
+    handler: NewsletterHandler = controller.handler
+    changed = handler.update(sources)
+    controller.SMTP_kwargs["data_size_limit"] = handler.size_limit
+    return changed

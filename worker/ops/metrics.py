@@ -16,6 +16,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import ThreadingWSGIServer, WSGIRequestHandler, make_server
 from prometheus_client.registry import Collector
 
+from worker.sources.spec import kind_of
 from worker.store import Store
 
 log = logging.getLogger("feedstream.metrics")
@@ -89,6 +91,15 @@ class FeedstreamCollector(Collector):
                                   value=counters.get("entries_new", 0))
         yield CounterMetricFamily("feedstream_page_retries", "Page fetches deferred to an RQ retry",
                                   value=counters.get("retried_pages", 0))
+        yield CounterMetricFamily("feedstream_updates_published",
+                                  "Update events published: a changed article's version 2, 3, ...",
+                                  value=counters.get("updates_published", 0))
+        rechecks = CounterMetricFamily("feedstream_rechecks", "Re-checks of published articles whose feed entry "
+                                       "changed, by outcome ('checked': every one)", labels=["outcome"])
+        rechecks.add_metric(["checked"], counters.get("rechecks", 0))
+        for outcome, value in _prefixed(counters, "rechecks_"):
+            rechecks.add_metric([outcome], value)
+        yield rechecks
 
         buckets, total = store.delay_histogram()
         yield HistogramMetricFamily("feedstream_publish_delay_seconds",
@@ -101,6 +112,16 @@ class FeedstreamCollector(Collector):
                 depth.add_metric([queue, state], value)
         yield depth
         yield GaugeMetricFamily("feedstream_workers", "RQ workers alive", value=self.worker_count())
+
+        # read on every scrape, so a source added, paused or removed shows at once
+        sources = GaugeMetricFamily("feedstream_sources", "Sources by kind, state (active, paused) and who "
+                                    "manages them (file, api)", labels=["kind", "state", "managed_by"])
+        tally: Counter[tuple[str, str, str]] = Counter(
+            (kind_of(r.source), "paused" if r.paused else "active", r.managed_by)
+            for r in store.sources_snapshot().records.values())
+        for labels, count in sorted(tally.items()):
+            sources.add_metric(list(labels), count)
+        yield sources
 
         yield GaugeMetricFamily("feedstream_stream_length", "Entries in the article stream",
                                 value=store.stream_length())

@@ -20,11 +20,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from rq import Queue
 
+from worker.models import Feed
 from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_polls
+from worker.sources.live import CHECK_EVERY, LiveSources
+from worker.sources.plan import Snapshot
 from worker.store import Store
 
 log = logging.getLogger("feedstream.scheduler")
@@ -42,18 +45,31 @@ def tick(store: Store, poll_queue: Queue, now: float | None = None) -> list[str]
     return queued
 
 
-def run_forever(store: Store, poll_queue: Queue, feed_names: list[str],
-                stop: threading.Event | None = None, on_tick: Callable[[list[str]], None] | None = None,
-                feed_urls: Mapping[str, str] | None = None) -> None:
-    """Keep the due set in line with the feeds file, then tick until ``stop`` is set.
+def keep_schedule(store: Store, snapshot: Snapshot | None = None) -> None:
+    """Make the due set hold the active polled sources (see ``Store.reconcile_schedule``) and bring back
+    retired feeds whose URL changed since they were retired."""
+    added = store.reconcile_schedule(time.time())
+    if added:
+        log.info("scheduled new sources: %s", ", ".join(added))
+    snapshot = snapshot or store.sources_snapshot()
+    urls = {name: record.source.url for name, record in snapshot.records.items() if isinstance(record.source, Feed)}
+    store.revive(urls, time.time())
 
-    ``feed_urls`` (name -> configured URL) lets a retired feed whose URL was edited come back.
+
+def run_forever(store: Store, poll_queue: Queue, stop: threading.Event | None = None,
+                on_tick: Callable[[list[str]], None] | None = None, check_every: float = CHECK_EVERY) -> None:
+    """Tick until ``stop`` is set, following the sources in Redis as they change.
+
+    Sources added, paused, resumed or removed through the API or the CLI change the due set in the
+    same step; the scheduler also checks the sources' version every ``check_every`` seconds and
+    squares the schedule with them when it moved (a due set restored from an old backup, say).
     """
     stop = stop or threading.Event()
-    store.sync_feeds(feed_names, time.time())
-    if feed_urls:
-        store.revive(feed_urls, time.time())
+    keep_schedule(store)
+    live = LiveSources(store, check_every, on_change=lambda snapshot: keep_schedule(store, snapshot))
+    live.refresh()
     while not stop.is_set():
+        live.refresh()
         queued = tick(store, poll_queue)
         if queued:
             log.info("queued polls: %s", ", ".join(queued))

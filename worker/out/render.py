@@ -3,7 +3,10 @@
 Each item is ``(stream id, article document)`` as read from the stream, newest
 first. An entry's ``updated`` is the time it reached the stream (from the
 stream id), so a reader's "new" matches the stream's order; ``published`` is
-the article's own date when it has one.
+the article's own date when it has one. An article with update events is shown
+as its latest version, still at its first publication's place: ``modified``
+maps its stream id to the latest version's, whose time is its ``updated``
+(Atom) / ``date_modified`` (JSON Feed), the way feed readers notice an edit.
 
 Article text is plain text (the stream's format), so Atom carries it as
 ``<content type="text">`` and JSON Feed as ``content_text``. feedstream's own
@@ -17,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -66,17 +69,22 @@ def _sub(parent: ET.Element, tag: str, text: str | None = None, ns: str = ATOM_N
     return element
 
 
-def updated(items: Sequence[Item]) -> datetime | None:
-    """The newest item's stream time: the document's Last-Modified."""
-    return max((stream_time(sid) for sid, _ in items), default=None)
+def updated(items: Sequence[Item], modified: Mapping[str, str] | None = None) -> datetime | None:
+    """The newest item's (or latest version's) stream time: the document's Last-Modified."""
+    return max((_modified(sid, modified) for sid, _ in items), default=None)
 
 
-def render_atom(meta: FeedMeta, items: Sequence[Item]) -> bytes:
-    """An Atom 1.0 feed (RFC 4287) of the items."""
+def _modified(stream_id: str, modified: Mapping[str, str] | None) -> datetime:
+    """When the item's latest version reached its stream."""
+    return stream_time((modified or {}).get(stream_id, stream_id))
+
+
+def render_atom(meta: FeedMeta, items: Sequence[Item], modified: Mapping[str, str] | None = None) -> bytes:
+    """An Atom 1.0 feed (RFC 4287) of the items (``modified``: see the module's docstring)."""
     feed = ET.Element(f"{{{ATOM_NS}}}feed")
     _sub(feed, "id", meta.feed_id)
     _sub(feed, "title", meta.title)
-    newest = updated(items)
+    newest = updated(items, modified)
     _sub(feed, "updated", iso_utc(newest or datetime(1970, 1, 1, tzinfo=UTC)))
     _sub(feed, "generator", "feedstream")
     _sub(feed, "link", rel="self", type="application/atom+xml", href=meta.self_url)
@@ -87,7 +95,7 @@ def render_atom(meta: FeedMeta, items: Sequence[Item]) -> bytes:
         entry = _sub(feed, "entry")
         _sub(entry, "id", f"urn:feedstream:article:{doc.get('id')}")
         _sub(entry, "title", doc.get("title") or "(untitled)")
-        _sub(entry, "updated", iso_utc(stream_time(stream_id)))
+        _sub(entry, "updated", iso_utc(_modified(stream_id, modified)))
         if doc.get("published"):
             _sub(entry, "published", doc["published"])
         if doc.get("url"):
@@ -106,11 +114,13 @@ def render_atom(meta: FeedMeta, items: Sequence[Item]) -> bytes:
             _sub(entry, "duplicate-of", doc["duplicate_of"], ns=FS_NS)
         if doc.get("list_id"):
             _sub(entry, "list-id", doc["list_id"], ns=FS_NS)
+        if doc.get("version"):
+            _sub(entry, "version", str(doc["version"]), ns=FS_NS)
     return ET.tostring(feed, encoding="utf-8", xml_declaration=True)
 
 
-def render_json_feed(meta: FeedMeta, items: Sequence[Item]) -> bytes:
-    """A JSON Feed 1.1 document of the items."""
+def render_json_feed(meta: FeedMeta, items: Sequence[Item], modified: Mapping[str, str] | None = None) -> bytes:
+    """A JSON Feed 1.1 document of the items (``modified``: see the module's docstring)."""
     out: dict[str, Any] = {
         "version": JSON_FEED_VERSION,
         "title": meta.title,
@@ -125,7 +135,7 @@ def render_json_feed(meta: FeedMeta, items: Sequence[Item]) -> bytes:
             "id": f"urn:feedstream:article:{doc.get('id')}",
             "title": doc.get("title") or "",
             "content_text": doc.get("text") or "",
-            "date_modified": iso_utc(stream_time(stream_id)),
+            "date_modified": iso_utc(_modified(stream_id, modified)),
         }
         if doc.get("url"):
             item["url"] = doc["url"]
@@ -139,7 +149,7 @@ def render_json_feed(meta: FeedMeta, items: Sequence[Item]) -> bytes:
             item["language"] = doc["language"]
         item["_feedstream"] = {
             "feed": doc.get("feed"), "stream_id": stream_id, "duplicate_of": doc.get("duplicate_of"),
-            "list_id": doc.get("list_id"), "article_id": doc.get("id"),
+            "list_id": doc.get("list_id"), "article_id": doc.get("id"), "version": doc.get("version"),
         }
         entries.append(item)
     out["items"] = entries

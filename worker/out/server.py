@@ -5,13 +5,19 @@ Routes (``.atom`` or ``.json`` each):
 - ``/feed.atom``                 every article, newest first
 - ``/feeds/<source>.atom``       one feed's or newsletter's articles
 - ``/tags/<tag>.atom``           articles carrying the tag
+- ``/api/...``                   the admin API (sources; worker/out/api.py), when the server is given one
 
 Query: ``before=<stream id>`` (the page of older articles; each page links the
 next one with rel=next / ``next_url``), ``limit=`` (1-200, default 50).
 
-Validators: the ETag is a hash of the selection (stream ids and links), Last-Modified the newest entry's
-stream time; ``If-None-Match`` (or, without it, ``If-Modified-Since``) that
-still matches gets 304 with no body.
+An article with update events (issue 17) is listed once, at its first publication's place, as its
+latest version (read through its ``{p}:latest:{id}`` pointer), with that version's time as its
+Atom ``updated`` / JSON Feed ``date_modified``; update events in the stream itself (inline) are not
+listed apart.
+
+Validators: the ETag is a hash of the selection (stream ids, latest versions' ids and links),
+Last-Modified the newest entry's (or latest version's) stream time; ``If-None-Match`` (or,
+without it, ``If-Modified-Since``) that still matches gets 304 with no body.
 
 The stdlib ThreadingHTTPServer is enough here: a feed reader polls every few
 minutes, each request is a few Redis calls, and it keeps the web process free of
@@ -26,6 +32,7 @@ the stream backwards below the first indexed id, in chunks, stopping after
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -39,7 +46,9 @@ from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import redis
 
+from worker.out import api
 from worker.out.render import ATOM_TYPE, JSON_FEED_TYPE, FeedMeta, Item, render_atom, render_json_feed, updated
+from worker.sources.manage import SourceAdmin
 from worker.store import Store
 
 log = logging.getLogger("feedstream.serve")
@@ -48,6 +57,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 SCAN_CHUNK = 200
 SCAN_LIMIT = 5000
+DRAIN_LIMIT = 16 * 1024 * 1024  # an over-limit request body up to this size is read and dropped
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _ROUTE = re.compile(r"^/(?:feed|(feeds|tags)/([^/]{1,200}))\.(atom|json)$")
 
@@ -76,7 +86,8 @@ def scan_page(store: Store, match: Callable[[dict[str, Any]], bool], before: str
             scanned += 1
             cursor = stream_id
             doc = _document(fields)
-            if doc is not None and match(doc):
+            # update events in the stream itself (inline) are shown through their article, not apart
+            if doc is not None and doc.get("event") != "updated" and match(doc):
                 found.append((stream_id, doc))
                 if len(found) == limit:
                     break
@@ -95,18 +106,26 @@ def _document(fields: dict[str, str]) -> dict[str, Any] | None:
 
 @dataclass
 class Page:
-    """One page of a route: its stream ids (known before any entry is read) and the next page's ``before``."""
+    """One page of a route: its stream ids and their articles' ids (known before any entry is read), and
+    the next page's ``before``."""
 
-    ids: list[str]
+    ids: list[tuple[str, str]]  # (stream id, article id), newest first
     next_before: str | None
     scanned: dict[str, dict[str, Any]]  # documents already read by a scan of the unindexed part
 
-    def items(self, store: Store) -> list[Item]:
-        """The page's articles, newest first (entries trimmed from the stream meanwhile are left out)."""
-        wanted = [sid for sid in self.ids if sid not in self.scanned]
+    def modified(self, store: Store) -> dict[str, str]:
+        """The stream id of each updated article's latest version, by its first publication's stream id
+        (issue 17), read from the version pointers alone."""
+        latest = store.latest_pointers([article_id for _, article_id in self.ids if article_id])
+        return {sid: latest[article_id] for sid, article_id in self.ids if article_id in latest}
+
+    def items(self, store: Store) -> tuple[list[Item], dict[str, str]]:
+        """The page's articles, newest first, each as its latest version, and the versions' stream ids
+        (entries trimmed from the stream meanwhile are left out)."""
+        wanted = [sid for sid, _ in self.ids if sid not in self.scanned]
         read = {sid: doc for sid, fields in store.entries(wanted) if (doc := _document(fields)) is not None}
         read.update(self.scanned)
-        return [(sid, read[sid]) for sid in self.ids if sid in read]
+        return latest_versions(store, [(sid, read[sid]) for sid, _ in self.ids if sid in read])
 
 
 def select_page(store: Store, route: Route, before: str, limit: int, unindexed: bool = True) -> Page:
@@ -114,14 +133,14 @@ def select_page(store: Store, route: Route, before: str, limit: int, unindexed: 
     more and the stream may hold articles from before the indexes (``unindexed``), from a scan of those."""
     ids = store.index_ids(route.index, before, limit + 1)
     if len(ids) > limit:
-        return Page(ids[:limit], ids[limit - 1], {})
+        return Page(ids[:limit], ids[limit - 1][0], {})
     since = store.out_since()
     if since is not None and not unindexed:
         return Page(ids, None, {})  # nothing older than the indexes (the usual case)
-    cursor = ids[-1] if ids else before
+    cursor = ids[-1][0] if ids else before
     start = cursor if since is None else (since if cursor == "+" else _older(cursor, since))
     older, next_before = scan_page(store, route.match, start, limit - len(ids))
-    return Page(ids + [sid for sid, _ in older], next_before, dict(older))
+    return Page(ids + [(sid, str(doc.get("id") or "")) for sid, doc in older], next_before, dict(older))
 
 
 @dataclass(frozen=True)
@@ -132,6 +151,26 @@ class Route:
     match: Callable[[dict[str, Any]], bool]
     title: str
     feed_id: str
+
+
+def latest_versions(store: Store, items: list[Item]) -> tuple[list[Item], dict[str, str]]:
+    """The items with each article's latest version in place of the first, and the stream id of that
+    version by the first's stream id (two round trips for the page)."""
+    latest = store.latest_versions([str(doc["id"]) for _, doc in items if doc.get("id")])
+    out: list[Item] = []
+    modified: dict[str, str] = {}
+    for stream_id, doc in items:
+        found = latest.get(str(doc.get("id")))
+        if found:
+            try:
+                newer = json.loads(found["article"])
+            except ValueError:
+                newer = None
+            if isinstance(newer, dict) and int(newer.get("version") or 1) > int(doc.get("version") or 1):
+                doc = newer
+                modified[stream_id] = found["stream_id"]
+        out.append((stream_id, doc))
+    return out, modified
 
 
 def route_for(store: Store, kind: str | None, value: str) -> Route:
@@ -150,6 +189,7 @@ class FeedHandler(BaseHTTPRequestHandler):
     server: FeedServer
     protocol_version = "HTTP/1.1"
     server_version = "feedstream"
+    timeout = 60  # seconds a connection may sit idle (or trickle a request) before it is closed
     # headers and body go out as two writes; with Nagle on, the body waits for the
     # client's delayed ACK (~40 ms a request on Linux loopback)
     disable_nagle_algorithm = True
@@ -162,6 +202,43 @@ class FeedHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._answer(head=False)
+
+    # the admin API's writes (anything else than GET/HEAD outside /api/ is answered 405)
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+    def _discard(self, length: int) -> None:
+        with contextlib.suppress(OSError):
+            while length > 0:
+                chunk = self.rfile.read(min(length, 65536))
+                if not chunk:
+                    return
+                length -= len(chunk)
+
+    def _admin(self) -> tuple[int, dict[str, str], bytes]:
+        """A request under /api/: read its body (within the limit) and let the API answer it."""
+        admin = self.server.admin
+        if admin is None:
+            return 404, {"Content-Type": "text/plain; charset=utf-8"}, b"no admin API on this server\n"
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            return _error(411, "send the body with a Content-Length")
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            self.close_connection = True
+            return _error(400, "Content-Length is not a number")
+        if length < 0 or length > api.body_limit(self.path):
+            self.close_connection = True
+            # read (and drop) a body up to a few times the limit, so that a client still sending it
+            # gets the 413 rather than a reset connection; a larger claim is not read at all
+            if 0 < length <= DRAIN_LIMIT:
+                self._discard(length)
+            return _error(413, f"the body is over {api.body_limit(self.path):,} bytes")
+        body = self.rfile.read(length) if length else b""
+        answer = api.handle(admin, self.server.admin_token, self.command, self.path, dict(self.headers.items()),
+                            body)
+        headers = {"Content-Type": answer.content_type, "Cache-Control": "no-store", **(answer.headers or {})}
+        return answer.status, headers, answer.body
 
     def _answer(self, head: bool) -> None:
         try:
@@ -186,6 +263,10 @@ class FeedHandler(BaseHTTPRequestHandler):
 
     def _respond(self) -> tuple[int, dict[str, str], bytes]:
         parts = urlsplit(self.path)
+        if parts.path == "/api" or parts.path.startswith("/api/"):
+            return self._admin()
+        if self.command not in ("GET", "HEAD"):
+            return 405, {"Content-Type": "text/plain; charset=utf-8", "Allow": "GET, HEAD"}, b"feeds are read-only\n"
         if parts.path in ("/", "/healthz"):
             return 200, {"Content-Type": "text/plain; charset=utf-8"}, b"feedstream: /feed.atom /feed.json\n"
         route = _ROUTE.match(parts.path)
@@ -207,6 +288,7 @@ class FeedHandler(BaseHTTPRequestHandler):
         route = route_for(self.server.store, kind, value)
         page = select_page(self.server.store, route, before, limit, self.server.unindexed())
         next_before = page.next_before
+        modified = page.modified(self.server.store)
         base = self._base()
         stem = parts.path[: -len(fmt)]  # as requested: already %-quoted
 
@@ -219,19 +301,20 @@ class FeedHandler(BaseHTTPRequestHandler):
         meta = FeedMeta(title=route.title, self_url=url(fmt, before), alternate_url=url(other, before),
                         home_url=base + "/", feed_id=route.feed_id,
                         next_url=url(fmt, next_before) if next_before else None)
-        # Stream entries never change once added, so the selection (its stream ids) and the
-        # links fix the body: the ETag is known before reading entries, and a 304 reads none.
-        fingerprint = "\n".join([fmt, repr(meta), *page.ids])
+        # Stream entries never change once added, so the selection (its stream ids and its articles'
+        # latest versions) and the links fix the body: the ETag is known before reading entries (from the
+        # feeds-out index and the version pointers), and a 304 reads none.
+        fingerprint = "\n".join([fmt, repr(meta), *(f"{sid} {modified.get(sid, '')}" for sid, _ in page.ids)])
         etag = '"' + hashlib.blake2b(fingerprint.encode(), digest_size=16).hexdigest() + '"'
         headers = {"Content-Type": ATOM_TYPE if fmt == "atom" else JSON_FEED_TYPE, "ETag": etag,
                    "Cache-Control": "no-cache"}
-        newest = updated([(sid, {}) for sid in page.ids])
+        newest = updated([(sid, {}) for sid, _ in page.ids], modified)
         if newest:
             headers["Last-Modified"] = format_datetime(newest.replace(microsecond=0), usegmt=True)
         if self._not_modified(etag, newest):
             return 304, {k: v for k, v in headers.items() if k != "Content-Type"}, b""
-        items = page.items(self.server.store)
-        body = render_atom(meta, items) if fmt == "atom" else render_json_feed(meta, items)
+        items, modified = page.items(self.server.store)
+        body = render_atom(meta, items, modified) if fmt == "atom" else render_json_feed(meta, items, modified)
         return 200, headers, body
 
     def _not_modified(self, etag: str, newest: Any) -> bool:
@@ -249,14 +332,21 @@ class FeedHandler(BaseHTTPRequestHandler):
         return False
 
 
+def _error(status: int, message: str) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": api.JSON_TYPE}, (json.dumps({"error": message}) + "\n").encode()
+
+
 class FeedServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer holding the store every handler reads through."""
+    """ThreadingHTTPServer holding the store every handler reads through, and the admin API's operations."""
 
     daemon_threads = True
 
-    def __init__(self, store: Store, address: tuple[str, int]) -> None:
+    def __init__(self, store: Store, address: tuple[str, int], admin: SourceAdmin | None = None,
+                 admin_token: str | None = None) -> None:
         self.store = store
         self._unindexed = True
+        self.admin = admin
+        self.admin_token = admin_token
         super().__init__(address, FeedHandler)
 
     def unindexed(self) -> bool:
@@ -268,9 +358,13 @@ class FeedServer(ThreadingHTTPServer):
         return self._unindexed
 
 
-def make_server(store: Store, host: str, port: int) -> FeedServer:
-    """A bound (not yet serving) feed server; port 0 picks a free one (``.server_port``)."""
-    return FeedServer(store, (host, port))
+def make_server(store: Store, host: str, port: int, admin: SourceAdmin | None = None,
+                admin_token: str | None = None) -> FeedServer:
+    """A bound (not yet serving) feed server; port 0 picks a free one (``.server_port``).
+
+    With ``admin``, it also answers the admin API under /api/ (writes need ``admin_token``).
+    """
+    return FeedServer(store, (host, port), admin, admin_token)
 
 
 __all__ = ["FeedServer", "Page", "Route", "make_server", "route_for", "select_page"]

@@ -83,6 +83,7 @@ class Listed:
     max_age: int | None = None  # the response's Cache-Control max-age
     ttl_minutes: int | None = None  # the feed's own <ttl>
     redirects: Redirects = ()
+    marks: tuple[tuple[str, bytes], ...] | None = None  # the entries' marks to keep (None: leave them)
 
 
 PollOutcome = StillRetired | HostBusy | Unchanged | PollFailed | Listed
@@ -167,6 +168,7 @@ def _decide_listed(feed: Feed, status: Mapping[str, str], rules: PollRules, list
         feed.name, fields=fields, clear=(*clear, *RETIRED_FIELDS, "deferred", *absent), error=False,
         next_poll=now + interval, counters={"polls_ok": 1, "entries_new": listed.new},
         source_counts={"entries_seen": listed.new}, http=("feed", listed.status), seen=listed.seen, seen_at=now,
+        marks=listed.marks,
         report={"feed": feed.name, "outcome": "ok", "entries": len(listed.seen), "new": listed.new}, log=note)
 
 

@@ -15,6 +15,7 @@ from worker.pipeline.context import Context
 from worker.pipeline.decide import tally_extract
 from worker.pipeline.pages import fetch_page, page_outcome, prefetch_pool
 from worker.pipeline.queues import hold_extracts
+from worker.pipeline.updates import Validators, remember_published
 from worker.store import PublishRequest
 from worker.timefmt import iso_from_epoch
 
@@ -40,6 +41,7 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
             pending.append((entry, entry_key))
     retried: list[str] = []
     ready: list[tuple[Article, list[str]]] = []  # extracted (or from the feed), with their URL claims
+    validators: list[Validators] = []  # each ready article's page ETag and Last-Modified, for re-checks
     held: list[dict[str, Any]] = []  # entries whose host asked us to wait: queued again for later
     held_until = 0.0
     page_http: list[int | str] = []
@@ -50,7 +52,7 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
     downloads = {
         entry_key: pool.submit(fetch_page, context.fetcher, entry)
         for entry, entry_key in pending
-        if (feed := context.feeds.get(entry.feed)) is None or feed.full_text
+        if (feed := context.sources.feed(entry.feed)) is None or feed.full_text
     }
     try:
         for entry, entry_key in pending:
@@ -71,12 +73,15 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
                 fallbacks += 1
             claims = [url_key(article.url), entry_key, *([url_key(outcome.canonical)] if outcome.canonical else [])]
             ready.append((article, claims))
+            validators.append(outcome.validators)
     finally:
         # the job ends with no download of its own left running (only a bug gets here with some)
         for download in downloads.values():
             download.cancel()
         wait(downloads.values())
     results = context.store.publish_many(_publish_requests(context, ready))
+    remember_published(context, [(article, result, kept) for (article, _), result, kept
+                                 in zip(ready, results, validators, strict=True)], time.time())
     if held:
         hold_extracts(context, held, held_until)
     tally = tally_extract(entries=len(entries), already=already, fallbacks=fallbacks, page_http=page_http,

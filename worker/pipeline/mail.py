@@ -24,9 +24,9 @@ log = logging.getLogger("feedstream.jobs")
 def ingest_mail(context: Context, source_name: str, raw: bytes, origin: str = "") -> dict[str, Any]:
     """Read one email, publish it once (Message-ID and text claims), record the outcome on the source."""
     store = context.store
-    source = context.newsletters.get(source_name)
+    source = context.sources.newsletter(source_name)
     if source is None:
-        return {"source": source_name, "outcome": "unknown newsletter source (removed from the feeds file?)"}
+        return {"source": source_name, "outcome": "unknown newsletter source (removed?): mail dropped"}
     now = time.time()
     try:
         letter = parse_newsletter(raw, max_bytes=source.max_bytes)
@@ -75,7 +75,9 @@ def _queue_or_refuse(context: Context, source: NewsletterSource, raw: bytes | No
 def poll_mailbox(context: Context, source_name: str) -> dict[str, Any]:
     """Read the new mail of an IMAP or Maildir source and queue each message for ``ingest_mail``."""
     store = context.store
-    source = context.newsletters[source_name]
+    source = context.sources.newsletter(source_name)
+    if source is None:
+        return {"source": source_name, "outcome": "unknown newsletter source (removed?): not polled"}
     now = time.time()
 
     def handle(raw: bytes | None, size: int, origin: str) -> None:
@@ -86,7 +88,7 @@ def poll_mailbox(context: Context, source_name: str) -> dict[str, Any]:
             count = poll_maildir(source, handle)
         elif source.kind == "imap":
             validity, last = store.imap_state(source.name)
-            count = poll_imap(source, context.mail_passwords.get(source.name, ""), ImapState(validity, last), handle,
+            count = poll_imap(source, context.mail_password(source), ImapState(validity, last), handle,
                               lambda state: store.set_imap_state(source.name, state.uidvalidity or 0, state.last_uid))
         else:
             return {"source": source.name, "outcome": f"{source.kind} sources are not polled"}

@@ -45,6 +45,7 @@ class PageOutcome:
     reason: str | None = None  # why there is no article from the page
     retry: bool = False  # the page may come later: leave the entry to RQ's retry
     http: int | str | None = None  # the page request's HTTP status ("error": no answer); None: no request
+    validators: tuple[str | None, str | None] = (None, None)  # the page's ETag and Last-Modified (re-checks)
 
 
 def page_outcome(entry: Entry, download: Future[Fetched] | None, final_attempt: bool) -> PageOutcome:
@@ -64,7 +65,8 @@ def page_outcome(entry: Entry, download: Future[Fetched] | None, final_attempt: 
         return PageOutcome(reason=f"fetch: unexpected {type(exc).__name__}: {exc}")
     try:
         article, canonical = article_from_page(entry, fetched)
-        return PageOutcome(article=article, canonical=canonical, http=fetched.status)
+        return PageOutcome(article=article, canonical=canonical, http=fetched.status,
+                           validators=(fetched.etag, fetched.last_modified))
     except ExtractError as exc:
         return PageOutcome(reason=str(exc), http=fetched.status)
     except Exception as exc:  # a bug or a pathological page must not lose the entry

@@ -28,6 +28,7 @@ from worker.pipeline.decide import (
 from worker.pipeline.mail import poll_mailbox
 from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_extracts
 from worker.pipeline.schedule import Limits, cache_max_age
+from worker.pipeline.updates import track_changes
 from worker.settings import Settings
 
 log = logging.getLogger("feedstream.jobs")
@@ -53,6 +54,7 @@ def poll_feeds(context: Context, feed_names: list[str]) -> list[dict[str, Any]]:
     store = context.store
     held = store.acquire_polls(feed_names, POLL_BATCH_TIMEOUT + 30)
     try:
+        context.sources.refresh(force=True)  # once for the batch: a source paused or changed before it ran counts
         with ThreadPoolExecutor(max_workers=POLL_THREADS, thread_name_prefix="poll") as pool:
             return list(pool.map(lambda name: _poll_one(context, name), held))
     finally:
@@ -61,19 +63,28 @@ def poll_feeds(context: Context, feed_names: list[str]) -> list[dict[str, Any]]:
 
 def _poll_one(context: Context, feed_name: str) -> dict[str, Any]:
     try:
-        return poll_feed(context, feed_name)
+        return poll_feed(context, feed_name, check_sources=False)
     except Exception as exc:  # one feed's bug must not cost the others in the batch their poll
         log.exception("polling %s", feed_name)
         return {"feed": feed_name, "outcome": f"poll: unexpected {type(exc).__name__}: {exc}"}
 
 
-def poll_feed(context: Context, feed_name: str) -> dict[str, Any]:
-    """Fetch one feed, find entries it has not listed before, queue their extraction."""
-    feed = context.feeds.get(feed_name)
-    if feed is None and feed_name in context.newsletters:  # a mailbox shares the feeds' schedule
+def poll_feed(context: Context, feed_name: str, check_sources: bool = True) -> dict[str, Any]:
+    """Fetch one feed, find entries it has not listed before, queue their extraction.
+
+    ``check_sources``: compare the sources' version first (one GET), so a source paused, changed or
+    removed before this poll ran is seen as it is now.
+    """
+    if check_sources:
+        context.sources.refresh(force=True)
+    record = context.sources.record(feed_name)
+    if record is None:
+        return {"feed": feed_name, "outcome": "unknown source (removed?): not polled"}
+    if record.paused:  # paused after this poll was queued: its state stays as it was
+        return {"feed": feed_name, "outcome": "paused: not polled"}
+    feed = record.source
+    if not isinstance(feed, Feed):  # a mailbox shares the feeds' schedule
         return poll_mailbox(context, feed_name)
-    if feed is None:
-        return {"feed": feed_name, "outcome": "unknown feed (removed from the feeds file?)"}
     now = time.time()
     status = context.store.feed_status(feed.name)
     url = poll_url(feed, status)
@@ -108,10 +119,13 @@ def _fetch(context: Context, feed: Feed, url: str, status: dict[str, str]) -> tu
         entry.feed = feed.name
         entry.tags = list(dict.fromkeys([*entry.tags, *feed.tags]))
     keys = [guid_key(feed.name, entry.guid) for entry in entries]
-    new = [entry for entry, unseen in zip(entries, context.store.unseen(feed.name, keys), strict=True) if unseen]
+    unseen = context.store.unseen(feed.name, keys)
+    new = [entry for entry, fresh in zip(entries, unseen, strict=True) if fresh]
+    # entries seen before that changed: their articles' re-checks are queued (before apply_poll, as above)
+    marks = track_changes(context, feed.name, entries, keys, unseen, time.time())
     listed = Listed(status=fetched.status, seen=tuple(keys), new=len(new),
                     published=tuple(entry.published for entry in entries), title=parsed.title or "",
                     warning=parsed.warning, etag=fetched.etag, last_modified=fetched.last_modified,
                     max_age=cache_max_age(fetched.headers), ttl_minutes=parsed.ttl_minutes,
-                    redirects=fetched.redirects)
+                    redirects=fetched.redirects, marks=marks)
     return listed, new

@@ -32,6 +32,7 @@ POLL_FEED_JOB = "worker.jobs.poll_feed"
 POLL_FEEDS_JOB = "worker.jobs.poll_feeds"
 EXTRACT_ENTRIES_JOB = "worker.jobs.extract_entries"
 INGEST_MAIL_JOB = "worker.jobs.ingest_mail"
+RECHECK_ARTICLES_JOB = "worker.jobs.recheck_articles"
 
 # Articles per extract job: large enough that RQ's per-job cost (a few Redis round
 # trips) is small next to extraction, small enough that a retry redoes little.
@@ -121,6 +122,32 @@ def hold_extracts(context: Context, entries: list[dict[str, Any]], until: float)
         retry=Retry(max=2, interval=[5, 30]),
         description=f"extract {len(entries)} held back by {', '.join(hosts)[:80]}",
     )
+
+
+def enqueue_rechecks(context: Context, items: Sequence[dict[str, Any]], at: float | None = None) -> int:
+    """Queue re-checks of published articles (``{"id": ..., "entry": ...}`` each), several per job, in one
+    round trip; ``at``: not before then (their host asked us to wait). They ride the extract queue."""
+    batched = list(batches(items, EXTRACT_BATCH))
+    options: dict[str, Any] = {"result_ttl": 0, "failure_ttl": EXTRACT_FAILURE_TTL,
+                               "retry": Retry(max=3, interval=[0, 10, 30])}
+    if at is not None:  # rare: one enqueue each
+        for batch in batched:
+            context.extract_queue.enqueue_at(
+                datetime.fromtimestamp(at + random.uniform(0, 5), UTC), RECHECK_ARTICLES_JOB, list(batch),
+                job_timeout=_extract_timeout(context, len(batch)), description=_recheck_description(batch), **options)
+        return len(batched)
+    jobs = [Queue.prepare_data(RECHECK_ARTICLES_JOB, args=(list(batch),), timeout=_extract_timeout(context, len(batch)),
+                               description=_recheck_description(batch), **options)
+            for batch in batched]
+    if jobs:
+        with context.store.redis.pipeline() as pipe:
+            context.extract_queue.enqueue_many(jobs, pipeline=pipe)
+            pipe.execute()
+    return len(jobs)
+
+
+def _recheck_description(batch: Sequence[dict[str, Any]]) -> str:
+    return f"re-check {len(batch)} from {batch[0]['entry'].get('feed', '?')}"
 
 
 def enqueue_mail(queue: Queue, source_name: str, raw: bytes, origin: str = "") -> str:

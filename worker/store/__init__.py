@@ -12,9 +12,14 @@ by default the same one).
                                                                                               (schedule.py)
 - ``{p}:polling:{name}``      Q string, held while a poll of the feed runs. TTL: the poll batch's timeout (schedule.py)
 - ``{p}:feed:{name}``         Q hash, the feed's status and HTTP validators. Bound: one per source configured
-  (about 360 bytes each); a removed source's stays for ``status`` until deleted by hand   (feeds.py)
+  (about 420 bytes each); deleted with its source                                             (feeds.py)
 - ``{p}:seen:{name}``         Q zset, hashed item GUID (12 bytes) -> last time the feed listed it (epoch seconds).
   TTL: 90 days, renewed by each poll; members unlisted for 90 days go at each poll         (seen.py)
+- ``{p}:marks:{name}``        Q hash, hashed item GUID (12 bytes) -> the entry's 12-byte mark (updated time, digest
+  of its words), for the entries the feed lists now. TTL: the update window               (seen.py)
+- ``{p}:sources``             Q hash, source name -> its record (spec, managed by, paused) as JSON. Bound: one
+  field per source                                                                            (sources.py)
+- ``{p}:sources:version``     Q string, raised by every change to the sources. Bound: one key (sources.py)
 - ``{p}:host:{host}:not_before``  Q string, epoch before which nobody fetches from the host (Retry-After).
   TTL: until then                                                                             (hosts.py)
 - ``{p}:host:{host}:inflight``    Q zset, request token -> lease expiry: the per-host semaphore.
@@ -27,7 +32,7 @@ by default the same one).
 - ``{p}:heartbeats``          Q hash, process -> epoch of its last sign of life. Bound: one field per process name
                                                                                               (counters.py)
 - ``{p}:imap:{name}``         Q hash, an IMAP source's ``uidvalidity`` and ``last_uid``. Bound: one per IMAP
-  source                                                                                      (mail.py)
+  source; expires after its source is removed                                                (mail.py)
 - ``{p}:counters``            Q and P hash, monotonically increasing event counts (the publish script's on P).
   Bound: one field per event kind                                                             (counters.py)
 - ``{p}:claims:{period}:{shard}`` P hash, claim record (kind letter + the key's 12-byte digest) -> article id,
@@ -47,8 +52,15 @@ by default the same one).
 - ``{p}:boiler:{name}``, ``{p}:boiler-recent:{name}`` P hash and string of the form before issue 18; no longer
   written, read until they expire. TTL: as set then (30 days)                                 (boilerplate.py)
 - ``{p}:out:all``, ``{p}:out:feed:{name}``, ``{p}:out:tag:{tag}`` P stream, the article stream's ids (field
-  ``i``) of all articles, a feed's, a tag's: the feeds-out indexes. TTL: the claim TTL past the last article;
-  capped like the stream (MAXLEN ~ FEEDSTREAM_STREAM_MAXLEN)                                 (stream.py)
+  ``i``: the article's id) of all articles, a feed's, a tag's: the feeds-out indexes. TTL: the claim TTL past
+  the last article; capped like the stream (MAXLEN ~ FEEDSTREAM_STREAM_MAXLEN)                   (stream.py)
+- ``{p}:ver:{id}``            P string, a published article's latest version, what a re-check compares against
+  (version, last check, title and paragraph digests, page validators), packed. TTL: the update window
+                                                                                              (updates.py)
+- ``{p}:latest:{id}``         P string, "<version>|<stream id>|<stream>" of an article's latest update event.
+  TTL: the claim TTL (90 days)                                                                 (updates.py)
+- ``<stream>:updates``        P the update events' stream (FEEDSTREAM_UPDATES=separate), beside the stream.
+  Bound: MAXLEN ~ FEEDSTREAM_STREAM_MAXLEN entries                                           (updates.py)
 - ``{p}:out:since``           P string, the first stream id published with feeds-out indexes. Bound: one key
                                                                                               (stream.py)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract. P. Bound: MAXLEN ~
@@ -65,7 +77,9 @@ from worker.store.hosts import HostStore
 from worker.store.mail import MailStore
 from worker.store.publish import NearKey, PublishArgs, PublishRequest, PublishStore
 from worker.store.schedule import ScheduleStore
+from worker.store.sources import SourceStore
 from worker.store.stream import StreamStore
+from worker.store.updates import UpdateRequest, UpdateResult, UpdateStore, VersionRecord
 
 __all__ = [
     "NEAR_MODES",
@@ -74,10 +88,14 @@ __all__ = [
     "PublishRequest",
     "PublishResult",
     "Store",
+    "UpdateRequest",
+    "UpdateResult",
+    "VersionRecord",
     "connect",
     "connect_quick",
 ]
 
 
-class Store(ScheduleStore, FeedStore, HostStore, PublishStore, StreamStore, MailStore):
+class Store(ScheduleStore, FeedStore, HostStore, PublishStore, StreamStore, MailStore, UpdateStore,
+            SourceStore):
     """Feed state, deduplication claims, the stream and counters, over one Redis client."""

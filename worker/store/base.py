@@ -9,6 +9,8 @@ from typing import Any
 import redis
 from redis.commands.core import Script
 
+from worker.models import UpdatePolicy
+
 NEAR_MODES = ("mark", "drop", "off")
 BOILERPLATE_TTL = 30 * 24 * 3600  # how long a feed remembers a paragraph it published
 
@@ -38,7 +40,8 @@ class StoreBase:
     def __init__(self, client: redis.Redis, *, stream: str = "articles", prefix: str = "feedstream",
                  claim_ttl: int = 90 * 24 * 3600, stream_maxlen: int = 100_000,
                  near_window: int = 30 * 24 * 3600, near_mode: str = "mark",
-                 publish_client: redis.Redis | None = None, boilerplate_ttl: int = BOILERPLATE_TTL) -> None:
+                 updates: UpdatePolicy | None = None, publish_client: redis.Redis | None = None,
+                 boilerplate_ttl: int = BOILERPLATE_TTL) -> None:
         if near_mode not in NEAR_MODES:
             raise ValueError(f"near_mode must be one of {NEAR_MODES}, not {near_mode!r}")
         self.redis = client  # queues and feed state (RQ, the schedule, poll state, hosts)
@@ -52,6 +55,7 @@ class StoreBase:
         self.prefix = prefix
         self.claim_ttl = claim_ttl
         self.stream_maxlen = stream_maxlen
+        self.updates = updates or UpdatePolicy()
         self._scripts: dict[str, Script] = {}
 
     @property

@@ -44,4 +44,6 @@ class FeedStore(SeenStore, CountersStore):
         self._queue_counts(pipe, intent.counters, http={intent.http: 1} if intent.http else None)
         if intent.seen_at is not None:
             self._queue_seen(pipe, intent.source, intent.seen, intent.seen_at)
+        if intent.marks is not None:
+            self._queue_marks(pipe, intent.source, intent.marks)
         pipe.execute()

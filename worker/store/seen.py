@@ -1,4 +1,5 @@
-"""Which items a feed has listed before (``{p}:seen:{name}``)."""
+"""Which items a feed has listed before (``{p}:seen:{name}``), and how each looked when it last changed
+(``{p}:marks:{name}``: hashed GUID -> the entry's 12-byte mark, see dedupe/changes.py)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,17 @@ class SeenStore(StoreBase):
         pipe.zremrangebyscore(key, "-inf", now - SEEN_WINDOW_SECONDS)
         # a feed no longer polled (removed, retired) takes its GUIDs with it after the window
         pipe.expire(key, SEEN_WINDOW_SECONDS)
+
+    def entry_marks(self, feed: str) -> dict[str, bytes]:
+        """The marks of the entries the feed listed when its listing last changed, by hashed GUID."""
+        raw = self.redis.hgetall(self._key("marks", feed))
+        return {key.hex(): mark for key, mark in raw.items()}
+
+    def _queue_marks(self, pipe: Any, feed: str, marks: Sequence[tuple[str, bytes]]) -> None:
+        """Replace the feed's marks with ``marks`` (so they hold only what it lists now), kept for the update
+        window: an entry changing later than that belongs to an article too old to re-check."""
+        key = self._key("marks", feed)
+        pipe.delete(key)
+        if marks:
+            pipe.hset(key, mapping={compact(guid): mark for guid, mark in marks})
+            pipe.expire(key, self.updates.window)

@@ -15,26 +15,30 @@ class StreamStore(StoreBase):
     def stream_length(self) -> int:
         return int(self.publishing.xlen(self.stream))
 
-    def read_stream(self, after: str = "0-0", count: int = 100,
-                    block_ms: int | None = None) -> list[tuple[str, dict[str, str]]]:
-        """Entries after the stream id ``after`` (XREAD), with decoded fields."""
-        reply = self.publishing.xread({self.stream: after}, count=count, block=block_ms)
+    def read_stream(self, after: str = "0-0", count: int = 100, block_ms: int | None = None,
+                    stream: str | None = None) -> list[tuple[str, dict[str, str]]]:
+        """Entries after the stream id ``after`` (XREAD), with decoded fields; ``stream``: another than ours
+        (the updates stream)."""
+        reply = self.publishing.xread({stream or self.stream: after}, count=count, block=block_ms)
         entries: list[tuple[str, dict[str, str]]] = []
         for _stream, items in reply or []:
             for entry_id, fields in items:
                 entries.append((text(entry_id), {text(k): text(v) for k, v in fields.items()}))
         return entries
 
-    def read_stream_before(self, before: str = "+", count: int = 100) -> list[tuple[str, dict[str, str]]]:
+    def read_stream_before(self, before: str = "+", count: int = 100,
+                           stream: str | None = None) -> list[tuple[str, dict[str, str]]]:
         """Up to ``count`` entries older than the stream id ``before`` ("+": from the newest), newest first."""
         start = before if before == "+" else f"({before}"
-        reply = self.publishing.xrevrange(self.stream, max=start, min="-", count=count)
+        reply = self.publishing.xrevrange(stream or self.stream, max=start, min="-", count=count)
         return [(text(entry_id), {text(k): text(v) for k, v in fields.items()}) for entry_id, fields in reply]
 
-    def index_ids(self, index: str, before: str = "+", count: int = 50) -> list[str]:
-        """Up to ``count`` stream ids from a feeds-out index, older than ``before`` ("+": the newest), newest first."""
+    def index_ids(self, index: str, before: str = "+", count: int = 50) -> list[tuple[str, str]]:
+        """Up to ``count`` (stream id, article id) pairs from a feeds-out index, older than ``before`` ("+": the
+        newest), newest first."""
         start = before if before == "+" else f"({before}"
-        return [text(entry_id) for entry_id, _ in self.publishing.xrevrange(index, max=start, min="-", count=count)]
+        return [(text(entry_id), text(fields.get(b"i", b"")))
+                for entry_id, fields in self.publishing.xrevrange(index, max=start, min="-", count=count)]
 
     def entries(self, ids: list[str]) -> list[tuple[str, dict[str, str]]]:
         """The stream's entries of these ids, in their order, in one round trip; trimmed ones are left out."""

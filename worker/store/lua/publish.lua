@@ -343,7 +343,7 @@ local function append_to_stream(cluster, near)
   redis.call('SET', OUT_SINCE, stream_id, 'NX')
   for k = FIRST_OUT, #KEYS do
     -- an index's ids only ever rise with the stream's; pcall keeps a stale index from failing the publish
-    xadd(redis.pcall, KEYS[k], stream_id, 'i', '')
+    xadd(redis.pcall, KEYS[k], stream_id, 'i', article_id)
     redis.call('EXPIRE', KEYS[k], index_ttl)
   end
   return stream_id

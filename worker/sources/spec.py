@@ -1,0 +1,242 @@
+"""What a source is allowed to be: one set of rules for the feeds file, the admin API, the CLI and OPML.
+
+:func:`source_from_dict` turns a plain mapping (a ``[[feeds]]``/``[[newsletters]]`` table, a JSON
+body, an OPML outline's fields) into a :class:`~worker.models.Feed` or
+:class:`~worker.models.NewsletterSource`, or raises :class:`~worker.errors.SourceInvalid` with a
+message per field. :func:`source_to_dict` is its inverse (defaults left out). Pure: no I/O.
+
+Each kind's fields are a table of checkers, so a new setting (per-source rules, request
+settings, a ``sitemap`` kind) is one entry here and is then accepted everywhere at once.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import fields as dataclass_fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from worker.errors import SourceInvalid
+from worker.models import Feed, NewsletterSource
+
+Source = Feed | NewsletterSource
+
+FEED_KIND = "feed"
+NEWSLETTER_KINDS = ("smtp", "imap", "maildir")
+KINDS = (FEED_KIND, *NEWSLETTER_KINDS)
+# Kinds the scheduler polls (an smtp source receives; it is never polled).
+POLLED_KINDS = (FEED_KIND, "imap", "maildir")
+IMAP_SECURITY = ("tls", "starttls", "plain")
+MIN_INTERVAL = 60  # feeds: seconds between polls, at least
+MIN_MAILBOX_INTERVAL = 10
+MAX_URL_LENGTH = 2048
+MAX_TAGS = 50
+MAX_TAG_LENGTH = 100
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RULE = "must be 1-64 letters, digits, '.', '_' or '-'"
+_ADDRESS_RE = re.compile(r"^[^@\s<>]+@[^@\s<>]+$")
+_ENV_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class _Bad(ValueError):
+    """One field's value breaks its rule; the message follows the field's name."""
+
+
+Checker = Callable[[Any], Any]
+
+
+def _whole(minimum: int, unit: str = "seconds") -> Checker:
+    def check(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise _Bad(f"must be whole {unit} >= {minimum}")
+        return value
+    return check
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise _Bad("must be true or false")
+    return value
+
+
+def _tags(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(t, str) for t in value):
+        raise _Bad("must be a list of strings")
+    tags = [t.strip() for t in value]
+    if any(not t or len(t) > MAX_TAG_LENGTH for t in tags):
+        raise _Bad(f"must be non-empty strings of at most {MAX_TAG_LENGTH} characters")
+    tags = list(dict.fromkeys(tags))
+    if len(tags) > MAX_TAGS:
+        raise _Bad(f"must be at most {MAX_TAGS} tags")
+    return tuple(tags)
+
+
+def check_url(value: Any) -> str:
+    """An absolute http(s) URL with a host, as given; raises ValueError with the rule it breaks."""
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        raise _Bad(f"must be an http(s) URL (got {value!r})")
+    if len(value) > MAX_URL_LENGTH or any(c.isspace() or ord(c) < 32 for c in value):
+        raise _Bad("must be an http(s) URL without spaces, at most 2048 characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError as exc:
+        raise _Bad(f"is not a valid URL ({exc})") from None
+    if not parts.hostname:
+        raise _Bad(f"must name a host (got {value!r})")
+    return value
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not NAME_RE.match(value):
+        raise _Bad(f"{NAME_RULE} (got {value!r})")
+    return value
+
+
+def _address(value: Any) -> str:
+    if not isinstance(value, str) or not _ADDRESS_RE.match(value):
+        raise _Bad(f"must be an email address (got {value!r})")
+    return value.lower()
+
+
+def _text(what: str) -> Checker:
+    def check(value: Any) -> str:
+        if not isinstance(value, str) or not value:
+            raise _Bad(f"must be {what}")
+        return value
+    return check
+
+
+def _env_name(value: Any) -> str:
+    if not isinstance(value, str) or not _ENV_RE.match(value):
+        raise _Bad("must name an environment variable")
+    return value
+
+
+def _security(value: Any) -> str:
+    if value not in IMAP_SECURITY:
+        raise _Bad(f"must be one of {', '.join(IMAP_SECURITY)}")
+    return str(value)
+
+
+def _port(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+        raise _Bad("must be 1-65535")
+    return value
+
+
+# Per kind: field -> checker. ``name`` and ``kind`` are checked for every kind.
+_COMMON_NEWSLETTER: dict[str, Checker] = {
+    "tags": _tags, "max_bytes": _whole(1024, "bytes"), "interval": _whole(MIN_MAILBOX_INTERVAL),
+    "follow_links": _flag,
+}
+FIELDS: dict[str, dict[str, Checker]] = {
+    FEED_KIND: {"url": check_url, "interval": _whole(MIN_INTERVAL), "full_text": _flag, "tags": _tags,
+                "min_interval": _whole(MIN_INTERVAL), "max_interval": _whole(MIN_INTERVAL)},
+    "smtp": {**_COMMON_NEWSLETTER, "address": _address},
+    "imap": {**_COMMON_NEWSLETTER, "host": _text("a host name"), "port": _port, "user": _text("a user name"),
+             "password_env": _env_name, "folder": _text("a mailbox name"), "security": _security},
+    "maildir": {**_COMMON_NEWSLETTER, "path": _text("the Maildir's directory")},
+}
+REQUIRED: dict[str, tuple[str, ...]] = {
+    FEED_KIND: ("url",), "smtp": ("address",), "imap": ("host", "user", "password_env"), "maildir": ("path",),
+}
+_REQUIRED_RULES = {"url": "must be an http(s) URL (got None)", "address": "must be an email address (got None)",
+                   "path": "must be the Maildir's directory"}
+
+
+def kind_of(source: Source) -> str:
+    """``feed``, or the newsletter's kind (``smtp``, ``imap``, ``maildir``)."""
+    return FEED_KIND if isinstance(source, Feed) else source.kind
+
+
+def is_polled(source: Source) -> bool:
+    """Whether the scheduler polls the source (feeds and mailboxes; an smtp source only receives)."""
+    return kind_of(source) in POLLED_KINDS
+
+
+def source_from_dict(data: Any, *, kinds: tuple[str, ...] = KINDS, default_kind: str = FEED_KIND,
+                     extra: tuple[str, ...] = ()) -> Source:
+    """The source ``data`` describes; raises SourceInvalid with a message per field.
+
+    ``kind`` defaults to ``default_kind``; only ``kinds`` are accepted. Keys in ``extra`` are
+    ignored (a caller's own options beside the source's fields); any other unknown key is an error.
+    """
+    if not isinstance(data, Mapping):
+        raise SourceInvalid("a source must be an object of fields", {"": "must be an object"})
+    errors: dict[str, str] = {}
+    kind = data.get("kind", default_kind)
+    if kind not in kinds:
+        errors["kind"] = f"must be one of {', '.join(kinds)} (got {kind!r})"
+    try:
+        name = _name(data.get("name"))
+    except _Bad as exc:
+        errors["name"] = str(exc)
+        name = None
+    if "kind" in errors:
+        raise SourceInvalid(_summary(errors), errors)
+    checkers = FIELDS[kind]
+    for key in data:
+        if key not in checkers and key not in ("name", "kind", *extra):
+            errors[key] = f"unknown key for kind {kind!r}"
+    values: dict[str, Any] = {}
+    for key, checker in checkers.items():
+        if key not in data or data[key] is None:
+            if key in REQUIRED[kind]:
+                errors[key] = _REQUIRED_RULES.get(key, f"is required for kind {kind!r}")
+            continue
+        try:
+            values[key] = checker(data[key])
+        except _Bad as exc:
+            errors[key] = str(exc)
+    if kind == FEED_KIND and "max_interval" in values and values["max_interval"] < values.get("min_interval", 0):
+        errors["max_interval"] = "is below min_interval"
+    if errors:
+        raise SourceInvalid(_summary(errors), errors)
+    assert name is not None
+    if kind == FEED_KIND:
+        return Feed(name=name, **values)
+    if kind == "imap" and "port" not in values:
+        values["port"] = 993 if values.get("security", "tls") == "tls" else 143
+    return NewsletterSource(name=name, kind=kind, **values)
+
+
+def source_to_dict(source: Source) -> dict[str, Any]:
+    """The source as plain values (JSON, TOML), ``kind`` first after ``name``, defaults left out."""
+    out: dict[str, Any] = {"name": source.name, "kind": kind_of(source)}
+    defaults = type(source)(**_required_values(source))
+    for spec in dataclass_fields(source):
+        if spec.name in out:
+            continue
+        value = getattr(source, spec.name)
+        if spec.name in FIELDS[kind_of(source)] and (value != getattr(defaults, spec.name)
+                                                    or spec.name in REQUIRED[kind_of(source)]):
+            out[spec.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def _required_values(source: Source) -> dict[str, Any]:
+    base: dict[str, Any] = {"name": source.name}
+    if isinstance(source, NewsletterSource):
+        base["kind"] = source.kind
+    else:
+        base["url"] = source.url
+    return base
+
+
+def merged(source: Source, changes: Mapping[str, Any], *, extra: tuple[str, ...] = ()) -> Source:
+    """``source`` with ``changes`` applied (a field set to null goes back to its default), checked again.
+
+    The name and kind cannot change: they are the source's identity (the stream's ``feed`` field).
+    """
+    errors = {key: "cannot be changed (remove the source and add it again)"
+              for key in ("name", "kind") if key in changes and changes[key] != source_to_dict(source)[key]}
+    if errors:
+        raise SourceInvalid(_summary(errors), errors)
+    data = {**source_to_dict(source), **changes}
+    return source_from_dict({k: v for k, v in data.items() if v is not None}, extra=extra)
+
+
+def _summary(errors: Mapping[str, str]) -> str:
+    return "; ".join(f"{key} {message}" if key else message for key, message in errors.items())
