@@ -270,18 +270,24 @@ end
 local function learn_boilerplate(fingerprints)
   local now, cap, keep = tonumber(boiler_period), tonumber(boilerplate_cap), tonumber(recent_bytes)
   local counts_key, seen_key = boiler_count_prefix .. now, boiler_seen_prefix .. now
-  local counts, seens = {KEYS[OLD_BOILER]}, {redis.call('GET', KEYS[OLD_BOILER + 1]) or ''}
+  local counts_keys, seens = {KEYS[OLD_BOILER]}, {redis.call('GET', KEYS[OLD_BOILER + 1]) or ''}
   for p = now - tonumber(boiler_periods_back), now do
-    counts[#counts + 1] = boiler_count_prefix .. p
+    counts_keys[#counts_keys + 1] = boiler_count_prefix .. p
     seens[#seens + 1] = redis.call('GET', boiler_seen_prefix .. p) or ''
   end
-  local function counted(fp)
-    for _, key in ipairs(counts) do
-      if redis.call('HEXISTS', key, fp) == 1 then
-        return true
+  local fps = {}
+  for at = 1, string.len(fingerprints), FP do
+    fps[#fps + 1] = string.sub(fingerprints, at, at + FP - 1)
+  end
+  -- which fingerprints any live period (or the old form) has counted: one HMGET per hash
+  local counted = {}
+  for _, key in ipairs(counts_keys) do
+    local values = redis.call('HMGET', key, unpack(fps))
+    for i = 1, #fps do
+      if values[i] then
+        counted[fps[i]] = true
       end
     end
-    return false
   end
   local function seen_once(fp)
     for _, records in ipairs(seens) do
@@ -292,9 +298,8 @@ local function learn_boilerplate(fingerprints)
     return false
   end
   local fresh = {}
-  for at = 1, string.len(fingerprints), FP do
-    local fp = string.sub(fingerprints, at, at + FP - 1)
-    if counted(fp) then
+  for _, fp in ipairs(fps) do
+    if counted[fp] then
       redis.call('HINCRBY', counts_key, fp, 1)
     elseif seen_once(fp) then
       redis.call('HINCRBY', counts_key, fp, 2)
