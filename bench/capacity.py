@@ -58,6 +58,7 @@ from worker.pipeline.entries import _publish_requests  # noqa: E402  (the extrac
 from worker.pipeline.poll import poll_feeds  # noqa: E402
 from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE, batches, enqueue_polls  # noqa: E402
 from worker.settings import Settings, Sources  # noqa: E402
+from worker.sources.manage import apply_feeds_file  # noqa: E402
 from worker.store import NearKey, Store  # noqa: E402
 
 DAY = 86400
@@ -122,13 +123,14 @@ def feeds_phase(client: redis.Redis, url: str, n_feeds: int, guids: int) -> dict
                  for n in range(n_feeds)]
         context = context_for(url, feeds)
         store = context.store
-        store.sync_feeds([f.name for f in feeds], time.time())
+        apply_feeds_file(store, feeds, [])  # as a process starting with this feeds file does
         for batch in batches([f.name for f in feeds], 16):
             poll_feeds(context, list(batch))
         for key in client.scan_iter(match="rq:*", count=5000):  # the first round's extract jobs: not feed state
             client.unlink(key)
         _, feed_bytes = memory_of(client, "feedstream:feed:*")
         _, due_bytes = memory_of(client, "feedstream:due")
+        _, source_bytes = memory_of(client, "feedstream:sources")
         _, seen_bytes = memory_of(client, "feedstream:seen:*")
         queue = Queue(POLL_QUEUE, connection=client)
 
@@ -144,7 +146,8 @@ def feeds_phase(client: redis.Redis, url: str, n_feeds: int, guids: int) -> dict
             raise SystemExit(f"bench/capacity.py: {polls} of {n_feeds} polls came back unchanged")
     finally:
         site.stop()
-    return {"feed": (feed_bytes + due_bytes) / n_feeds, "state_hash": feed_bytes / n_feeds,
+    return {"feed": (feed_bytes + due_bytes + source_bytes) / n_feeds, "state_hash": feed_bytes / n_feeds,
+            "source": source_bytes / n_feeds,
             "due": due_bytes / n_feeds, "guid": seen_bytes / (n_feeds * guids),
             "poll_usec": cost["usec"] / polls, "poll_calls": cost["calls"] / polls, "poll_aof": cost["aof"] / polls,
             "poll_cpu": cost["cpu"] / polls}
@@ -331,7 +334,7 @@ def main() -> int:
         feeds = feeds_phase(client, url, args.feeds, args.guids)
         print(f"\nfeeds ({args.feeds}, {args.guids} items each):")
         print(f"  bytes per feed {feeds['feed']:.0f} (status hash {feeds['state_hash']:.0f}, due set "
-              f"{feeds['due']:.0f}); bytes per seen GUID {feeds['guid']:.0f}")
+              f"{feeds['due']:.0f}, source record {feeds['source']:.0f}); bytes per seen GUID {feeds['guid']:.0f}")
         print(f"  unchanged poll (RQ job of 16 feeds included): {feeds['poll_usec']:.0f} us of Redis CPU in "
               f"commands (INFO cpu: {feeds['poll_cpu'] * 1e6:.0f} us, idle second included), "
               f"{feeds['poll_calls']:.1f} commands, {feeds['poll_aof']:.0f} AOF bytes")
