@@ -83,8 +83,13 @@ def test_burst_publishes_every_unique_article_once_and_a_second_burst_nothing(
     assert [doc["id"] for doc in lines] == [doc["id"] for doc in docs]
 
     status = feedstream("status", "--json", env=env)
-    rows = json.loads(status.stdout)
+    report = json.loads(status.stdout)
+    rows = report["feeds"]
     assert {row["feed"] for row in rows} == set(feeds)
+    # the figures the text output shows below the table are there too, and nothing is left pending
+    assert report["redis"]["accepts_writes"] is True and report["workers"] == 0
+    assert report["queues"]["extract"]["queued"] == 0 and report["outbox"]["pending"] == 0
+    assert report["stream"]["length"] == len(docs) and report["stream"]["groups"] == []
     assert all(row["http_status"] == "304" and row["etag"] for row in rows)
     assert sum(row["entries_seen"] for row in rows) == len(bodies) + 1  # the shared story, listed twice
 
@@ -179,7 +184,7 @@ def test_status_shows_moves_retirement_and_errors(site: Site, redis_client: redi
     env = base_env(REDIS_URL=redis_url, FEEDSTREAM_FEEDS=str(write_feeds(feeds_file, feeds, full_text=False)))
     assert feedstream("run", "--burst", env=env).returncode == 0
 
-    rows = {row["feed"]: row for row in json.loads(feedstream("status", "--json", env=env).stdout)}
+    rows = {row["feed"]: row for row in json.loads(feedstream("status", "--json", env=env).stdout)["feeds"]}
     assert rows["moved"]["moved_to"] == new and rows["moved"]["moved_polls"] == 1
     assert rows["moved"]["etag"] == '"n1"' and rows["moved"]["http_status"] == "200"
     assert rows["gone"]["retired"].startswith("gone: fetch: HTTP 410 Gone") and rows["gone"]["next_poll"] is None

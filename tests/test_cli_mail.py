@@ -58,7 +58,7 @@ def test_smtp_worker_and_serve_processes_end_to_end(redis_url: str, redis_client
         [entry] = parsed.entries
         assert entry.title == "Operators pool rural masts" and "nsubscribe" not in entry.content[0].value
         status = feedstream("status", "--json", env=env)
-        [row] = json.loads(status.stdout)
+        [row] = json.loads(status.stdout)["feeds"]
         assert row["feed"] == "telecoms-daily" and row["url"] == "smtp:telecoms@feeds.example"
         assert row["entries_seen"] == 1 and row["consecutive_errors"] == 0
         table = feedstream("status", env=env)  # the table too: newsletter rows have no move/retire fields

@@ -110,6 +110,9 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)
     # Where a newsletter source added without an address gets a fresh one (Kill the Newsletter style).
     mail_domain: str | None = None
+    # Seconds an entry stays pending (queued, not yet published or decided) before the outbox sweeper
+    # looks at its RQ job, and between its later looks; it re-queues the entry only when the job is gone.
+    outbox_sweep_after: float = 300.0
 
     def store_options(self) -> dict[str, Any]:
         """Keyword arguments for ``Store`` that come from these settings."""
@@ -157,6 +160,7 @@ class Settings:
             serve_port=int(_number(env, "FEEDSTREAM_SERVE_PORT", _number(env, "PORT", 8080, 1), 1)),
             admin_token=(env.get("FEEDSTREAM_ADMIN_TOKEN") or "").strip() or None,
             mail_domain=_domain(env),
+            outbox_sweep_after=_number(env, "FEEDSTREAM_OUTBOX_SWEEP_AFTER", 300.0, 1.0),
         )
 
 

@@ -15,6 +15,8 @@ from rq import Queue
 
 from worker.cli.edge import Edge, prepare_workers, say
 from worker.ops.rqworker import pending_work, run_pool
+from worker.pipeline.context import current_context
+from worker.pipeline.outbox import sweep
 from worker.pipeline.queues import POLL_QUEUE, enqueue_poll
 from worker.store import Store
 
@@ -87,6 +89,8 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
             busy, next_retry = pending_work(store.redis)
             if busy:
                 continue
+            if _sweep_all():  # entries whose job was lost on the way: queued again, so work on
+                continue
             if next_retry is None:
                 break
             if next_retry - time.time() > BURST_MAX_WAIT:
@@ -102,6 +106,13 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
     elapsed = time.monotonic() - started
     print_summary(edge, delta, elapsed, out)
     return delta
+
+
+def _sweep_all() -> bool:
+    """At the end of a burst every pending entry's job should have run: look at them all now (not after
+    FEEDSTREAM_OUTBOX_SWEEP_AFTER); True when some were queued again (or their job put back)."""
+    report = sweep(current_context(), everything=True)
+    return bool(report.requeued or report.revived)
 
 
 def print_summary(edge: Edge, delta: dict[str, int], elapsed: float, out: TextIO) -> None:

@@ -21,6 +21,7 @@ from worker.ops.embedded import EmbeddedRedis
 from worker.settings import Settings, Sources, load_sources
 from worker.sources.manage import apply_feeds_file
 from worker.store import Store, connect
+from worker.store.refusals import is_refusal, refusal_kind
 
 EXIT_CANNOT_RUN = 2
 EXIT_REFUSED = 1  # the command ran and refused what it was asked (bad input): nothing was changed
@@ -114,9 +115,19 @@ def open_edge(need_feeds: bool = True, feeds_optional: bool = False) -> Edge:
 def _take_sources(edge: Edge, sources: Sources, apply: bool = True) -> None:
     """Apply the feeds file (declaratively: see docs/sources.md), then take every source Redis holds."""
     if apply:
-        report = apply_feeds_file(edge.store, sources.feeds, sources.newsletters)
-        if report.summary() != "no change":
-            say(f"feeds file {edge.settings.feeds_path} applied: {report.summary()}")
+        try:
+            report = apply_feeds_file(edge.store, sources.feeds, sources.newsletters)
+        except redis.RedisError as exc:
+            if not is_refusal(exc):
+                raise
+            # Redis answers reads while it refuses writes (OOM, a read-only replica): a command that
+            # only reads, or a process that must stay up, goes on with the sources Redis already holds;
+            # the next process to start applies the file.
+            say(f"feeds file {edge.settings.feeds_path} not applied: Redis refuses writes ({refusal_kind(exc)}); "
+                "using the sources Redis holds")
+        else:
+            if report.summary() != "no change":
+                say(f"feeds file {edge.settings.feeds_path} applied: {report.summary()}")
     records = edge.store.sources_snapshot().records
     edge.feeds = [r.source for r in records.values() if isinstance(r.source, Feed)]
     edge.newsletters = [r.source for r in records.values() if isinstance(r.source, NewsletterSource)]

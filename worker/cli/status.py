@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import sys
-from typing import TextIO
+from typing import Any, TextIO
+
+import redis
 
 from worker.cli.edge import Edge
+from worker.ops.metrics import LAG_WARN_SHARE
 from worker.ops.rqworker import queue_depths, worker_count
+from worker.store import Store
 from worker.timefmt import iso_from_epoch
 
 
@@ -20,11 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def command(edge: Edge, args: argparse.Namespace) -> int:
     """Print the table (or JSON) and exit 0."""
     rows = status_rows(edge)
+    operations = operations_report(edge)
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps({"feeds": rows, **operations}, indent=2))
     else:
         print_status(rows, sys.stdout)
-        print_operations(edge, sys.stdout)
+        print_operations(operations, sys.stdout)
     return 0
 
 
@@ -108,15 +114,59 @@ def print_status(rows: list[dict[str, object]], out: TextIO) -> None:
             print(f"{'':<20} paused (feedstream sources resume {row['feed']})", file=out)
 
 
-def print_operations(edge: Edge, out: TextIO) -> None:
-    """Below the feed table: queues, workers, the stream and its consumer groups."""
-    connection = edge.store.redis
-    depths = queue_depths(connection)
+def redis_report(store: Store) -> dict[str, object]:
+    """Whether Redis accepts writes now (a live probe write), and its memory against its limit."""
+    refusal = store.probe_write()
+    report: dict[str, object] = {"accepts_writes": refusal is None, "refusing": refusal}
+    with contextlib.suppress(redis.RedisError):
+        report.update(store.memory())
+    return report
+
+
+def operations_report(edge: Edge) -> dict[str, object]:
+    """Redis, queues, workers, the outbox, the stream and its consumer groups, as plain values."""
+    store = edge.store
+    connection = store.redis
+    pending, next_check = store.outbox_size()
+    counters = store.counters()
+    return {
+        "redis": redis_report(store),
+        "queues": queue_depths(connection),
+        "workers": worker_count(connection),
+        "outbox": {"pending": pending, "next_check": iso_from_epoch(next_check) if next_check else None,
+                   "requeued": counters.get("entries_requeued", 0), "given_up": counters.get("entries_given_up", 0)},
+        "stream": {"name": store.stream, "length": store.stream_length(), "maxlen": store.stream_maxlen,
+                   "groups": [g.to_dict() for g in store.group_health(counters.get("published"))]},
+    }
+
+
+def _about(value: int, exact: bool) -> str:
+    return str(value) if exact else f"~{value}"
+
+
+def print_operations(report: dict[str, Any], out: TextIO) -> None:
+    """Below the feed table: Redis, queues, workers, the outbox, the stream and its consumer groups."""
+    server = report["redis"]
+    if not server["accepts_writes"]:
+        print(f"\nREDIS IS REFUSING WRITES: {server['refusing']} (nothing can be queued, marked or published "
+              "until it passes)", file=out)
     queues = "; ".join(f"{name} {d['queued']} queued, {d['started']} running, {d['scheduled']} waiting to retry, "
-                       f"{d['failed']} failed" for name, d in depths.items())
+                       f"{d['failed']} failed" for name, d in report["queues"].items())
     print(f"\nqueues: {queues}", file=out)
-    print(f"workers: {worker_count(connection)} alive", file=out)
-    groups = edge.store.stream_groups()
-    group_text = ", ".join(f"{g['name']} ({g['consumers']} consumer(s), {g['pending']} unacked)" for g in groups)
-    print(f"stream {edge.store.stream!r}: {edge.store.stream_length()} entries; consumer groups: "
-          f"{group_text or 'none'}", file=out)
+    print(f"workers: {report['workers']} alive", file=out)
+    outbox = report["outbox"]
+    print(f"outbox: {outbox['pending']} entries queued, not yet published or decided; {outbox['requeued']} re-queued "
+          f"by the sweeper, {outbox['given_up']} given up", file=out)
+    stream = report["stream"]
+    group_text = ", ".join(f"{g['name']} ({g['consumers']} consumer(s), {g['pending']} unacked)"
+                           for g in stream["groups"])
+    print(f"stream {stream['name']!r}: {stream['length']} entries; consumer groups: {group_text or 'none'}",
+          file=out)
+    for g in stream["groups"]:
+        line = (f"  {g['name']}: {_about(g['lag'], g['lag_exact'])} not yet delivered (lag), "
+                f"{_about(g['trimmed'], g['trimmed_exact'])} trimmed before it read them")
+        if g["trimmed"]:
+            line += ": LOST"
+        if stream["maxlen"] and g["lag"] > LAG_WARN_SHARE * stream["maxlen"]:
+            line += f"; lag above {LAG_WARN_SHARE:.0%} of MAXLEN {stream['maxlen']}: about to lose entries"
+        print(line, file=out)

@@ -12,6 +12,7 @@ before we answer 250, so "accepted" means "queued".
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from worker.models import NewsletterSource
+
+log = logging.getLogger("feedstream.smtp")
 
 Deliver = Callable[[str, bytes], None]  # (source name, raw message)
 Refused = Callable[[str, str], None]  # (source name, reason)
@@ -67,12 +70,16 @@ class NewsletterHandler:
         if too_big:
             reason = f"mail: message is {len(raw)} bytes, over the {too_big[0].max_bytes}-byte limit (smtp)"
             if self.refused:
-                await _in_thread(self.refused, too_big[0].name, reason)
+                try:
+                    await _in_thread(self.refused, too_big[0].name, reason)
+                except Exception as exc:  # recording it is best effort (Redis refusing writes): the answer stands
+                    log.warning("smtp: could not record a refused message on %s: %s", too_big[0].name, exc)
             return "552 5.3.4 Message too big for this newsletter address"
         try:
             for source in sources:
                 await _in_thread(self.deliver, source.name, raw)
-        except Exception:  # Redis away: tell the sender to try later rather than lose the mail
+        except Exception as exc:  # Redis away or refusing writes: tell the sender to try later, lose nothing
+            log.warning("smtp: cannot queue a message now, answered 451: %s", exc)
             return "451 4.3.0 Cannot queue the message now; try again later"
         return "250 2.0.0 Message queued"
 

@@ -33,6 +33,8 @@ from worker.store import Store
 log = logging.getLogger("feedstream.metrics")
 
 QueueDepths = Callable[[], dict[str, dict[str, int]]]
+# /healthz warns when a consumer group's lag passes this share of FEEDSTREAM_STREAM_MAXLEN.
+LAG_WARN_SHARE = 0.8
 WorkerCount = Callable[[], int]
 
 
@@ -128,9 +130,28 @@ class FeedstreamCollector(Collector):
         pending = GaugeMetricFamily("feedstream_consumer_group_pending",
                                     "Stream entries read by a consumer group and not yet acknowledged",
                                     labels=["group"])
-        for group in store.stream_groups():
-            pending.add_metric([group["name"]], group["pending"])
+        lag = GaugeMetricFamily("feedstream_consumer_group_lag",
+                                "Stream entries not yet delivered to a consumer group (after its last-delivered id)",
+                                labels=["group"])
+        trimmed = GaugeMetricFamily("feedstream_consumer_group_trimmed",
+                                    "Entries trimmed from the stream (MAXLEN) before a consumer group read them "
+                                    "(estimated when Redis < 7 cannot count them)", labels=["group"])
+        for group in store.group_health(counters.get("published")):
+            pending.add_metric([group.name], group.pending)
+            lag.add_metric([group.name], group.lag)
+            trimmed.add_metric([group.name], group.trimmed)
         yield pending
+        yield lag
+        yield trimmed
+
+        outbox, _next_check = store.outbox_size()
+        yield GaugeMetricFamily("feedstream_outbox_pending", "Entries queued and not yet published or decided",
+                                value=outbox)
+        yield CounterMetricFamily("feedstream_outbox_requeued", "Entries the outbox sweeper queued again",
+                                  value=counters.get("entries_requeued", 0))
+        yield GaugeMetricFamily("feedstream_redis_accepts_writes",
+                                "1 when a probe write succeeded this scrape, 0 while Redis refuses writes",
+                                value=int(store.probe_write() is None))
 
         beat = store.last_beat("scheduler")
         if beat is not None:
@@ -147,7 +168,12 @@ class Health:
 
 
 def health(store: Store, stale_after: float, now: float | None = None) -> Health:
-    """Healthy when Redis answers and the scheduler ticked within ``stale_after`` seconds."""
+    """Healthy when Redis answers and accepts writes, and the scheduler ticked within ``stale_after`` seconds.
+
+    A consumer group whose lag passes LAG_WARN_SHARE of the stream's MAXLEN (about to lose entries to
+    trimming), or that lost some already, is a warning in ``checks["consumer_groups"]``, not a failure:
+    the service itself is fine, a reader is behind.
+    """
     now = time.time() if now is None else now
     checks: dict[str, Any] = {}
     try:
@@ -155,6 +181,15 @@ def health(store: Store, stale_after: float, now: float | None = None) -> Health
     except (redis.RedisError, OSError) as exc:
         checks["redis"] = {"ok": False, "error": f"redis: unreachable: {exc}"}
         return Health(False, checks)
+    refusal = store.probe_write()  # live: nothing can record a refusal while it lasts
+    checks["redis_writes"] = {"ok": refusal is None}
+    if refusal is not None:
+        checks["redis_writes"]["error"] = f"redis: refusing writes: {refusal}"
+    try:
+        warnings = group_warnings(store)
+    except redis.RedisError as exc:
+        warnings = [f"consumer groups: cannot read: {exc}"]
+    checks["consumer_groups"] = {"ok": True, **({"warnings": warnings} if warnings else {})}
     beat = store.last_beat("scheduler")
     if beat is None:
         checks["scheduler"] = {"ok": False, "error": "scheduler: no heartbeat yet"}
@@ -165,6 +200,19 @@ def health(store: Store, stale_after: float, now: float | None = None) -> Health
         if not fresh:
             checks["scheduler"]["error"] = f"scheduler: last tick {age:.0f} s ago (limit {stale_after:g} s)"
     return Health(all(c["ok"] for c in checks.values()), checks)
+
+
+def group_warnings(store: Store) -> list[str]:
+    """A line for each consumer group that lost entries to trimming or is about to."""
+    warnings = []
+    for group in store.group_health(store.counters().get("published")):
+        if group.trimmed:
+            about = "" if group.trimmed_exact else "about "
+            warnings.append(f"consumer group {group.name}: {about}{group.trimmed} entries trimmed before it read them")
+        elif store.stream_maxlen and group.lag > LAG_WARN_SHARE * store.stream_maxlen:
+            warnings.append(f"consumer group {group.name}: lag {group.lag} is above {LAG_WARN_SHARE:.0%} of the "
+                            f"stream's MAXLEN {store.stream_maxlen}: it is about to lose entries to trimming")
+    return warnings
 
 
 def make_app(store: Store, queue_depths: QueueDepths, worker_count: WorkerCount,

@@ -29,6 +29,7 @@ from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_polls
 from worker.sources.live import CHECK_EVERY, LiveSources
 from worker.sources.plan import Snapshot
 from worker.store import Store
+from worker.store.refusals import Backoff, Refusals, attempt
 
 log = logging.getLogger("feedstream.scheduler")
 
@@ -63,18 +64,29 @@ def run_forever(store: Store, poll_queue: Queue, stop: threading.Event | None = 
     Sources added, paused, resumed or removed through the API or the CLI change the due set in the
     same step; the scheduler also checks the sources' version every ``check_every`` seconds and
     squares the schedule with them when it moved (a due set restored from an old backup, say).
+    Redis refusing writes (OOM, READONLY, a lost connection) is logged once per kind and waited out
+    with backoff: the scheduler never exits on it.
     """
     stop = stop or threading.Event()
-    keep_schedule(store)
+    refusals = Refusals(log, "scheduler")
+    backoff = Backoff()
     live = LiveSources(store, check_every, on_change=lambda snapshot: keep_schedule(store, snapshot))
-    live.refresh()
+    synced = False
     while not stop.is_set():
-        live.refresh()
-        queued = tick(store, poll_queue)
+        if not synced:
+            synced = attempt(lambda: (keep_schedule(store), live.refresh()), refusals, backoff, wait=stop.wait)[0]
+            continue
+
+        def step() -> tuple[list[str], float | None]:
+            live.refresh()
+            return tick(store, poll_queue), store.next_due()
+
+        done, ticked = attempt(step, refusals, backoff, wait=stop.wait)
+        if not done or ticked is None:
+            continue
+        queued, next_due = ticked
         if queued:
             log.info("queued polls: %s", ", ".join(queued))
             if on_tick:
                 on_tick(queued)
-        next_due = store.next_due()
-        wait = TICK_SECONDS if next_due is None else min(max(next_due - time.time(), 0.05), TICK_SECONDS)
-        stop.wait(wait)
+        stop.wait(TICK_SECONDS if next_due is None else min(max(next_due - time.time(), 0.05), TICK_SECONDS))

@@ -276,3 +276,24 @@ def tally_extract(*, entries: int, already: int, fallbacks: int, page_http: Sequ
     counters = {"fallbacks": fallbacks, "retried_pages": len(retried), "held_pages": held,
                 "entries_done": entries - len(retried) - held}
     return ExtractTally(report, counters, Counter(("page", status) for status in page_http), delays, retry)
+
+
+# -- the outbox sweeper ---------------------------------------------------------------
+
+# RQ job states in which a job will never run its entries again.
+JOB_DONE_STATES = frozenset({"finished", "failed", "stopped", "canceled"})
+
+
+def sweep_verdict(job_status: str | None, in_queue: bool) -> str:
+    """What to do with the pending entries of a job, from its RQ state, for the outbox sweeper.
+
+    ``"wait"``: the job will still run them (queued in its queue, started, scheduled for a retry or a
+    host's Retry-After, deferred); ``"revive"``: the job says queued but sits in no queue (popped by a
+    worker that died, or whose start transaction Redis refused): put it back; ``"requeue"``: the job is
+    gone (deleted, expired) or finished without settling them (failed for good): queue the entries anew.
+    """
+    if job_status is None or job_status in JOB_DONE_STATES:
+        return "requeue"
+    if job_status == "queued" and not in_queue:
+        return "revive"
+    return "wait"

@@ -14,7 +14,7 @@ from worker.pipeline.articles import article_from_feed, near_key, strip_learned_
 from worker.pipeline.context import Context
 from worker.pipeline.decide import tally_extract
 from worker.pipeline.pages import fetch_page, page_outcome, prefetch_pool
-from worker.pipeline.queues import hold_extracts
+from worker.pipeline.queues import hold_extracts, outbox_token
 from worker.pipeline.updates import Validators, remember_published
 from worker.store import PublishRequest
 from worker.timefmt import iso_from_epoch
@@ -30,17 +30,19 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
     Raises :class:`PagesUnavailable` when pages that may come later failed and this is
     not the job's ``final_attempt``: RQ runs it again (what was published is skipped).
     """
-    already = 0
     pending: list[tuple[Entry, str]] = []
     batch = [Entry.from_dict(raw) for raw in entries]
     keys = [url_key(entry.url) for entry in batch]
+    settled: list[str] = []  # outbox tokens of entries published before this job ran
     for entry, entry_key, owner in zip(batch, keys, context.store.published_ids(keys), strict=True):
         if owner:
-            already += 1
+            settled.append(outbox_token(entry.feed, entry.guid))
         else:
             pending.append((entry, entry_key))
+    already = len(settled)
     retried: list[str] = []
-    ready: list[tuple[Article, list[str]]] = []  # extracted (or from the feed), with their URL claims
+    # extracted (or from the feed), with their URL claims and outbox tokens
+    ready: list[tuple[Article, list[str], str]] = []
     validators: list[Validators] = []  # each ready article's page ETag and Last-Modified, for re-checks
     held: list[dict[str, Any]] = []  # entries whose host asked us to wait: queued again for later
     held_until = 0.0
@@ -72,7 +74,7 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
                 article = article_from_feed(entry, outcome.reason)
                 fallbacks += 1
             claims = [url_key(article.url), entry_key, *([url_key(outcome.canonical)] if outcome.canonical else [])]
-            ready.append((article, claims))
+            ready.append((article, claims, outbox_token(entry.feed, entry.guid)))
             validators.append(outcome.validators)
     finally:
         # the job ends with no download of its own left running (only a bug gets here with some)
@@ -80,15 +82,16 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
             download.cancel()
         wait(downloads.values())
     results = context.store.publish_many(_publish_requests(context, ready))
-    remember_published(context, [(article, result, kept) for (article, _), result, kept
+    remember_published(context, [(article, result, kept) for (article, _, _), result, kept
                                  in zip(ready, results, validators, strict=True)], time.time())
     if held:
         hold_extracts(context, held, held_until)
     tally = tally_extract(entries=len(entries), already=already, fallbacks=fallbacks, page_http=page_http,
                           retried=retried, held=len(held),
                           published=[(result, article.published)
-                                     for result, (article, _) in zip(results, ready, strict=True)],
+                                     for result, (article, _, _) in zip(results, ready, strict=True)],
                           now=time.time())
+    context.store.settle_pending(settled)
     # the batch's counters, page statuses and publish delays in one round trip, not one per page
     context.store.count(tally.counters, http=tally.http, delays=tally.delays)
     if tally.retry:
@@ -96,15 +99,16 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
     return tally.report
 
 
-def _publish_requests(context: Context, ready: Sequence[tuple[Article, list[str]]]) -> list[PublishRequest]:
-    """What to publish for each ready article: its claims, text key, near key and boilerplate fingerprints."""
+def _publish_requests(context: Context, ready: Sequence[tuple[Article, list[str], str]]) -> list[PublishRequest]:
+    """What to publish for each ready article: its claims, text key, near key, boilerplate fingerprints and
+    the outbox record its publishing settles."""
     # The batch's boilerplate counts are read in one round trip, not one per article.
-    fingerprints = strip_learned_boilerplate(context.store, [article for article, _ in ready])
+    fingerprints = strip_learned_boilerplate(context.store, [article for article, _, _ in ready])
     requests = []
-    for (article, keys), fps in zip(ready, fingerprints, strict=True):
+    for (article, keys, token), fps in zip(ready, fingerprints, strict=True):
         article.fetched_at = iso_from_epoch(time.time())
         normal = normalise_text(article.text)  # once for both keys
         near = near_key(article.text, normalised=normal) if context.settings.near_duplicates != "off" else None
         requests.append(PublishRequest(article, list(dict.fromkeys(keys)), text_key(article.text, normalised=normal),
-                                       near, boilerplate=fps))
+                                       near, boilerplate=fps, outbox_token=token))
     return requests

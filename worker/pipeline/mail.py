@@ -14,7 +14,7 @@ from worker.models import Entry, NewsletterSource
 from worker.pipeline.articles import near_key, newsletter_article, strip_learned_boilerplate
 from worker.pipeline.context import Context
 from worker.pipeline.decide import decide_mail_read, decide_mail_refused, decide_mailbox_polled
-from worker.pipeline.queues import enqueue_extracts, enqueue_mail
+from worker.pipeline.queues import ExtractBatch, enqueue_extracts, enqueue_mail, pending_entries, plan_extracts
 from worker.store import Store
 from worker.timefmt import iso_from_epoch
 
@@ -45,17 +45,18 @@ def ingest_mail(context: Context, source_name: str, raw: bytes, origin: str = ""
                            message_key=message_id_key(letter.message_id) if letter.message_id else article.id,
                            boilerplate=fingerprints)
     keys: list[str] = []
-    followed = 0
+    plan: list[ExtractBatch] = []
     if source.follow_links and letter.links and result.outcome == "published":
-        # a digest: each linked article becomes an entry of this source, extracted like a feed's
+        # a digest: each linked article becomes an entry of this source, extracted like a feed's, and
+        # tracked in the outbox like a feed's until it is published
         entries = [Entry(guid=link, url=link, feed=source.name, tags=list(source.tags)) for link in letter.links]
         keys = [guid_key(source.name, entry.guid) for entry in entries]
-        new = [e for e, unseen in zip(entries, store.unseen(source.name, keys), strict=True) if unseen]
-        enqueue_extracts(context, new)
-        followed = len(new)
+        plan = plan_extracts([e for e, unseen in zip(entries, store.unseen(source.name, keys), strict=True)
+                              if unseen])
     intent = decide_mail_read(source, result, letter.list_id or source.name, origin, now, seen=tuple(keys),
-                              links_queued=followed)
-    store.apply_poll(intent)
+                              links_queued=sum(len(batch.entries) for batch in plan))
+    store.apply_poll(intent, pending_entries(plan), now + context.settings.outbox_sweep_after)
+    enqueue_extracts(context, plan)
     return dict(intent.report)
 
 

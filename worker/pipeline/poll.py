@@ -26,10 +26,11 @@ from worker.pipeline.decide import (
     poll_url,
 )
 from worker.pipeline.mail import poll_mailbox
-from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_extracts
+from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_extracts, pending_entries, plan_extracts
 from worker.pipeline.schedule import Limits, cache_max_age
 from worker.pipeline.updates import track_changes
 from worker.settings import Settings
+from worker.store.refusals import Refusals
 
 log = logging.getLogger("feedstream.jobs")
 
@@ -61,12 +62,19 @@ def poll_feeds(context: Context, feed_names: list[str]) -> list[dict[str, Any]]:
         store.release_polls(held)
 
 
+_refusals = Refusals(log, "poll")
+
+
 def _poll_one(context: Context, feed_name: str) -> dict[str, Any]:
     try:
-        return poll_feed(context, feed_name, check_sources=False)
+        result = poll_feed(context, feed_name, check_sources=False)
     except Exception as exc:  # one feed's bug must not cost the others in the batch their poll
+        if _refusals.note(exc):  # Redis refusing writes: nothing was marked seen, the feed is polled again
+            return {"feed": feed_name, "outcome": f"poll: Redis refused: {exc}"}
         log.exception("polling %s", feed_name)
         return {"feed": feed_name, "outcome": f"poll: unexpected {type(exc).__name__}: {exc}"}
+    _refusals.clear()
+    return result
 
 
 def poll_feed(context: Context, feed_name: str, check_sources: bool = True) -> dict[str, Any]:
@@ -89,11 +97,12 @@ def poll_feed(context: Context, feed_name: str, check_sources: bool = True) -> d
     status = context.store.feed_status(feed.name)
     url = poll_url(feed, status)
     outcome, new = (StillRetired(), []) if is_retired(status, url) else _fetch(context, feed, url, status)
-    # Queue the work before marking the GUIDs seen (apply_poll): a crash in between
-    # re-queues them on the next poll, and the publish claim keeps that from doubling.
-    enqueue_extracts(context, new)
     intent = decide_poll(feed, status, poll_rules(context.settings, feed), outcome, now)
-    context.store.apply_poll(intent)
+    # The new entries are recorded in the outbox in the same step as their GUIDs are marked seen, then
+    # queued: if the queueing (or its RQ job) is lost, the outbox sweeper queues them again.
+    plan = plan_extracts(new)
+    context.store.apply_poll(intent, pending_entries(plan), now + context.settings.outbox_sweep_after)
+    enqueue_extracts(context, plan)
     if intent.log:
         log.log(*intent.log)
     return dict(intent.report)
@@ -121,7 +130,8 @@ def _fetch(context: Context, feed: Feed, url: str, status: dict[str, str]) -> tu
     keys = [guid_key(feed.name, entry.guid) for entry in entries]
     unseen = context.store.unseen(feed.name, keys)
     new = [entry for entry, fresh in zip(entries, unseen, strict=True) if fresh]
-    # entries seen before that changed: their articles' re-checks are queued (before apply_poll, as above)
+    # entries seen before that changed: their articles' re-checks are queued before apply_poll records the
+    # new marks, so a crash in between finds the change again on the next poll
     marks = track_changes(context, feed.name, entries, keys, unseen, time.time())
     listed = Listed(status=fetched.status, seen=tuple(keys), new=len(new),
                     published=tuple(entry.published for entry in entries), title=parsed.title or "",

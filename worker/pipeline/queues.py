@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+from uuid import uuid4
 
 from rq import Queue, Retry
 from rq.exceptions import DuplicateJobError
 
+from worker.dedupe.keys import guid_key
 from worker.fetch import host_of
 from worker.models import Entry
 
@@ -88,13 +91,42 @@ def _extract_timeout(context: Context, entries: int) -> int:
     return int(entries * (context.settings.http.deadline + 10) + 30)
 
 
-def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
-    """Queue extract jobs for new entries, several per job, in one round trip."""
+@dataclass(frozen=True)
+class ExtractBatch:
+    """The entries one extract job will take, and that job's id, chosen before anything is written: the
+    outbox records which job should settle each entry in the same step as the poll marks them seen."""
+
+    job_id: str
+    entries: Sequence[Entry]
+
+    def pending(self) -> list[tuple[str, dict[str, Any]]]:
+        """(outbox token, entry dict) of each entry: the token is its hashed GUID, as in the seen set."""
+        return [(outbox_token(entry.feed, entry.guid), entry.to_dict()) for entry in self.entries]
+
+
+def outbox_token(feed: str, guid: str) -> str:
+    """The outbox record of a feed's entry: its hashed GUID."""
+    return guid_key(feed, guid)
+
+
+def plan_extracts(entries: Sequence[Entry]) -> list[ExtractBatch]:
+    """New entries in batches of EXTRACT_BATCH, each with the id of the job that will take it."""
+    return [ExtractBatch(uuid4().hex, batch) for batch in batches(entries, EXTRACT_BATCH)]
+
+
+def pending_entries(plan: Sequence[ExtractBatch]) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """The plan as the outbox records it: ``{job id: [(token, entry dict), ...]}``."""
+    return {batch.job_id: batch.pending() for batch in plan}
+
+
+def enqueue_extracts(context: Context, plan: Sequence[ExtractBatch]) -> int:
+    """Queue the planned extract jobs (see :func:`plan_extracts`) in one round trip."""
     jobs = [
         Queue.prepare_data(
             EXTRACT_ENTRIES_JOB,
-            args=([entry.to_dict() for entry in batch],),
-            timeout=_extract_timeout(context, len(batch)),
+            args=([entry.to_dict() for entry in batch.entries],),
+            job_id=batch.job_id,
+            timeout=_extract_timeout(context, len(batch.entries)),
             result_ttl=0,  # a finished batch leaves nothing behind: its counts are in the counters
             failure_ttl=EXTRACT_FAILURE_TTL,
             # A crashed or killed worker counts against these too (RQ retries abandoned jobs),
@@ -102,9 +134,9 @@ def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
             # retry is immediate: a delayed one waits for RQ's scheduler, whose lock outlives a
             # killed worker that held it by up to 61 s (see worker/ops/rqworker.py).
             retry=Retry(max=4, interval=[0, 10, 30, 60]),
-            description=f"extract {len(batch)} from {batch[0].feed}",
+            description=f"extract {len(batch.entries)} from {batch.entries[0].feed}",
         )
-        for batch in batches(entries, EXTRACT_BATCH)
+        for batch in plan
     ]
     if jobs:
         with context.store.redis.pipeline() as pipe:
@@ -114,10 +146,17 @@ def enqueue_extracts(context: Context, entries: Sequence[Entry]) -> int:
 
 
 def hold_extracts(context: Context, entries: list[dict[str, Any]], until: float) -> None:
-    """Queue entries again for when their host lets us back (RQ's scheduler moves the job at ``until``)."""
+    """Queue entries again for when their host lets us back (RQ's scheduler moves the job at ``until``).
+
+    Their outbox records are pointed at the new job first, to be checked after it is due.
+    """
     hosts = sorted({host_of(raw.get("url", "")) for raw in entries})
+    at = until + random.uniform(0, 5)
+    job_id = uuid4().hex
+    context.store.assign_pending([outbox_token(raw.get("feed", ""), raw.get("guid", "")) for raw in entries],
+                                 at + context.settings.outbox_sweep_after, job_id=job_id)
     context.extract_queue.enqueue_at(
-        datetime.fromtimestamp(until + random.uniform(0, 5), UTC), EXTRACT_ENTRIES_JOB, entries,
+        datetime.fromtimestamp(at, UTC), EXTRACT_ENTRIES_JOB, entries, job_id=job_id,
         job_timeout=_extract_timeout(context, len(entries)), result_ttl=0, failure_ttl=EXTRACT_FAILURE_TTL,
         retry=Retry(max=2, interval=[5, 30]),
         description=f"extract {len(entries)} held back by {', '.join(hosts)[:80]}",

@@ -33,6 +33,14 @@ by default the same one).
                                                                                               (counters.py)
 - ``{p}:imap:{name}``         Q hash, an IMAP source's ``uidvalidity`` and ``last_uid``. Bound: one per IMAP
   source; expires after its source is removed                                                (mail.py)
+- ``{p}:outbox``              Q zset, pending entry token (hashed GUID) -> epoch of its next sweeper check
+- ``{p}:outbox:job``          Q hash, pending entry token -> "<RQ job id>|<times re-queued>"
+- ``{p}:outbox:entry``        Q hash, pending entry token -> the entry's JSON. All three: TTL 30 days, renewed on
+  each write; each entry gone once published or decided (by the publish script, or right after it when
+  the publishing Redis is another)                                                            (outbox.py)
+- ``{p}:outbox:sweep``        Q string, held (PX) by the process whose turn it is to sweep. TTL: the turn
+                                                                                              (outbox.py)
+- ``{p}:probe``               Q and P string, a health check's probe write. TTL: 60 s           (counters.py)
 - ``{p}:counters``            Q and P hash, monotonically increasing event counts (the publish script's on P).
   Bound: one field per event kind                                                             (counters.py)
 - ``{p}:claims:{period}:{shard}`` P hash, claim record (kind letter + the key's 12-byte digest) -> article id,
@@ -75,6 +83,7 @@ from worker.store.connection import connect, connect_quick
 from worker.store.feeds import FeedStore
 from worker.store.hosts import HostStore
 from worker.store.mail import MailStore
+from worker.store.outbox import Pending
 from worker.store.publish import NearKey, PublishArgs, PublishRequest, PublishStore
 from worker.store.schedule import ScheduleStore
 from worker.store.sources import SourceStore
@@ -84,6 +93,7 @@ from worker.store.updates import UpdateRequest, UpdateResult, UpdateStore, Versi
 __all__ = [
     "NEAR_MODES",
     "NearKey",
+    "Pending",
     "PublishArgs",
     "PublishRequest",
     "PublishResult",

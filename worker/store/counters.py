@@ -6,7 +6,10 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import redis
+
 from worker.store.base import StoreBase, text
+from worker.store.refusals import refusal_kind
 
 # Upper bounds (seconds) of the publish-delay histogram: a minute to a week.
 DELAY_BUCKETS: tuple[float, ...] = (60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400,
@@ -85,6 +88,23 @@ class CountersStore(StoreBase):
     def last_beat(self, process: str) -> float | None:
         value = self.redis.hget(self._key("heartbeats"), process)
         return float(value) if value else None
+
+    def probe_write(self) -> str | None:
+        """None when Redis accepts a write now, else what kind of refusal it answers with (OOM, READONLY, ...).
+
+        Live: nothing can record a refusal while it lasts, so health checks ask with a tiny write of their own.
+        """
+        for client in (self.redis, self.publishing) if self.split else (self.redis,):
+            try:
+                client.set(self._key("probe"), "1", ex=60)
+            except redis.RedisError as exc:
+                return refusal_kind(exc) or f"error: {exc}"
+        return None
+
+    def memory(self) -> dict[str, int | str]:
+        """Redis's memory use against its limit (INFO memory): used_memory, maxmemory, maxmemory_policy."""
+        info = self.redis.info("memory")
+        return {k: info.get(k, 0) for k in ("used_memory", "maxmemory", "maxmemory_policy")}
 
     def ping(self) -> float:
         """Round-trip time to Redis in seconds; raises redis.ConnectionError when unreachable."""

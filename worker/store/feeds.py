@@ -1,27 +1,34 @@
 """A source's status hash (``{p}:feed:{name}``): what its polls found, read by ``feedstream status``.
 
-A poll's whole outcome (status fields, error count, next slot, counters, seen items)
-is written by :meth:`FeedStore.apply_poll` in one MULTI.
+A poll's whole outcome (status fields, error count, next slot, counters, seen items, and the
+new entries recorded as pending in the outbox) is written by :meth:`FeedStore.apply_poll` in one MULTI.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from worker.models import PollIntent
 from worker.store.base import text
 from worker.store.counters import CountersStore
+from worker.store.outbox import OutboxStore
 from worker.store.seen import SeenStore
 
 
-class FeedStore(SeenStore, CountersStore):
+class FeedStore(SeenStore, CountersStore, OutboxStore):
     def feed_status(self, name: str) -> dict[str, str]:
         raw = self.redis.hgetall(self.feed_key(name))
         return {text(k): text(v) for k, v in raw.items()}
 
-    def apply_poll(self, intent: PollIntent) -> None:
+    def apply_poll(self, intent: PollIntent, pending: Mapping[str, Sequence[tuple[str, dict[str, Any]]]] | None = None,
+                   check_at: float = 0.0) -> None:
         """Write what a poll (or a received mail) decided, in one atomic step (MULTI).
 
-        A poll of an unchanged feed is a handful of Redis writes; sent one by one they
-        cost more than the conditional GET itself.
+        ``pending`` (``{job id: [(token, entry dict), ...]}``) are the new entries about to be queued:
+        they are recorded in the outbox in the same step as their GUIDs are marked seen, first checked
+        by the sweeper at ``check_at``. A poll of an unchanged feed is a handful of Redis writes; sent
+        one by one they cost more than the conditional GET itself.
         """
         key = self.feed_key(intent.source)
         pipe = self.redis.pipeline(transaction=True)
@@ -46,4 +53,6 @@ class FeedStore(SeenStore, CountersStore):
             self._queue_seen(pipe, intent.source, intent.seen, intent.seen_at)
         if intent.marks is not None:
             self._queue_marks(pipe, intent.source, intent.marks)
+        if pending:
+            self._queue_pending(pipe, pending, check_at)
         pipe.execute()

@@ -1,7 +1,7 @@
 """Publishing: the dedupe claims (``{p}:claims:{period}:{shard}``; ``{p}:claim:{url,text,mid}:{key}`` of the
 old form, read until they expire), the near-duplicate index (``{p}:nd:b:{period}:{bucket}``,
-``{p}:nd:sig:{id}``), the XADD and the feeds-out indexes (``{p}:out:...``), as one atomic script
-(lua/publish.lua) on the publishing Redis."""
+``{p}:nd:sig:{id}``), the XADD, the feeds-out indexes (``{p}:out:...``) and settling the entry's outbox
+record, as one atomic script (lua/publish.lua) on the publishing Redis."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from worker.models import Article, PublishResult
 from worker.store import boilerplate as learned
 from worker.store.base import text
 from worker.store.boilerplate import BoilerplateStore
+from worker.store.outbox import OutboxStore
 
 
 @dataclass(frozen=True)
@@ -39,12 +40,14 @@ class PublishRequest:
     message_key: str | None = None
     # the article's paragraph fingerprints (boilerplate.fingerprints), counted for its feed if it is published
     boilerplate: Sequence[str] = ()
+    # the entry's outbox token (its hashed GUID), settled by the same step; None: not from the outbox (a mail)
+    outbox_token: str | None = None
 
 
 @dataclass(frozen=True)
 class PublishArgs:
-    """ARGV of lua/publish.lua. The fields' order IS the script's ARGV order (it unpacks ARGV[1..32] into
-    locals of these names; tests/test_store.py checks they match); the band digests follow as ARGV[33..]."""
+    """ARGV of lua/publish.lua. The fields' order IS the script's ARGV order (it unpacks ARGV[1..33] into
+    locals of these names; tests/test_store.py checks they match); the band digests follow as ARGV[34..]."""
 
     article_id: str
     article_head: str  # the article's JSON without duplicate_of/cluster and the closing brace
@@ -78,6 +81,7 @@ class PublishArgs:
     boiler_periods_back: int
     boiler_period_seconds: int
     index_ttl: int  # seconds a feeds-out index outlives its last article
+    outbox_token: str  # the entry's outbox record to settle; "" for none
 
     def argv(self, bands: Sequence[bytes]) -> list[Any]:
         return [*astuple(self), *bands]
@@ -108,7 +112,7 @@ def article_json_head(article: Article) -> str:
     return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))[:-1]
 
 
-class PublishStore(BoilerplateStore):
+class PublishStore(BoilerplateStore, OutboxStore):
     @property
     def claim_period_seconds(self) -> int:
         return max(1, self.claim_ttl // CLAIM_PERIODS)
@@ -139,7 +143,7 @@ class PublishStore(BoilerplateStore):
 
     def publish(self, article: Article, *, url_keys: Sequence[str], text_key: str | None,
                 near: NearKey | None = None, message_key: str | None = None,
-                boilerplate: Sequence[str] = ()) -> PublishResult:
+                boilerplate: Sequence[str] = (), outbox_token: str | None = None) -> PublishResult:
         """Claim the article's URLs (and text, and a newsletter's Message-ID), check it for near-copies and XADD it.
 
         One atomic step.
@@ -148,11 +152,12 @@ class PublishStore(BoilerplateStore):
         published with ``duplicate_of``/``cluster`` set to that cluster's first
         article (``mark``) or not published (``drop``); either way its own
         bands and signature are indexed for ``near_window`` seconds. A published
-        article's ``boilerplate`` fingerprints are counted for its feed in the same step,
-        and its stream id goes to the feeds-out indexes of all articles, its feed and its tags.
+        article's ``boilerplate`` fingerprints are counted for its feed in the same step, its stream id goes
+        to the feeds-out indexes of all articles, its feed and its tags, and the entry's outbox record
+        (``outbox_token``) is settled whatever the verdict.
         """
-        keys, argv = self._publish_call(PublishRequest(article, url_keys, text_key, near, message_key, boilerplate))
-        return self._publish_result(article, self._script("publish", publishing=True)(keys=keys, args=argv))
+        return self.publish_many([PublishRequest(article, url_keys, text_key, near, message_key, boilerplate,
+                                                 outbox_token)])[0]
 
     def publish_many(self, requests: Sequence[PublishRequest]) -> list[PublishResult]:
         """:meth:`publish` for each request, in order, in one round trip (each one still its own atomic step)."""
@@ -164,6 +169,10 @@ class PublishStore(BoilerplateStore):
             keys, argv = self._publish_call(request)
             script(keys=keys, args=argv, client=pipe)
         replies = pipe.execute()
+        if self.split:
+            # Every reply is a verdict. A crash before this leaves the entries pending: the sweeper queues
+            # them again, and their job finds them published and settles them.
+            self.settle_pending(request.outbox_token for request in requests if request.outbox_token)
         return [self._publish_result(request.article, reply)
                 for request, reply in zip(requests, replies, strict=True)]
 
@@ -197,10 +206,12 @@ class PublishStore(BoilerplateStore):
             boiler_seen_prefix=seen_prefix, boiler_count_prefix=count_prefix,
             boiler_period=self.boilerplate_period(now), boiler_periods_back=learned.BOILERPLATE_PERIODS - 1,
             boiler_period_seconds=self.boilerplate_period_seconds, index_ttl=self.claim_ttl,
+            # with a publishing Redis of its own the outbox is not beside the claims: publish_many settles it
+            outbox_token="" if self.split else request.outbox_token or "",
         )
         indexes = [self.out_index_key("all"), self.out_index_key("feed", article.feed),
                    *(self.out_index_key("tag", tag) for tag in dict.fromkeys(article.tags))]
-        keys = [self.stream, self.counters_key, self.out_since_key,
+        keys = [self.stream, self.counters_key, self.out_since_key, *self.outbox_keys,
                 *(self._key("claim", kind, key) for _, kind, key in claims),
                 *([self._key("nd", "sig", raw_id.hex())] if near else []),
                 *self._old_boilerplate_keys(article.feed), *indexes]

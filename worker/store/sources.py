@@ -49,10 +49,20 @@ class SourceStore(StoreBase):
         return int(self.redis.get(self.sources_version_key) or 0)
 
     def sources_snapshot(self) -> Snapshot:
-        """Version, every record and the poll schedule, read in one step."""
-        pipe = self.redis.pipeline(transaction=True)
-        self._queue_snapshot_reads(pipe)
-        return _snapshot(*pipe.execute())
+        """Version, every record and the poll schedule, as of one version.
+
+        Not a MULTI: Redis refuses MULTI while it refuses writes (OOM), and status and health checks
+        must read then. The version is read before and after instead; every change raises it in the
+        same MULTI that writes the records, so equal versions mean the reads saw one state.
+        """
+        for _ in range(CHANGE_ATTEMPTS):
+            pipe = self.redis.pipeline(transaction=False)
+            self._queue_snapshot_reads(pipe)
+            pipe.get(self.sources_version_key)
+            *reads, version_after = pipe.execute()
+            if reads[0] == version_after:
+                break
+        return _snapshot(*reads)
 
     def _queue_snapshot_reads(self, pipe: Any) -> None:
         pipe.get(self.sources_version_key)

@@ -7,13 +7,18 @@
 -- KEYS[1]        the stream
 -- KEYS[2]        the counters hash
 -- KEYS[3]        the feeds-out marker: the first stream id published with feeds-out indexes
--- KEYS[4 ..]     the claims' keys of the old form (a string per claim), read until they expire
+-- KEYS[4 .. 6]   the outbox: its zset of check times, its job hash, its entry hash (see store/outbox.py)
+-- KEYS[7 ..]     the claims' keys of the old form (a string per claim), read until they expire
 --                (claim_count of them, the URL claims first, in the order of claim_records)
 -- next           the article's own signature key (only when near_mode ~= 'off' and signature ~= '')
 -- next two       the feed's boilerplate keys of the old form (counts hash, once-seen string), read only
 -- the rest       the feeds-out indexes the article goes to (all, its feed, each of its tags)
--- ARGV[1 .. 32]  named in the `unpack` below, in the order of worker/store/publish.py's PublishArgs
--- ARGV[33 ..]    band digests, 7 bytes each: the first two name the buckets, the last six are the probe
+-- ARGV[1 .. 33]  named in the `unpack` below, in the order of worker/store/publish.py's PublishArgs
+-- ARGV[34 ..]    band digests, 7 bytes each: the first two name the buckets, the last six are the probe
+--
+-- Whatever the verdict, the entry's outbox record (outbox_token, '' for none: a mail, or a publishing
+-- Redis of its own, where the outbox is not: then the caller settles it right after) is settled in the
+-- same step: an entry is pending until this script has decided it, and not a moment longer.
 --
 -- Returns {'already', id} | {'duplicate', owner id} | {'near_dropped', cluster id}
 --       | {'published', stream id} | {'published', stream id, cluster id} (a near-copy, marked)
@@ -56,15 +61,16 @@ local article_id, article_head, claim_ttl, stream_maxlen, url, feed, claim_count
   min_agree, near_window, signature_prefix, band_prefix, period, periods_back, period_seconds, index_id,
   boilerplate, boilerplate_ttl, boilerplate_cap, recent_bytes, claim_records, claim_prefix, claim_period,
   claim_periods_back, claim_period_seconds, boiler_seen_prefix, boiler_count_prefix, boiler_period,
-  boiler_periods_back, boiler_period_seconds, index_ttl = unpack(ARGV, 1, 32)
-local FIRST_BAND = 33
+  boiler_periods_back, boiler_period_seconds, index_ttl, outbox_token = unpack(ARGV, 1, 33)
+local FIRST_BAND = 34
 local RECORD = 18  -- bytes of a band record: 6-byte probe, 12-byte article id
 local FULL = 4096  -- a bucket string this long overflows to the next level (or chunk)
 local CLAIM = 13  -- bytes of a claim record in claim_records: kind letter, 12-byte digest
 local CLAIM_FULL = 120  -- fields of a claim hash before it overflows to the next level
 local FP = 8  -- bytes of a paragraph fingerprint
 local STREAM, COUNTERS, OUT_SINCE = KEYS[1], KEYS[2], KEYS[3]
-local FIRST_CLAIM, LAST_CLAIM = 4, 3 + tonumber(claim_count)
+local OUTBOX, OUTBOX_JOB, OUTBOX_ENTRY = KEYS[4], KEYS[5], KEYS[6]
+local FIRST_CLAIM, LAST_CLAIM = 7, 6 + tonumber(claim_count)
 local near_on = near_mode ~= 'off' and signature ~= ''
 local SIGNATURE_KEY = near_on and KEYS[LAST_CLAIM + 1] or nil
 local OLD_BOILER = LAST_CLAIM + (near_on and 2 or 1)  -- the old counts hash; the once-seen string follows
@@ -78,6 +84,15 @@ end
 local function expire_new(key, at)
   if redis.call('TTL', key) == -1 then
     redis.call('EXPIREAT', key, at)
+  end
+end
+
+-- The entry is decided: no longer pending in the outbox.
+local function settle()
+  if outbox_token ~= '' then
+    redis.call('ZREM', OUTBOX, outbox_token)
+    redis.call('HDEL', OUTBOX_JOB, outbox_token)
+    redis.call('HDEL', OUTBOX_ENTRY, outbox_token)
   end
 end
 
@@ -356,6 +371,7 @@ end
 
 local refused = check_claims()
 if refused then
+  settle()
   return refused
 end
 local cluster, near = article_id, false
@@ -369,10 +385,12 @@ end
 if near and near_mode == 'drop' then
   set_claims()
   redis.call('HINCRBY', COUNTERS, 'duplicates_near_dropped', 1)
+  settle()
   return {'near_dropped', cluster}
 end
 local stream_id = append_to_stream(cluster, near)
 set_claims()
+settle()
 redis.call('HINCRBY', COUNTERS, 'published', 1)
 if boilerplate ~= '' then
   learn_boilerplate(boilerplate)
