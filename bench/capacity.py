@@ -11,8 +11,9 @@ the writes' own) through the project's code paths, in this process:
 2. publishing: the near-duplicate index is filled with synthetic articles (random signatures, through
    the publish script, as bench/dedupe.py does) to 10,000 and then to --index articles; at each size
    --window real-looking articles (distinct ~350-word texts, a recurring promo line per feed, two tags)
-   go through the real publish path (``pipeline.entries``' requests: boilerplate, MinHash, claims; then
-   ``publish_many``): Redis CPU per publish (commandstats) and AOF bytes per publish (``aof_current_size``).
+   go through the real publish path (``pipeline.entries``' requests: boilerplate, MinHash, claims, the
+   entry's outbox record; then ``publish_many``): Redis CPU per publish (commandstats) and AOF bytes per
+   publish (``aof_current_size``).
    Bytes per claim, per indexed article and per feeds-out index entry are ``MEMORY USAGE`` of their keys.
 3. feeds out: 8 articles of a quiet tag, then --others newer articles of other tags; the real server
    answers ``/tags/quiet.atom`` and ``/tags/busy.atom`` over loopback; Redis time per request is the
@@ -48,7 +49,7 @@ from rq import Queue, SimpleWorker  # noqa: E402
 
 from tests.site import Site  # noqa: E402
 from worker.dedupe import minhash  # noqa: E402
-from worker.dedupe.keys import url_key  # noqa: E402
+from worker.dedupe.keys import guid_key, url_key  # noqa: E402
 from worker.fetch import HttpSettings  # noqa: E402
 from worker.models import Article, Feed  # noqa: E402
 from worker.ops.embedded import EmbeddedRedis  # noqa: E402
@@ -175,7 +176,7 @@ def story_text(rng: random.Random, feed: int) -> str:
     return "\n\n".join(paragraphs)
 
 
-def real_articles(rng: random.Random, start: int, count: int) -> list[tuple[Article, list[str]]]:
+def real_articles(rng: random.Random, start: int, count: int) -> list[tuple[Article, list[str], str]]:
     ready = []
     for n in range(start, start + count):
         feed = n % 100
@@ -183,13 +184,18 @@ def real_articles(rng: random.Random, start: int, count: int) -> list[tuple[Arti
         article = Article(id=url_key(url), url=url, title=f"Story {n}", text=story_text(rng, feed),
                           feed=f"pub{feed}", tags=[f"topic{n % 7}", "news"], published=None)
         article.markdown = article.text
-        ready.append((article, [url_key(url)]))
+        ready.append((article, [url_key(url)], guid_key(article.feed, url)))
     return ready
 
 
 def publish_window(context: Context, rng: random.Random, start: int, count: int) -> dict[str, float]:
     client = context.store.publishing
     ready = real_articles(rng, start, count)
+    # each entry pending in the outbox, as the poll that found it left it (not measured): publishing settles it
+    pipe = context.store.redis.pipeline(transaction=True)
+    context.store._queue_pending(pipe, {"bench-job": [(token, {"url": a.url}) for a, _, token in ready]},
+                                 time.time() + 300)
+    pipe.execute()
 
     def run() -> None:
         for batch in batches(ready, 8):  # as the extract job: one round trip per batch

@@ -14,6 +14,7 @@ from worker.fetch import HttpSettings
 from worker.pipeline.context import Context, install_context
 from worker.pipeline.queues import EXTRACT_QUEUE, POLL_QUEUE, enqueue_poll
 from worker.settings import Settings, load_sources
+from worker.sources.manage import AdminOptions, SourceAdmin
 
 
 def write_feeds(path: Path, feeds: dict[str, str], **options: Any) -> Path:
@@ -34,6 +35,13 @@ def make_context(redis_url: str, feeds_path: Path, deadline: float = 5.0, allow_
     context = Context.build(settings, redis_url)
     install_context(context)
     return context
+
+
+def admin_context(redis_url: str, feeds_path: Path) -> tuple[Context, SourceAdmin]:
+    """A context over a feeds file naming no source, and the admin operations that add sources (unfetched)."""
+    feeds_path.write_text("feeds = []\n")
+    context = make_context(redis_url, feeds_path)
+    return context, SourceAdmin(context.store, None, AdminOptions(allow_private=True))
 
 
 def run_burst(context: Context) -> None:

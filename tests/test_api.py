@@ -99,7 +99,7 @@ def test_a_source_through_its_life(api: str, site: Site, redis_client: redis.Red
     assert call(api, "POST", "/api/sources/site-news/refresh")[0] == 202
     status, found, _ = call(api, "POST", "/api/discover", {"url": site.url("/")})
     assert status == 200 and found["feeds"][0] == {"url": site.url("/f"), "title": "Site News", "found_by": "link",
-                                                   "entries": 1}
+                                                   "entries": 1, "kind": "feed"}
     status, opml, headers = call(api, "GET", "/api/opml")
     assert status == 200 and headers["Content-Type"].startswith("text/x-opml") and site.url("/f") in opml
     assert call(api, "DELETE", "/api/sources/site-news")[0] == 204

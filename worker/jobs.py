@@ -14,7 +14,7 @@ from typing import Any
 from rq import get_current_job
 
 from worker.pipeline import entries as extraction
-from worker.pipeline import mail, poll, updates
+from worker.pipeline import mail, poll, push, updates
 from worker.pipeline.context import current_context
 
 
@@ -51,3 +51,8 @@ def recheck_articles(items: list[dict[str, Any]]) -> dict[str, int]:
     """Re-check published articles whose feed entry changed; publish each real change as the next version once."""
     job = get_current_job()
     return updates.recheck_articles(current_context(), items, final_attempt=job is None or not job.retries_left)
+
+
+def ingest_push(source_name: str, body: bytes, content_type: str = "") -> dict[str, Any]:
+    """Take a feed body a WebSub hub pushed (signature checked) as a poll of the source that did not fetch."""
+    return push.ingest_push(current_context(), source_name, body, content_type)

@@ -29,6 +29,17 @@ class Feed:
 
 
 @dataclass(frozen=True)
+class Sitemap(Feed):
+    """A source read from a (news) sitemap or sitemap index instead of a feed (``kind = "sitemap"``).
+
+    Polled like a feed (conditional GET, the adaptive schedule); only entries dated within
+    ``max_age`` seconds are listed (worker/feeds/sitemap.py).
+    """
+
+    max_age: int = 2 * 86400
+
+
+@dataclass(frozen=True)
 class Fetched:
     """A completed HTTP download."""
 
@@ -90,6 +101,9 @@ class ParsedFeed:
     ttl_minutes: int | None = None
     entries: list[Entry] = field(default_factory=list)
     warning: str | None = None  # parser's complaint about malformed input it still read
+    # WebSub (worker/push/): the hub the feed names (<link rel="hub">) and its own address (rel="self")
+    hub: str | None = None
+    self_url: str | None = None
 
 
 @dataclass

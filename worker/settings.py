@@ -18,7 +18,7 @@ from worker.errors import ConfigError, SourceInvalid
 from worker.fetch import HttpSettings
 from worker.models import UPDATE_MODES, Feed, NewsletterSource, UpdatePolicy
 from worker.sources.plan import identity
-from worker.sources.spec import FEED_KIND, MIN_INTERVAL, NEWSLETTER_KINDS, source_from_dict
+from worker.sources.spec import FEED_KIND, FEED_KINDS, MIN_INTERVAL, NEWSLETTER_KINDS, check_url, source_from_dict
 
 DEFAULT_FEEDS_PATH = "config/feeds.toml"
 DEFAULT_STREAM = "articles"
@@ -110,6 +110,10 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)
     # Where a newsletter source added without an address gets a fresh one (Kill the Newsletter style).
     mail_domain: str | None = None
+    # WebSub (docs/push.md): the address hubs reach `feedstream serve` at; None: no subscriptions made.
+    public_url: str | None = None
+    websub_lease: int = 10 * 86400  # the lease asked of hubs (they decide)
+    hub_retry_base: float = 30.0  # our hub: seconds before a failed delivery's first retry (then 2x, 4x, ...)
     # Seconds an entry stays pending (queued, not yet published or decided) before the outbox sweeper
     # looks at its RQ job, and between its later looks; it re-queues the entry only when the job is gone.
     outbox_sweep_after: float = 300.0
@@ -160,8 +164,22 @@ class Settings:
             serve_port=int(_number(env, "FEEDSTREAM_SERVE_PORT", _number(env, "PORT", 8080, 1), 1)),
             admin_token=(env.get("FEEDSTREAM_ADMIN_TOKEN") or "").strip() or None,
             mail_domain=_domain(env),
+            public_url=_public_url(env),
+            websub_lease=int(_number(env, "FEEDSTREAM_WEBSUB_LEASE", 10 * 86400, 60)),
+            hub_retry_base=_number(env, "FEEDSTREAM_HUB_RETRY_BASE", 30.0, 0.1),
             outbox_sweep_after=_number(env, "FEEDSTREAM_OUTBOX_SWEEP_AFTER", 300.0, 1.0),
         )
+
+
+def _public_url(env: Mapping[str, str]) -> str | None:
+    raw = (env.get("FEEDSTREAM_PUBLIC_URL") or "").strip()
+    if not raw:
+        return None
+    try:
+        check_url(raw)
+    except ValueError as exc:
+        raise ConfigError(f"FEEDSTREAM_PUBLIC_URL {exc}") from None
+    return raw.rstrip("/")
 
 
 def _domain(env: Mapping[str, str]) -> str | None:
@@ -250,7 +268,7 @@ def _feeds_from_doc(doc: dict[str, Any], path: Path, newsletters: list[Newslette
 def _feed_from_table(table: Any, where: str) -> Feed:
     if not isinstance(table, dict):
         raise ConfigError(f"{where} is not a table")
-    feed = _from_table(table, where, (FEED_KIND,), FEED_KIND)
+    feed = _from_table(table, where, FEED_KINDS, FEED_KIND)
     assert isinstance(feed, Feed)
     return feed
 
@@ -259,7 +277,7 @@ def _from_table(table: dict[str, Any], where: str, kinds: tuple[str, ...],
                 default_kind: str) -> Feed | NewsletterSource:
     """The source a table describes, by the rules every source follows (worker/sources/spec.py); ConfigError
     names the table and the first rule broken."""
-    if default_kind == FEED_KIND and "kind" in table:
+    if default_kind == FEED_KIND and table.get("kind", FEED_KIND) not in FEED_KINDS:
         raise ConfigError(f"{where} has unknown keys: kind")
     try:
         return source_from_dict(table, kinds=kinds, default_kind=default_kind)

@@ -27,8 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add.add_argument("url", nargs="?", help="a feed's address, or a site's (its feed is discovered)")
     add.add_argument("--name", help="the source's name (default: from the feed's title)")
     add.add_argument("--tag", action="append", default=[], dest="tags", help="a tag for its articles (repeatable)")
-    add.add_argument("--kind", default="feed", choices=("feed", "smtp", "imap", "maildir"),
-                     help="feed (default), or a newsletter: smtp (gets an address under FEEDSTREAM_MAIL_DOMAIN "
+    add.add_argument("--kind", default="feed", choices=("feed", "sitemap", "smtp", "imap", "maildir"),
+                     help="feed (default), sitemap (a news sitemap or index, or a site's: robots.txt names it), "
+                          "or a newsletter: smtp (gets an address under FEEDSTREAM_MAIL_DOMAIN "
                           "unless --address), imap, maildir")
     add.add_argument("--address", help="smtp: the address it receives at")
     add.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="fields",
@@ -73,7 +74,7 @@ def _list(admin: SourceAdmin, args: argparse.Namespace, out: TextIO) -> int:
 
 def _add(admin: SourceAdmin, args: argparse.Namespace, out: TextIO) -> int:
     body: dict[str, Any] = {"kind": args.kind}
-    if args.kind == "feed" and not args.url:
+    if args.kind in ("feed", "sitemap") and not args.url:
         raise SourceError("url: a feed needs its URL (or a site's)", {"url": "is required"})
     if args.url:
         body["url"] = args.url

@@ -7,6 +7,7 @@ import contextlib
 import json
 import math
 import sys
+import time
 from typing import Any, TextIO
 
 import redis
@@ -14,6 +15,7 @@ import redis
 from worker.cli.edge import Edge
 from worker.ops.metrics import LAG_WARN_SHARE
 from worker.ops.rqworker import queue_depths, worker_count
+from worker.push.websub import Subscription
 from worker.store import Store
 from worker.timefmt import iso_from_epoch
 
@@ -41,6 +43,8 @@ def _when(value: str | None) -> str:
 def status_rows(edge: Edge) -> list[dict[str, object]]:
     """One row per configured feed: its health as the last polls left it."""
     due = edge.store.due_times()
+    now = time.time()
+    subscriptions = edge.store.websub_subscriptions([feed.name for feed in edge.feeds])
     rows: list[dict[str, object]] = []
     for feed in edge.feeds:
         status = edge.store.feed_status(feed.name)
@@ -65,6 +69,7 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "retired": status.get("retired"),
             "deferred": status.get("deferred"),
             "paused": feed.name in edge.paused,
+            "websub": _websub_view(subscriptions.get(feed.name), now, bool(edge.settings.public_url)),
         })
     for source in edge.newsletters:
         status = edge.store.feed_status(source.name)
@@ -110,8 +115,36 @@ def print_status(rows: list[dict[str, object]], out: TextIO) -> None:
             print(f"{'':<20} moved: now polled at {row['adopted_url']}", file=out)
         if row.get("deferred"):
             print(f"{'':<20} deferred: {row['deferred']}", file=out)
+        if row.get("websub"):
+            print(f"{'':<20} {websub_line(row['websub'])}", file=out)  # type: ignore[arg-type]
         if row.get("paused"):
             print(f"{'':<20} paused (feedstream sources resume {row['feed']})", file=out)
+
+
+def _websub_view(sub: Subscription | None, now: float, public_url: bool) -> dict[str, object] | None:
+    if sub is None or not (sub.found_hub or sub.hub):
+        return None
+    view = sub.view(now)
+    for key in ("expires_at", "last_push"):
+        if key in view:
+            view[key] = iso_from_epoch(float(view[key]))  # type: ignore[arg-type]
+    if not public_url and view["state"] == "not subscribed":
+        view["state"] = "hub found; not subscribed (FEEDSTREAM_PUBLIC_URL is not set)"
+    return view
+
+
+def websub_line(view: dict[str, object]) -> str:
+    """One line on a feed's WebSub subscription: its state, hub, lease and last push."""
+    parts = [f"websub: {view['state']} at {view['hub']}"]
+    if view.get("expires_at"):
+        parts.append(f"lease until {_when(str(view['expires_at']))}")
+    parts.append(f"last push {_when(str(view['last_push']))} ({view['pushes']} in all)" if view.get("last_push")
+                 else "no push yet")
+    if view.get("refused"):
+        parts.append(f"{view['refused']} refused, last: {view.get('last_refused')}")
+    if view.get("last_error"):
+        parts.append(f"error: {view['last_error']}")
+    return "; ".join(parts)
 
 
 def redis_report(store: Store) -> dict[str, object]:

@@ -5,6 +5,8 @@
    ``/wp-json/`` alternates are its REST API, not feeds, and are skipped).
 3. Else the usual paths at the site's root: ``/feed/``, ``/rss.xml``, ``/atom.xml``, ``/feed.xml``,
    ``/index.xml``, ``/feed.json``.
+4. Else the sitemaps the site's robots.txt names (``Sitemap:`` lines): a news sitemap is a source too
+   (``kind = "sitemap"``); asked for sitemaps only, the address itself or robots.txt's.
 
 A candidate counts only if its body parses as a feed (:func:`parse_feed`). The candidates are
 found by pure functions; :func:`discover` fetches them through a ``get`` it is given (the guarded
@@ -21,6 +23,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from worker.errors import FeedstreamError, FetchError, ParseError
 from worker.feeds.parse import parse_feed
+from worker.feeds.sitemap import parse_sitemap, robots_sitemaps
 from worker.models import Fetched
 
 FEED_TYPES = {
@@ -59,9 +62,11 @@ class FoundFeed:
     title: str
     found_by: str  # "address" (the URL given is a feed), "link" (<link rel=alternate>) or "path"
     entries: int
+    kind: str = "feed"  # or "sitemap" (found_by "robots": named by robots.txt)
 
     def as_dict(self) -> dict[str, object]:
-        return {"url": self.url, "title": self.title, "found_by": self.found_by, "entries": self.entries}
+        return {"url": self.url, "title": self.title, "found_by": self.found_by, "entries": self.entries,
+                "kind": self.kind}
 
 
 class _LinkCollector(HTMLParser):
@@ -135,8 +140,33 @@ def _as_feed(fetched: Fetched, url: str, found_by: str) -> FoundFeed | None:
     try:
         parsed = parse_feed(fetched.body, url=fetched.url, headers=fetched.headers)
     except ParseError:
-        return None
+        return _as_sitemap(fetched, url, found_by)
     return FoundFeed(url, parsed.title or "", found_by, len(parsed.entries))
+
+
+def _as_sitemap(fetched: Fetched, url: str, found_by: str) -> FoundFeed | None:
+    try:  # every entry counted, whatever its age: the source's max_age applies when it is polled
+        doc = parse_sitemap(fetched.body, url=fetched.url, now=0.0, max_age=float("inf"))
+    except ParseError:
+        return None
+    return FoundFeed(url, "", found_by, len(doc.children) if doc.index else len(doc.entries), kind="sitemap")
+
+
+def _robots_sitemaps(page_url: str, get: Get) -> list[FoundFeed]:
+    parts = urlsplit(page_url)
+    try:
+        robots = get(urlunsplit((parts.scheme, parts.netloc, "/robots.txt", "", "")))
+    except FetchError:
+        return []
+    found = []
+    for candidate in robots_sitemaps(robots.body, robots.url)[:5]:
+        try:
+            sitemap = _as_sitemap(get(candidate), candidate, "robots")
+        except FetchError:
+            continue
+        if sitemap is not None:
+            found.append(sitemap)
+    return found
 
 
 class NoFeedFound(FeedstreamError):
@@ -145,13 +175,20 @@ class NoFeedFound(FeedstreamError):
     stage = "discover"
 
 
-def discover(url: str, get: Get, *, first: bool = False) -> list[FoundFeed]:
-    """The feeds at ``url``, best first (``first``: stop at the first one found).
+def discover(url: str, get: Get, *, first: bool = False, sitemaps_only: bool = False) -> list[FoundFeed]:
+    """The feeds at ``url``, best first (``first``: stop at the first one found); sitemaps named by
+    robots.txt when there is no feed (``sitemaps_only``: the address itself if it is one, else those).
 
     Raises FetchError when the address itself cannot be fetched, NoFeedFound when nothing there
     is a feed. Candidates that fail to fetch or parse are passed over.
     """
     page = get(url)
+    if sitemaps_only:
+        itself = _as_sitemap(page, url, "address")
+        found = [itself] if itself is not None else _robots_sitemaps(page.url, get)
+        if not found:
+            raise NoFeedFound(f"no sitemap found at {url}: it is not one, and robots.txt names none that reads")
+        return found[:1] if first else found
     itself = _as_feed(page, url, "address")
     if itself is not None:
         return [itself]
@@ -174,6 +211,9 @@ def discover(url: str, get: Get, *, first: bool = False) -> list[FoundFeed]:
             if first:
                 break
     if not found:
+        found = _robots_sitemaps(page.url, get)[: 1 if first else None]
+    if not found:
         raise NoFeedFound(f"no feed found at {url}: it is not a feed, links none with "
-                          f"<link rel=\"alternate\">, and none of {', '.join(WELL_KNOWN_PATHS)} is one")
+                          f"<link rel=\"alternate\">, none of {', '.join(WELL_KNOWN_PATHS)} is one, "
+                          "and robots.txt names no sitemap")
     return found

@@ -63,7 +63,19 @@ def parse_json_feed(body: bytes, url: str) -> ParsedFeed:
         ttl_minutes=None,
         entries=unique_entries(entries, warnings, skipped),
         warning=warning_text(warnings),
+        hub=_websub_hub(doc.get("hubs"), url),
+        self_url=http_url(doc.get("feed_url"), url),
     )
+
+
+def _websub_hub(hubs: Any, base: str) -> str | None:
+    """The first WebSub hub of JSON Feed's ``hubs`` array."""
+    for hub in hubs if isinstance(hubs, list) else []:
+        if isinstance(hub, dict) and str(hub.get("type", "")).lower() == "websub":
+            found = http_url(hub.get("url"), base)
+            if found:
+                return found
+    return None
 
 
 def _json_entry(item: dict[str, Any], base: str, feed_author: str | None) -> Entry | None:

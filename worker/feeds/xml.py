@@ -131,7 +131,19 @@ def parse_xml_feed(
         ttl_minutes=_ttl(meta.get("ttl")),
         entries=unique_entries(entries, warnings, skipped),
         warning=warning_text(warnings),
+        hub=_link_of(meta, "hub", url),
+        self_url=_link_of(meta, "self", url),
     )
+
+
+def _link_of(meta: Mapping[str, Any], rel: str, base: str) -> str | None:
+    """The first ``<link rel=...>`` (atom:link in RSS too) of the feed with this rel, absolute (WebSub)."""
+    for link in meta.get("links") or []:
+        if isinstance(link, Mapping) and link.get("rel") == rel:
+            found = http_url(link.get("href"), base)
+            if found:
+                return found
+    return None
 
 
 def _xml_entry(raw: dict[str, Any], base: str, feed_author: str | None) -> Entry | None:

@@ -284,6 +284,23 @@ class HttpClient:
             self._local.fetch = None
             fetch.finish()
 
+    def post(self, url: str, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> Fetched:
+        """POST ``body`` to ``url`` (WebSub: a subscription request, a content distribution) and read the
+        answer within the same guard, deadline and size cap as :meth:`get`. Redirects are not followed
+        (a POST is not repeated elsewhere): a 3xx, like any non-2xx, raises FetchError."""
+        sent = {"User-Agent": self.settings.user_agent, "Content-Type": content_type, **(headers or {})}
+        fetch = Deadline(self.settings.deadline)
+        self._local.fetch = fetch
+        try:
+            target = _request_url(url)
+            response = self._open(target, sent, fetch, method="POST", body=body)
+            answer = self._take_body(response, fetch, target)
+            return Fetched(url=target, status=response.status, body=answer, requested_url=url,
+                           headers={name.lower(): response.headers[name] for name in response.headers})
+        finally:
+            self._local.fetch = None
+            fetch.finish()
+
     # The SSRF policy; a test may widen it to one known server.
     def _address_allowed(self, ip: str, port: int) -> bool:
         return self.settings.allow_private or is_public_address(ip)
@@ -297,30 +314,20 @@ class HttpClient:
         while True:
             target = _request_url(current)
             response = self._open(target, headers, fetch)
-            complete = False
-            try:
-                status = response.status
-                if status in _REDIRECTS:
-                    location = response.headers.get("location")
-                    if not location:
-                        raise FetchError(f"HTTP {status} without a Location from {current}",
-                                         url=current, status=status)
-                    current = urljoin(target, location.strip())
-                    redirects.append((status, current))
-                    if len(redirects) > self.settings.max_redirects:
-                        raise FetchError(f"too many redirects ({len(redirects)}) from {url}", url=url)
-                    continue
+            status = response.status
+            if status in _REDIRECTS or status == 304:
+                _discard(response)
                 if status == 304:
                     raise NotModified(current, tuple(redirects))
-                if not 200 <= status < 300:
-                    raise self._status_error(response, current)
-                body = self._read_body(response, fetch, current)
-                complete = True
-            finally:
-                if complete:
-                    response.release_conn()
-                else:
-                    _discard(response)
+                location = response.headers.get("location")
+                if not location:
+                    raise FetchError(f"HTTP {status} without a Location from {current}", url=current, status=status)
+                current = urljoin(target, location.strip())
+                redirects.append((status, current))
+                if len(redirects) > self.settings.max_redirects:
+                    raise FetchError(f"too many redirects ({len(redirects)}) from {url}", url=url)
+                continue
+            body = self._take_body(response, fetch, current)
             if fetch.expired:  # the end of the body may be the watchdog's doing
                 raise fetch.exceeded(current)
             return Fetched(
@@ -332,14 +339,15 @@ class HttpClient:
                 redirects=tuple(redirects),
             )
 
-    def _open(self, url: str, headers: dict[str, str], fetch: Deadline) -> urllib3.BaseHTTPResponse:
+    def _open(self, url: str, headers: dict[str, str], fetch: Deadline, method: str = "GET",
+              body: bytes | None = None) -> urllib3.BaseHTTPResponse:
         remaining = fetch.remaining()
         if remaining <= 0:
             raise fetch.exceeded(url)
         timeout = urllib3.Timeout(connect=min(self.settings.connect_timeout, remaining), read=remaining)
         try:
             return self._pool.urlopen(
-                "GET", url, headers=headers, redirect=False, retries=False,
+                method, url, body=body, headers=headers, redirect=False, retries=False,
                 preload_content=False, decode_content=True, timeout=timeout,
             )
         except BlockedAddress as exc:
@@ -352,6 +360,22 @@ class HttpClient:
             raise
         except Exception as exc:
             raise self._error(exc, fetch, url) from exc
+
+    def _take_body(self, response: urllib3.BaseHTTPResponse, fetch: Deadline, url: str) -> bytes:
+        """The body of a 2xx response (else its FetchError); the connection goes back to the pool only
+        when the body was read to its end."""
+        complete = False
+        try:
+            if not 200 <= response.status < 300:
+                raise self._status_error(response, url)
+            body = self._read_body(response, fetch, url)
+            complete = True
+            return body
+        finally:
+            if complete:
+                response.release_conn()
+            else:
+                _discard(response)
 
     def _read_body(self, response: urllib3.BaseHTTPResponse, fetch: Deadline, url: str) -> bytes:
         cap = self.settings.max_bytes

@@ -51,6 +51,7 @@ class FeedMeta:
     home_url: str
     feed_id: str  # stable for the selection (not the page): "urn:feedstream:all", ...
     next_url: str | None = None  # the next (older) page, when there is one
+    hub_url: str | None = None  # our WebSub hub (worker/out/hub.py), advertised when it runs
 
 
 def stream_time(stream_id: str) -> datetime:
@@ -91,6 +92,8 @@ def render_atom(meta: FeedMeta, items: Sequence[Item], modified: Mapping[str, st
     _sub(feed, "link", rel="alternate", type="application/feed+json", href=meta.alternate_url)
     if meta.next_url:
         _sub(feed, "link", rel="next", type="application/atom+xml", href=meta.next_url)
+    if meta.hub_url:
+        _sub(feed, "link", rel="hub", href=meta.hub_url)
     for stream_id, doc in items:
         entry = _sub(feed, "entry")
         _sub(entry, "id", f"urn:feedstream:article:{doc.get('id')}")
@@ -129,6 +132,8 @@ def render_json_feed(meta: FeedMeta, items: Sequence[Item], modified: Mapping[st
     }
     if meta.next_url:
         out["next_url"] = meta.next_url
+    if meta.hub_url:
+        out["hubs"] = [{"type": "WebSub", "url": meta.hub_url}]
     entries = []
     for stream_id, doc in items:
         item: dict[str, Any] = {

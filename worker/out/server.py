@@ -6,6 +6,8 @@ Routes (``.atom`` or ``.json`` each):
 - ``/feeds/<source>.atom``       one feed's or newsletter's articles
 - ``/tags/<tag>.atom``           articles carrying the tag
 - ``/api/...``                   the admin API (sources; worker/out/api.py), when the server is given one
+- ``/websub/<source>/<token>``   WebSub callbacks of our subscriptions (worker/push/subscriber.py)
+- ``/hub``                       our WebSub hub for these feeds (worker/out/hub.py), with FEEDSTREAM_PUBLIC_URL
 
 Query: ``before=<stream id>`` (the page of older articles; each page links the
 next one with rel=next / ``next_url``), ``limit=`` (1-200, default 50).
@@ -41,15 +43,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit
 
 import redis
 
 from worker.out import api
 from worker.out.render import ATOM_TYPE, JSON_FEED_TYPE, FeedMeta, Item, render_atom, render_json_feed, updated
+from worker.push.subscriber import Subscriber, refuse_too_large
+from worker.push.websub import MAX_PUSH_BYTES
 from worker.sources.manage import SourceAdmin
 from worker.store import Store
+
+if TYPE_CHECKING:
+    from worker.out.hub import Hub
 
 log = logging.getLogger("feedstream.serve")
 
@@ -57,6 +64,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 SCAN_CHUNK = 200
 SCAN_LIMIT = 5000
+HUB_FORM_BYTES = 64 * 1024
 DRAIN_LIMIT = 16 * 1024 * 1024  # an over-limit request body up to this size is read and dropped
 _STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
 _ROUTE = re.compile(r"^/(?:feed|(feeds|tags)/([^/]{1,200}))\.(atom|json)$")
@@ -240,6 +248,42 @@ class FeedHandler(BaseHTTPRequestHandler):
         headers = {"Content-Type": answer.content_type, "Cache-Control": "no-store", **(answer.headers or {})}
         return answer.status, headers, answer.body
 
+    def _websub(self, path: str, query: str) -> tuple[int, dict[str, str], bytes]:
+        """A hub's request to one of our WebSub callbacks: its body read within the push cap."""
+        subscriber = self.server.websub
+        if subscriber is None:
+            return 404, {"Content-Type": "text/plain; charset=utf-8"}, b"no WebSub subscriptions here\n"
+        body = b""
+        if self.command == "POST":
+            try:
+                length = int(self.headers.get("Content-Length") or -1)
+            except ValueError:
+                length = -1
+            if length < 0 or self.headers.get("Transfer-Encoding"):
+                self.close_connection = True
+                return 411, {"Content-Type": "text/plain; charset=utf-8"}, b"send a Content-Length\n"
+            if length > MAX_PUSH_BYTES:
+                self.close_connection = True
+                return refuse_too_large(self.server.store, path, length)
+            body = self.rfile.read(length)
+        params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        return subscriber.callback(self.command, path, params, headers, body)
+
+    def _hub_request(self) -> tuple[int, dict[str, str], bytes]:
+        """A subscriber's request to our hub: a small form."""
+        if self.command != "POST":
+            return 405, {"Content-Type": "text/plain; charset=utf-8", "Allow": "POST"}, b"POST a hub.mode form\n"
+        try:
+            length = int(self.headers.get("Content-Length") or -1)
+        except ValueError:
+            length = -1
+        if not 0 <= length <= HUB_FORM_BYTES:
+            self.close_connection = True
+            return 413, {"Content-Type": "text/plain; charset=utf-8"}, b"send a form of at most 64 KiB\n"
+        assert self.server.hub is not None
+        return self.server.hub.request(self.rfile.read(length), self.headers.get("Content-Type", ""))
+
     def _answer(self, head: bool) -> None:
         try:
             status, headers, body = self._respond()
@@ -265,6 +309,10 @@ class FeedHandler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         if parts.path == "/api" or parts.path.startswith("/api/"):
             return self._admin()
+        if parts.path.startswith("/websub/"):
+            return self._websub(parts.path, parts.query)
+        if parts.path == "/hub" and self.server.hub is not None:
+            return self._hub_request()
         if self.command not in ("GET", "HEAD"):
             return 405, {"Content-Type": "text/plain; charset=utf-8", "Allow": "GET, HEAD"}, b"feeds are read-only\n"
         if parts.path in ("/", "/healthz"):
@@ -289,7 +337,8 @@ class FeedHandler(BaseHTTPRequestHandler):
         page = select_page(self.server.store, route, before, limit, self.server.unindexed())
         next_before = page.next_before
         modified = page.modified(self.server.store)
-        base = self._base()
+        hub = self.server.hub
+        base = hub.public_url if hub is not None else self._base()
         stem = parts.path[: -len(fmt)]  # as requested: already %-quoted
 
         def url(ext: str, cursor: str | None) -> str:
@@ -300,7 +349,8 @@ class FeedHandler(BaseHTTPRequestHandler):
         other = "json" if fmt == "atom" else "atom"
         meta = FeedMeta(title=route.title, self_url=url(fmt, before), alternate_url=url(other, before),
                         home_url=base + "/", feed_id=route.feed_id,
-                        next_url=url(fmt, next_before) if next_before else None)
+                        next_url=url(fmt, next_before) if next_before else None,
+                        hub_url=hub.hub_url if hub is not None else None)
         # Stream entries never change once added, so the selection (its stream ids and its articles'
         # latest versions) and the links fix the body: the ETag is known before reading entries (from the
         # feeds-out index and the version pointers), and a 304 reads none.
@@ -308,6 +358,8 @@ class FeedHandler(BaseHTTPRequestHandler):
         etag = '"' + hashlib.blake2b(fingerprint.encode(), digest_size=16).hexdigest() + '"'
         headers = {"Content-Type": ATOM_TYPE if fmt == "atom" else JSON_FEED_TYPE, "ETag": etag,
                    "Cache-Control": "no-cache"}
+        if hub is not None:  # WebSub discovery: the hub, and the topic (this feed's own address, no query)
+            headers["Link"] = f'<{hub.hub_url}>; rel="hub", <{hub.topic_url(parts.path)}>; rel="self"'
         newest = updated([(sid, {}) for sid, _ in page.ids], modified)
         if newest:
             headers["Last-Modified"] = format_datetime(newest.replace(microsecond=0), usegmt=True)
@@ -342,9 +394,11 @@ class FeedServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, store: Store, address: tuple[str, int], admin: SourceAdmin | None = None,
-                 admin_token: str | None = None) -> None:
+                 admin_token: str | None = None, websub: Subscriber | None = None, hub: Hub | None = None) -> None:
         self.store = store
         self._unindexed = True
+        self.websub = websub
+        self.hub = hub
         self.admin = admin
         self.admin_token = admin_token
         super().__init__(address, FeedHandler)
@@ -359,12 +413,13 @@ class FeedServer(ThreadingHTTPServer):
 
 
 def make_server(store: Store, host: str, port: int, admin: SourceAdmin | None = None,
-                admin_token: str | None = None) -> FeedServer:
+                admin_token: str | None = None, websub: Subscriber | None = None, hub: Hub | None = None
+                ) -> FeedServer:
     """A bound (not yet serving) feed server; port 0 picks a free one (``.server_port``).
 
     With ``admin``, it also answers the admin API under /api/ (writes need ``admin_token``).
     """
-    return FeedServer(store, (host, port), admin, admin_token)
+    return FeedServer(store, (host, port), admin, admin_token, websub, hub)
 
 
 __all__ = ["FeedServer", "Page", "Route", "make_server", "route_for", "select_page"]

@@ -84,6 +84,7 @@ class Listed:
     ttl_minutes: int | None = None  # the feed's own <ttl>
     redirects: Redirects = ()
     marks: tuple[tuple[str, bytes], ...] | None = None  # the entries' marks to keep (None: leave them)
+    push: tuple[str, str] | None = None  # the WebSub (hub, topic) the feed announces (worker/push/)
 
 
 PollOutcome = StillRetired | HostBusy | Unchanged | PollFailed | Listed

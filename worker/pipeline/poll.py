@@ -10,8 +10,7 @@ from typing import Any
 
 from worker.dedupe.keys import guid_key
 from worker.errors import FetchError, HostDeferred, NotModified, ParseError
-from worker.feeds import parse_feed
-from worker.models import Entry, Feed
+from worker.models import Entry, Feed, Fetched
 from worker.pipeline.context import Context
 from worker.pipeline.decide import (
     HostBusy,
@@ -26,9 +25,12 @@ from worker.pipeline.decide import (
     poll_url,
 )
 from worker.pipeline.mail import poll_mailbox
+from worker.pipeline.push import after_poll
 from worker.pipeline.queues import POLL_BATCH_TIMEOUT, enqueue_extracts, pending_entries, plan_extracts
 from worker.pipeline.schedule import Limits, cache_max_age
+from worker.pipeline.sitemaps import read_listing
 from worker.pipeline.updates import track_changes
+from worker.push.websub import push_links
 from worker.settings import Settings
 from worker.store.refusals import Refusals
 
@@ -98,6 +100,7 @@ def poll_feed(context: Context, feed_name: str, check_sources: bool = True) -> d
     url = poll_url(feed, status)
     outcome, new = (StillRetired(), []) if is_retired(status, url) else _fetch(context, feed, url, status)
     intent = decide_poll(feed, status, poll_rules(context.settings, feed), outcome, now)
+    intent = after_poll(context.store, feed.name, outcome, intent, poll_rules(context.settings, feed), now)
     # The new entries are recorded in the outbox in the same step as their GUIDs are marked seen, then
     # queued: if the queueing (or its RQ job) is lost, the outbox sweeper queues them again.
     plan = plan_extracts(new)
@@ -119,9 +122,19 @@ def _fetch(context: Context, feed: Feed, url: str, status: dict[str, str]) -> tu
         return Unchanged(exc.redirects), []
     except FetchError as exc:
         return PollFailed(str(exc), status=exc.status, retry_after=exc.retry_after, http=exc.status or "error"), []
+    return list_entries(context, feed, fetched)
+
+
+def list_entries(context: Context, feed: Feed, fetched: Fetched) -> tuple[PollOutcome, list[Entry]]:
+    """What a feed's (or sitemap's) fetched bytes list, and its entries not listed before.
+
+    A WebSub push (worker/push/) hands its body here as a fetch that was not made.
+    """
     try:
-        parsed = parse_feed(fetched.body, url=fetched.url, headers=fetched.headers)
-    except ParseError as exc:
+        parsed = read_listing(context, feed, fetched)
+    except HostDeferred as exc:  # an index's child sitemap on a host that asked us to wait
+        return HostBusy(str(exc), exc.until), []
+    except (ParseError, FetchError) as exc:
         return PollFailed(str(exc), http=fetched.status), []
     entries = parsed.entries
     for entry in entries:
@@ -137,5 +150,6 @@ def _fetch(context: Context, feed: Feed, url: str, status: dict[str, str]) -> tu
                     published=tuple(entry.published for entry in entries), title=parsed.title or "",
                     warning=parsed.warning, etag=fetched.etag, last_modified=fetched.last_modified,
                     max_age=cache_max_age(fetched.headers), ttl_minutes=parsed.ttl_minutes,
-                    redirects=fetched.redirects, marks=marks)
+                    redirects=fetched.redirects, marks=marks,
+                    push=push_links(parsed, fetched.headers, fetched.url))
     return listed, new

@@ -36,6 +36,7 @@ POLL_FEEDS_JOB = "worker.jobs.poll_feeds"
 EXTRACT_ENTRIES_JOB = "worker.jobs.extract_entries"
 INGEST_MAIL_JOB = "worker.jobs.ingest_mail"
 RECHECK_ARTICLES_JOB = "worker.jobs.recheck_articles"
+INGEST_PUSH_JOB = "worker.jobs.ingest_push"
 
 # Articles per extract job: large enough that RQ's per-job cost (a few Redis round
 # trips) is small next to extraction, small enough that a retry redoes little.
@@ -196,4 +197,12 @@ def enqueue_mail(queue: Queue, source_name: str, raw: bytes, origin: str = "") -
         failure_ttl=EXTRACT_FAILURE_TTL, retry=Retry(max=2, interval=[5, 30]),
         description=f"mail for {source_name} ({origin or 'smtp'})",
     )
+    return job.id
+
+
+def enqueue_push(queue: Queue, source_name: str, body: bytes, content_type: str) -> str:
+    """Queue a WebSub push (a feed body whose signature checked) for ``ingest_push``; returns the job id."""
+    job = queue.enqueue(INGEST_PUSH_JOB, source_name, body, content_type, job_timeout=POLL_TIMEOUT, result_ttl=0,
+                        failure_ttl=EXTRACT_FAILURE_TTL, retry=Retry(max=2, interval=[5, 30]),
+                        description=f"push for {source_name}")
     return job.id

@@ -15,6 +15,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,7 +23,7 @@ from worker.errors import FetchError, SourceInvalid
 from worker.feeds.discover import ACCEPT, FoundFeed, NoFeedFound, discover
 from worker.fetch import HttpClient, PoliteFetcher
 from worker.fetch.addresses import is_public_address
-from worker.models import Feed, Fetched, NewsletterSource
+from worker.models import Feed, Fetched, NewsletterSource, Sitemap
 from worker.settings import Settings
 from worker.sources.opml import OpmlError, outline_fields, parse_opml, render_opml
 from worker.sources.plan import (
@@ -40,7 +41,7 @@ from worker.sources.plan import (
     plan_resume,
     plan_update,
 )
-from worker.sources.spec import NAME_RE, Source, check_url, kind_of, merged, source_from_dict
+from worker.sources.spec import FEED_KIND, NAME_RE, SITEMAP_KIND, Source, check_url, kind_of, merged, source_from_dict
 from worker.store import Store
 from worker.timefmt import iso_from_epoch
 
@@ -141,8 +142,11 @@ class SourceAdmin:
         if isinstance(source, Feed):
             refuse_private_literal(source.url, self.options.allow_private)
             if check:
-                found = self._find_feed(source.url)
+                found = self._find_feed(source.url, sitemaps_only=isinstance(source, Sitemap))
                 source = _with(source, url=found.url)
+                if found.kind == SITEMAP_KIND and not isinstance(source, Sitemap):
+                    # the site has no feed, but robots.txt names a sitemap: the source reads that
+                    source = Sitemap(**{f.name: getattr(source, f.name) for f in dataclass_fields(Feed)})
                 title = found.title
         if not named:
             source = _with(source, name=name_from(title or _host_or(source)))
@@ -157,11 +161,11 @@ class SourceAdmin:
         created = self.store.change_sources(decide)
         return self.show(created.name)
 
-    def _find_feed(self, url: str) -> FoundFeed:
+    def _find_feed(self, url: str, sitemaps_only: bool = False) -> FoundFeed:
         if self.get_url is None:
             raise SourceInvalid("url: cannot be checked here", {"url": "cannot be fetched by this process"})
         try:
-            return discover(url, self.get_url, first=True)[0]
+            return discover(url, self.get_url, first=True, sitemaps_only=sitemaps_only)[0]
         except NoFeedFound as exc:
             raise SourceInvalid(f"url: {exc.message}", {"url": exc.message}) from None
         except FetchError as exc:
@@ -262,7 +266,7 @@ class SourceAdmin:
     def export_opml(self) -> bytes:
         """Every feed as OPML 2.0 (newsletters are not feeds: they are left out)."""
         records = self.store.sources_snapshot().records
-        feeds = [records[name].source for name in sorted(records) if isinstance(records[name].source, Feed)]
+        feeds = [records[name].source for name in sorted(records) if kind_of(records[name].source) == FEED_KIND]
         statuses = self.store.source_statuses([feed.name for feed in feeds])
         titles = {name: status["title"] for name, status in statuses.items() if status.get("title")}
         return render_opml(feeds, titles=titles)  # type: ignore[arg-type]

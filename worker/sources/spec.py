@@ -18,15 +18,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from worker.errors import SourceInvalid
-from worker.models import Feed, NewsletterSource
+from worker.models import Feed, NewsletterSource, Sitemap
 
 Source = Feed | NewsletterSource
 
 FEED_KIND = "feed"
+SITEMAP_KIND = "sitemap"  # a (news) sitemap read like a feed (worker/feeds/sitemap.py)
+FEED_KINDS = (FEED_KIND, SITEMAP_KIND)  # what a [[feeds]] table may be
 NEWSLETTER_KINDS = ("smtp", "imap", "maildir")
-KINDS = (FEED_KIND, *NEWSLETTER_KINDS)
+KINDS = (*FEED_KINDS, *NEWSLETTER_KINDS)
 # Kinds the scheduler polls (an smtp source receives; it is never polled).
-POLLED_KINDS = (FEED_KIND, "imap", "maildir")
+POLLED_KINDS = (*FEED_KINDS, "imap", "maildir")
 IMAP_SECURITY = ("tls", "starttls", "plain")
 MIN_INTERVAL = 60  # feeds: seconds between polls, at least
 MIN_MAILBOX_INTERVAL = 10
@@ -131,23 +133,29 @@ _COMMON_NEWSLETTER: dict[str, Checker] = {
     "tags": _tags, "max_bytes": _whole(1024, "bytes"), "interval": _whole(MIN_MAILBOX_INTERVAL),
     "follow_links": _flag,
 }
+_FEED_FIELDS: dict[str, Checker] = {
+    "url": check_url, "interval": _whole(MIN_INTERVAL), "full_text": _flag, "tags": _tags,
+    "min_interval": _whole(MIN_INTERVAL), "max_interval": _whole(MIN_INTERVAL)}
 FIELDS: dict[str, dict[str, Checker]] = {
-    FEED_KIND: {"url": check_url, "interval": _whole(MIN_INTERVAL), "full_text": _flag, "tags": _tags,
-                "min_interval": _whole(MIN_INTERVAL), "max_interval": _whole(MIN_INTERVAL)},
+    FEED_KIND: _FEED_FIELDS,
+    SITEMAP_KIND: {**_FEED_FIELDS, "max_age": _whole(3600)},
     "smtp": {**_COMMON_NEWSLETTER, "address": _address},
     "imap": {**_COMMON_NEWSLETTER, "host": _text("a host name"), "port": _port, "user": _text("a user name"),
              "password_env": _env_name, "folder": _text("a mailbox name"), "security": _security},
     "maildir": {**_COMMON_NEWSLETTER, "path": _text("the Maildir's directory")},
 }
 REQUIRED: dict[str, tuple[str, ...]] = {
-    FEED_KIND: ("url",), "smtp": ("address",), "imap": ("host", "user", "password_env"), "maildir": ("path",),
+    FEED_KIND: ("url",), SITEMAP_KIND: ("url",), "smtp": ("address",),
+    "imap": ("host", "user", "password_env"), "maildir": ("path",),
 }
 _REQUIRED_RULES = {"url": "must be an http(s) URL (got None)", "address": "must be an email address (got None)",
                    "path": "must be the Maildir's directory"}
 
 
 def kind_of(source: Source) -> str:
-    """``feed``, or the newsletter's kind (``smtp``, ``imap``, ``maildir``)."""
+    """``feed``, ``sitemap``, or the newsletter's kind (``smtp``, ``imap``, ``maildir``)."""
+    if isinstance(source, Sitemap):
+        return SITEMAP_KIND
     return FEED_KIND if isinstance(source, Feed) else source.kind
 
 
@@ -190,13 +198,15 @@ def source_from_dict(data: Any, *, kinds: tuple[str, ...] = KINDS, default_kind:
             values[key] = checker(data[key])
         except _Bad as exc:
             errors[key] = str(exc)
-    if kind == FEED_KIND and "max_interval" in values and values["max_interval"] < values.get("min_interval", 0):
+    if kind in FEED_KINDS and "max_interval" in values and values["max_interval"] < values.get("min_interval", 0):
         errors["max_interval"] = "is below min_interval"
     if errors:
         raise SourceInvalid(_summary(errors), errors)
     assert name is not None
     if kind == FEED_KIND:
         return Feed(name=name, **values)
+    if kind == SITEMAP_KIND:
+        return Sitemap(name=name, **values)
     if kind == "imap" and "port" not in values:
         values["port"] = 993 if values.get("security", "tls") == "tls" else 143
     return NewsletterSource(name=name, kind=kind, **values)

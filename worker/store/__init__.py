@@ -71,6 +71,17 @@ by default the same one).
   Bound: MAXLEN ~ FEEDSTREAM_STREAM_MAXLEN entries                                           (updates.py)
 - ``{p}:out:since``           P string, the first stream id published with feeds-out indexes. Bound: one key
                                                                                               (stream.py)
+- ``{p}:websub:{name}``       Q hash, a source's WebSub subscription. TTL: the lease plus a month, renewed
+  by every write                                                                              (websub.py)
+- ``{p}:websub:names``        Q set, the sources with a subscription hash. Bound: one member per source (websub.py)
+- ``{p}:websub:due``          Q zset, source name -> when the manager looks at its subscription next. Bound: one
+  member per source                                                                           (websub.py)
+- ``{p}:hub:subs``            Q hash, our hub's subscriptions. Bound: MAX_SUBSCRIPTIONS fields   (hub.py)
+- ``{p}:hub:cursor``          Q string, the stream id up to which new articles were pushed. Bound: one key
+                                                                                              (hub.py)
+- ``{p}:hub:lock``            Q string, the ``serve`` process delivering. TTL: its turn          (hub.py)
+- ``{p}:hub:retry``           Q zset, failed deliveries -> when to try again. Bound: one member per failed
+  delivery, each retried at most MAX_ATTEMPTS times                                           (hub.py)
 - the stream itself (``articles`` by default) is not prefixed: it is the contract. P. Bound: MAXLEN ~
   FEEDSTREAM_STREAM_MAXLEN entries (100,000)                                                  (stream.py)
 """
@@ -82,6 +93,7 @@ from worker.store.base import NEAR_MODES
 from worker.store.connection import connect, connect_quick
 from worker.store.feeds import FeedStore
 from worker.store.hosts import HostStore
+from worker.store.hub import HubStore
 from worker.store.mail import MailStore
 from worker.store.outbox import Pending
 from worker.store.publish import NearKey, PublishArgs, PublishRequest, PublishStore
@@ -89,6 +101,7 @@ from worker.store.schedule import ScheduleStore
 from worker.store.sources import SourceStore
 from worker.store.stream import StreamStore
 from worker.store.updates import UpdateRequest, UpdateResult, UpdateStore, VersionRecord
+from worker.store.websub import WebSubStore
 
 __all__ = [
     "NEAR_MODES",
@@ -107,5 +120,5 @@ __all__ = [
 
 
 class Store(ScheduleStore, FeedStore, HostStore, PublishStore, StreamStore, MailStore, UpdateStore,
-            SourceStore):
+            SourceStore, WebSubStore, HubStore):
     """Feed state, deduplication claims, the stream and counters, over one Redis client."""
