@@ -52,6 +52,7 @@ bench: $(BENCH_STAMP)  ## the figures in docs/design.md (needs ../shared/corpus 
 	$(BIN)/python bench/hostile.py
 	$(BIN)/python bench/dedupe.py
 	$(BIN)/python bench/newsletters.py
+	$(BIN)/python bench/rules.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info

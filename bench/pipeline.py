@@ -1,28 +1,37 @@
-"""End-to-end burst throughput on the real pages of ../shared/corpus/aeb-dev.
+"""End-to-end burst throughput on the real pages of ../shared/corpus/aeb-dev, at a real network's latency.
 
-Serves RSS feeds on loopback whose items point at the corpus pages (each page
-repeated under distinct URLs), runs the real service (`feedstream run --burst`,
-one worker per core, embedded Redis) and prints, in one run:
+Serves ``--hosts`` publishers, each on its own loopback HTTP server (its own port, so
+its own politeness host) that answers every request ``--latency`` seconds after it
+arrives without holding up the others (a thread per request), each with one RSS
+feed of its share of the corpus pages; the pages are repeated under distinct URLs
+to at least ``--pages``, each copy with its words changed a little so that every
+copy is an article of its own (published, not an exact duplicate). Runs the real
+``feedstream run --burst`` on a fresh embedded Redis and prints, from one run:
 
-- pages processed per second end to end (published + exact duplicates: copies of a
-  page share its text, so only the first copy is published; every copy is fetched
-  and extracted all the same);
-- the ceiling: trafilatura alone on the same pages, same settings, one process per core;
-- a naive script: feedparser + urllib + trafilatura, one process, sequential;
-- the largest process's peak RSS, Redis bytes per article outside the stream,
-  and CPU ms per page of the service, of the loopback site and of the ceiling
-  (CPU time is steadier than wall time when the machine has other load);
-- with ``--plot``: throughput for 1..cores+1 workers, as a PNG for the README.
+- pages per second end to end, at ``--latency`` and again with no latency;
+- the ceiling: trafilatura alone on the same pages, same settings, one process per
+  core, measured right after each burst, and the ratio of the two;
+- CPU ms per page of the service (the burst's parent process and its worker
+  processes, start-up included, plus the Redis server's own CPU from INFO) against
+  trafilatura's own (CPU time of the extraction calls in the ceiling's processes);
+- publish delay p50/p95: from the feed's answer (when its entries were listed and
+  queued) to each article's XADD (the stream entry id's time);
+- the most requests any one host had in flight at once (the servers count), and
+  ``FEEDSTREAM_HOST_CONCURRENCY``;
+- the largest RSS any process of the service reached (a worker's);
+- with ``--plot``: pages/s against worker threads per process (one process per core) at
+  ``--latency``, with the ceiling, as a PNG.
 
-Usage: .venv/bin/python bench/pipeline.py [--copies N] [--workers N] [--plot docs/bench/throughput.png]
+Usage: .venv/bin/python bench/pipeline.py [--hosts 24] [--latency 0.15] [--pages 2000] [--workers N]
+       [--plot docs/bench/throughput.png [--sweep 1,2,4,8,12] [--plot-pages 600]]
 """
 
 from __future__ import annotations
 
 import argparse
 import gzip
-import io
 import json
+import math
 import os
 import resource
 import subprocess
@@ -30,7 +39,6 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
@@ -42,13 +50,20 @@ sys.path.insert(0, str(REPO))
 
 from tests.site import Site  # noqa: E402
 from worker.ops.embedded import EmbeddedRedis  # noqa: E402
+from worker.settings import Settings  # noqa: E402
 
-ITEMS_PER_FEED = 50
+
+def load_pages() -> list[str]:
+    return [gzip.decompress(p.read_bytes()).decode("utf-8", "replace")
+            for p in sorted((CORPUS / "html").glob("*.html.gz"))]
 
 
-def load_pages() -> dict[str, bytes]:
-    return {p.name.removesuffix(".html.gz"): gzip.decompress(p.read_bytes())
-            for p in sorted((CORPUS / "html").glob("*.html.gz"))}
+def variant(html: str, copy: int) -> str:
+    """The page with its words changed a little, so that each copy is an article of its own."""
+    if copy == 0:
+        return html
+    tag = "".join(chr(ord("a") + int(d)) for d in str(copy))
+    return html.replace(" the ", f" the{tag} ").replace(" and ", f" and{tag} ")
 
 
 def rss(items: list[tuple[str, str]]) -> str:
@@ -62,79 +77,56 @@ def rss(items: list[tuple[str, str]]) -> str:
             f"<channel><title>bench</title>{body}</channel></rss>")
 
 
-def _extract(html: str) -> int:
+def _extract(html: str) -> float:
+    """trafilatura alone on one page, as the service calls it; returns the CPU seconds it took."""
     import trafilatura
 
-    text = trafilatura.extract(html, include_comments=False, favor_precision=True)
-    return len(text or "")
-
-
-def redis_state_bytes(client: Any) -> int:
-    """Redis memory in use, less the stream (the article payloads downstream reads)."""
-    client.execute_command("MEMORY", "PURGE")
-    used = int(client.info("memory")["used_memory"])
-    stream = client.memory_usage("articles", samples=0) or 0
-    return used - stream
-
-
-def _cpu(who: int) -> float:
-    usage = resource.getrusage(who)
-    return usage.ru_utime + usage.ru_stime
-
-
-def ceiling(htmls: list[str], processes: int) -> float:
-    """Pages per second for trafilatura alone, one process per core."""
-    with Pool(processes) as pool:
-        pool.map(_extract, htmls[:processes])  # warm imports
-        started = time.perf_counter()
-        pool.map(_extract, htmls, chunksize=4)
-        return len(htmls) / (time.perf_counter() - started)
-
-
-def naive(feed_urls: list[str]) -> float:
-    """Pages per second for feedparser + urllib + trafilatura, sequential, one process."""
-    import feedparser
-    import trafilatura
-
-    started = time.perf_counter()
-    count = 0
-    for url in feed_urls:
-        with urllib.request.urlopen(url) as response:
-            parsed = feedparser.parse(io.BytesIO(response.read()))
-        for entry in parsed.entries:
-            with urllib.request.urlopen(entry.link) as response:
-                html = response.read().decode("utf-8", "replace")
-            trafilatura.extract(html, include_comments=False, favor_precision=True)
-            count += 1
-    return count / (time.perf_counter() - started)
+    started = time.process_time()
+    trafilatura.extract(html, include_comments=False, favor_precision=True)
+    return time.process_time() - started
 
 
 @dataclass
-class Burst:
-    elapsed: float
-    counters: dict[str, int]
-    redis_bytes: int  # Redis memory after the burst, less the stream and the empty server's
-    service_cpu: float
-    site_cpu: float
-    stdout: str
-    peak_rss_mb: float  # the largest RSS any process of the service reached
+class Ceiling:
+    pages_per_s: float
+    cpu_ms_per_page: float
+
+
+def ceiling(htmls: list[str], processes: int) -> Ceiling:
+    """trafilatura alone, one process per core: pages per second, and its own CPU per page."""
+    with Pool(processes) as pool:
+        pool.map(_extract, htmls[:processes * 4])  # warm imports
+        started = time.perf_counter()
+        cpu = pool.map(_extract, htmls, chunksize=4)
+        elapsed = time.perf_counter() - started
+    return Ceiling(len(htmls) / elapsed, sum(cpu) / len(htmls) * 1000)
+
+
+def _cpu_children() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _redis_cpu(client: Any) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 class PeakRss:
     """Samples the RSS of a process and its descendants from /proc every 100 ms.
 
-    (getrusage's ru_maxrss of children counts the bench's own pages in a child
-    between fork and exec, so it cannot tell a worker's peak.) Walks only the
-    service's own tree (``/proc/<pid>/task/<tid>/children``) and reads ``statm``:
-    scanning every process's ``status`` cost ~7 ms a sample, CPU the burst then
-    lacked and the ceiling did not.
+    Walks only the service's own tree (``/proc/<pid>/task/<tid>/children``) and reads
+    ``statm``: scanning every process's ``status`` cost CPU the burst then lacked.
     """
 
     PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+    TICKS = os.sysconf("SC_CLK_TCK")
 
     def __init__(self, root: int) -> None:
         self.root = root
         self.peak_mb = 0.0
+        self.most_processes = 0
+        self.cpu: dict[int, float] = {}  # pid -> CPU seconds last seen (the root's own, then each worker's)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -159,34 +151,104 @@ class PeakRss:
 
     def _run(self) -> None:
         while not self._stop.wait(0.1):
-            todo = [self.root]
+            todo, seen = [self.root], 0
             while todo:
                 pid = todo.pop()
                 try:
                     with open(f"/proc/{pid}/statm") as statm:
                         self.peak_mb = max(self.peak_mb, int(statm.read().split()[1]) * self.PAGE_MB)
+                    with open(f"/proc/{pid}/stat") as stat:
+                        fields = stat.read().rsplit(")", 1)[1].split()
+                    self.cpu[pid] = (int(fields[11]) + int(fields[12])) / self.TICKS
                 except (OSError, IndexError, ValueError):
                     continue
+                seen += 1
                 todo.extend(self._children(pid))
+            self.most_processes = max(self.most_processes, seen)
 
 
-def run_burst(feed_urls: list[str], workers: int) -> Burst:
-    """One real `feedstream run --burst` over the feeds, on a fresh embedded Redis."""
+@dataclass
+class Burst:
+    elapsed: float
+    counters: dict[str, int]
+    service_cpu: float  # the burst's parent and workers (reaped children), seconds
+    redis_cpu: float
+    delays: list[float]  # feed answered -> XADD, seconds, one per published article
+    peak_rss_mb: float
+    processes: int
+    parent_cpu: float  # the run parent's own CPU as last sampled (the rest of service_cpu is its workers')
+    stdout: str
+
+
+class Publishers:
+    """``hosts`` loopback publishers, each with one feed listing its share of the pages."""
+
+    def __init__(self, htmls: list[str], hosts: int, latency: float) -> None:
+        self.sites = [Site(latency=latency).start() for _ in range(hosts)]
+        self.feed_urls: list[str] = []
+        items: list[list[tuple[str, str]]] = [[] for _ in self.sites]
+        for index, html in enumerate(htmls):
+            # page index -> host so that each host lists different pages (no host repeats one
+            # while another has not had it), as distinct publishers would
+            copy, key = divmod(index, CORPUS_PAGES)
+            host = (key + copy) % hosts
+            url = self.sites[host].add(f"/c{copy}/p{key}.html", html, "text/html; charset=utf-8")
+            items[host].append((f"page {key} copy {copy}", url))
+        for site, listed in zip(self.sites, items, strict=True):
+            self.feed_urls.append(site.add("/feed.xml", rss(listed), "application/rss+xml"))
+            site.add("/robots.txt", "User-agent: *\nDisallow: /private/\n", "text/plain")
+
+    def set_latency(self, latency: float) -> None:
+        for site in self.sites:
+            site.latency = latency
+
+    def reset(self) -> None:
+        for site in self.sites:
+            site.requests.clear()
+            site.peak_inflight = 0
+
+    def peak_inflight(self) -> int:
+        return max(site.peak_inflight for site in self.sites)
+
+    def feed_answered(self) -> dict[int, float]:
+        """Port -> when its feed's first answer went out (arrival + latency), epoch seconds."""
+        answered = {}
+        for site in self.sites:
+            hits = site.hits("/feed.xml")
+            if hits:
+                answered[site._server.server_address[1]] = hits[0].at + site.latency
+        return answered
+
+    def stop(self) -> None:
+        for site in self.sites:
+            site.stop()
+
+
+CORPUS_PAGES = 88  # set from the corpus in main()
+
+
+def run_burst(publishers: Publishers, workers: int | None, host_concurrency: int,
+              threads: int | None = None) -> Burst:
+    """One real `feedstream run --burst` over the publishers' feeds, on a fresh embedded Redis."""
     import redis
 
+    publishers.reset()
     with tempfile.TemporaryDirectory() as tmp:
         feeds_toml = Path(tmp) / "feeds.toml"
         feeds_toml.write_text("".join(f'[[feeds]]\nname = "bench{i}"\nurl = "{u}"\n\n'
-                                      for i, u in enumerate(feed_urls)))
+                                      for i, u in enumerate(publishers.feed_urls)))
         server = EmbeddedRedis(Path(tmp) / "redis")
         redis_url = server.start()
         try:
             client = redis.Redis.from_url(redis_url)
-            empty_bytes = redis_state_bytes(client)
             env = {**os.environ, "REDIS_URL": redis_url, "FEEDSTREAM_FEEDS": str(feeds_toml),
-                   "FEEDSTREAM_ALLOW_PRIVATE": "1", "FEEDSTREAM_WORKERS": str(workers)}
-            site_cpu_before = _cpu(resource.RUSAGE_SELF)
-            service_cpu_before = _cpu(resource.RUSAGE_CHILDREN)
+                   "FEEDSTREAM_ALLOW_PRIVATE": "1", "FEEDSTREAM_HOST_CONCURRENCY": str(host_concurrency)}
+            if workers:
+                env["FEEDSTREAM_WORKERS"] = str(workers)
+            if threads:
+                env["FEEDSTREAM_WORKER_THREADS"] = str(threads)
+            redis_cpu_before = _redis_cpu(client)
+            service_cpu_before = _cpu_children()
             started = time.perf_counter()
             process = subprocess.Popen([sys.executable, "-m", "worker", "run", "--burst"], env=env, cwd=REPO,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -194,48 +256,20 @@ def run_burst(feed_urls: list[str], workers: int) -> Burst:
             stdout, stderr = process.communicate()
             elapsed = time.perf_counter() - started
             peak_rss.stop()
-            result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-            if result.returncode != 0:
-                raise SystemExit(f"bench/pipeline.py: the burst failed:\n{result.stdout}\n{result.stderr}")
+            if process.returncode != 0:
+                raise SystemExit(f"bench/pipeline.py: the burst failed:\n{stdout}\n{stderr}")
             counters = {k.decode(): int(v) for k, v in client.hgetall("feedstream:counters").items()}
-            return Burst(
-                elapsed=elapsed, counters=counters, redis_bytes=redis_state_bytes(client) - empty_bytes,
-                service_cpu=_cpu(resource.RUSAGE_CHILDREN) - service_cpu_before,  # the burst and its workers
-                site_cpu=_cpu(resource.RUSAGE_SELF) - site_cpu_before,  # the loopback site serving pages
-                stdout=result.stdout.strip(), peak_rss_mb=peak_rss.peak_mb,
-            )
+            answered = publishers.feed_answered()
+            delays = []
+            for entry_id, fields in client.xrange("articles"):
+                port = int(fields[b"url"].decode().split(":")[2].split("/")[0])
+                delays.append(int(entry_id.decode().split("-")[0]) / 1000 - answered[port])
+            return Burst(elapsed=elapsed, counters=counters, service_cpu=_cpu_children() - service_cpu_before,
+                         redis_cpu=_redis_cpu(client) - redis_cpu_before, delays=delays,
+                         peak_rss_mb=peak_rss.peak_mb, processes=peak_rss.most_processes,
+                         parent_cpu=peak_rss.cpu.get(process.pid, 0.0), stdout=stdout.strip())
         finally:
             server.stop()
-
-
-def plot(feed_urls: list[str], entries: int, htmls: list[str], out: Path) -> None:
-    """Burst throughput for 1..cores+1 workers against the ceiling, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cores = os.cpu_count() or 1
-    counts = list(range(1, cores + 2))
-    rates = []
-    for workers in counts:
-        burst = run_burst(feed_urls, workers)
-        rates.append(handled(burst) / burst.elapsed)
-        print(f"  {workers} worker(s): {rates[-1]:.1f} entries/s")
-    ceiling_rate = ceiling(htmls, cores)
-    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
-    axes.plot(counts, rates, marker="o", label="feedstream run --burst (end to end)")
-    axes.axhline(ceiling_rate, color="grey", linestyle="--", label=f"trafilatura alone, {cores} processes")
-    axes.set_xlabel("worker processes")
-    axes.set_ylabel("entries per second")
-    axes.set_xticks(counts)
-    axes.set_ylim(bottom=0)
-    axes.set_title(f"{entries} corpus pages, {cores} cores")
-    axes.legend(loc="lower right")
-    figure.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(out)
-    print(f"wrote {out}")
 
 
 def handled(burst: Burst) -> int:
@@ -243,56 +277,114 @@ def handled(burst: Burst) -> int:
     return burst.counters.get("published", 0) + burst.counters.get("duplicates_exact", 0)
 
 
+def percentile(values: list[float], fraction: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def figures(burst: Burst, top: Ceiling, pages: int, peak_inflight: int) -> dict[str, Any]:
+    rate = handled(burst) / burst.elapsed
+    service_ms = (burst.service_cpu + burst.redis_cpu) / pages * 1000
+    return {
+        "pages_per_s": round(rate, 1), "ceiling_pages_per_s": round(top.pages_per_s, 1),
+        "ratio_to_ceiling": round(rate / top.pages_per_s, 3),
+        "service_cpu_ms_per_page": round(service_ms, 1),
+        "of_which_redis_ms": round(burst.redis_cpu / pages * 1000, 2),
+        "of_which_run_parent_ms": round(burst.parent_cpu / pages * 1000, 2),
+        "trafilatura_cpu_ms_per_page": round(top.cpu_ms_per_page, 1),
+        "cpu_ratio": round(service_ms / top.cpu_ms_per_page, 3),
+        "publish_delay_p50_s": round(percentile(burst.delays, 0.5), 2),
+        "publish_delay_p95_s": round(percentile(burst.delays, 0.95), 2),
+        "most_in_flight_on_one_host": peak_inflight,
+        "worker_peak_rss_mb": round(burst.peak_rss_mb, 1),
+        "service_processes": burst.processes,
+        "burst_seconds": round(burst.elapsed, 2), "published": burst.counters.get("published", 0),
+        "handled": handled(burst), "fallbacks": burst.counters.get("fallbacks", 0),
+        # pages a busy host sent back to the queue, and pages left to RQ's retry: both wait, so both should be 0
+        "held_pages": burst.counters.get("held_pages", 0), "retried_pages": burst.counters.get("retried_pages", 0),
+    }
+
+
+def plot(publishers: Publishers, htmls: list[str], sweep: list[int], latency: float, host_concurrency: int,
+         out: Path) -> None:
+    """Burst pages/s against worker threads per process (one process per core), at ``latency``, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cores = os.cpu_count() or 1
+    publishers.set_latency(latency)
+    rates = []
+    for threads in sweep:
+        burst = run_burst(publishers, cores, host_concurrency, threads=threads)
+        rates.append(handled(burst) / burst.elapsed)
+        print(f"  {cores} x {threads} worker thread(s): {rates[-1]:.1f} pages/s", flush=True)
+    top = ceiling(htmls, cores)
+    figure, axes = plt.subplots(figsize=(6, 4), dpi=100)
+    axes.plot(sweep, rates, marker="o", label="feedstream run --burst (end to end)")
+    axes.axhline(top.pages_per_s, color="grey", linestyle="--", label=f"trafilatura alone, {cores} processes")
+    axes.set_xlabel(f"worker threads per process ({cores} processes)")
+    axes.set_ylabel("pages per second")
+    axes.set_xticks(sweep)
+    axes.set_ylim(bottom=0)
+    axes.set_title(f"{len(htmls)} corpus pages, {len(publishers.sites)} hosts at {latency * 1000:.0f} ms, "
+                   f"{cores} cores")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out)
+    print(f"wrote {out}")
+
+
 def main() -> int:
+    global CORPUS_PAGES
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--copies", type=int, default=12, help="times each page is listed under a new URL")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--hosts", type=int, default=24, help="publishers, each its own loopback server")
+    parser.add_argument("--latency", type=float, default=0.15, help="seconds each server waits before answering")
+    parser.add_argument("--pages", type=int, default=2000, help="at least this many page URLs (corpus repeated)")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: the service's)")
+    parser.add_argument("--host-concurrency", type=int, default=Settings.host_concurrency,
+                        help="FEEDSTREAM_HOST_CONCURRENCY for the run")
+    parser.add_argument("--no-zero", action="store_true", help="skip the run with no latency")
     parser.add_argument("--plot", type=Path, default=None,
-                        help="also run 1..cores+1 workers and write throughput against worker count as PNG")
+                        help="also run the --sweep thread counts and write pages/s against them as PNG")
+    parser.add_argument("--sweep", default="1,2,4,8,12", help="worker threads per process for --plot")
+    parser.add_argument("--plot-pages", type=int, default=600, help="pages for each run of the --plot sweep")
     args = parser.parse_args()
     if not CORPUS.exists():
         print(f"bench/pipeline.py: corpus not found at {CORPUS}; nothing to measure")
         return 0
-    pages = load_pages()
-    site = Site().start()
-    links: list[tuple[str, str]] = []
-    for copy in range(args.copies):
-        for key, html in pages.items():
-            links.append((f"{key[:8]} copy {copy}", site.add(f"/c{copy}/{key}.html", html, "text/html")))
-    feed_urls = []
-    for start in range(0, len(links), ITEMS_PER_FEED):
-        feed_urls.append(site.add(f"/feed{start}.xml", rss(links[start:start + ITEMS_PER_FEED]),
-                                  "application/rss+xml"))
-    htmls = [html.decode("utf-8", "replace") for _, html in
-             ((k, pages[k]) for _ in range(args.copies) for k in pages)]
+    corpus = load_pages()
+    CORPUS_PAGES = len(corpus)
+    copies = math.ceil(args.pages / len(corpus))
+    htmls = [variant(html, copy) for copy in range(copies) for html in corpus]
+    cores = os.cpu_count() or 1
+    publishers = Publishers(htmls, args.hosts, args.latency)
+    print(f"{len(htmls)} pages ({len(corpus)} corpus pages x {copies}) on {args.hosts} hosts; "
+          f"{cores} cores; load before: {os.getloadavg()[0]:.2f}", flush=True)
 
-    burst = run_burst(feed_urls, args.workers)
-    ceiling_cpu_before = _cpu(resource.RUSAGE_CHILDREN)
-    ceiling_rate = ceiling(htmls, args.workers)
-    ceiling_cpu = _cpu(resource.RUSAGE_CHILDREN) - ceiling_cpu_before  # includes the pool's start-up
-    naive_rate = naive(feed_urls)
-    ours = handled(burst) / burst.elapsed
-    published = burst.counters.get("published", 0)
-    figures = {
-        "pages": len(links), "workers": args.workers, "published": published,
-        "exact_duplicates": burst.counters.get("duplicates_exact", 0),
-        "fallbacks": burst.counters.get("fallbacks", 0),
-        "burst_seconds": round(burst.elapsed, 2), "burst_pages_per_s": round(ours, 1),
-        "ceiling_pages_per_s": round(ceiling_rate, 1), "ratio_to_ceiling": round(ours / ceiling_rate, 3),
-        "naive_pages_per_s": round(naive_rate, 1), "speedup_over_naive": round(ours / naive_rate, 2),
-        "worker_peak_rss_mb": round(burst.peak_rss_mb, 1),
-        # claims, seen GUIDs, feed state and any job records left after the burst
-        "redis_bytes_per_entry_excl_stream": round(burst.redis_bytes / len(links)),
-        "redis_bytes_per_published_excl_stream": round(burst.redis_bytes / max(1, published)),
-        "service_cpu_ms_per_page": round(burst.service_cpu / len(links) * 1000, 1),
-        "site_cpu_ms_per_page": round(burst.site_cpu / len(links) * 1000, 1),
-        "ceiling_cpu_ms_per_page": round(ceiling_cpu / len(links) * 1000, 1),
-    }
-    print(burst.stdout)
-    print(json.dumps(figures, indent=2))
+    results: dict[str, Any] = {"pages": len(htmls), "hosts": args.hosts, "cores": cores,
+                               "host_concurrency": args.host_concurrency}
+    latencies = [args.latency] if args.no_zero or args.latency == 0 else [args.latency, 0.0]
+    for latency in latencies:
+        publishers.set_latency(latency)
+        burst = run_burst(publishers, args.workers, args.host_concurrency)
+        top = ceiling(htmls, cores)
+        print(burst.stdout, flush=True)
+        results[f"latency_{latency:g}s"] = figures(burst, top, len(htmls), publishers.peak_inflight())
+        print(json.dumps({f"latency_{latency:g}s": results[f"latency_{latency:g}s"]}, indent=2), flush=True)
+    results["load_after"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(results, indent=2))
+    publishers.stop()
     if args.plot:
-        plot(feed_urls, len(links), htmls, args.plot)
-    site.stop()
+        fewer = htmls[:args.plot_pages]
+        sweep_publishers = Publishers(fewer, args.hosts, args.latency)
+        plot(sweep_publishers, fewer, [int(n) for n in args.sweep.split(",")], args.latency, args.host_concurrency,
+             args.plot)
+        sweep_publishers.stop()
     return 0
 
 

@@ -26,16 +26,26 @@ class Request:
 Handler = Callable[[BaseHTTPRequestHandler], None]
 
 
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # many workers may connect at once (the default backlog is 5)
+
+
 class Site:
     """Serves fixed routes, or hand-written handlers, and records every request.
 
     Validators are honoured like a real server would: a route with an ETag or
-    Last-Modified header answers 304 when the request sends them back.
+    Last-Modified header answers 304 when the request sends them back. With a
+    ``latency`` every request is answered that many seconds after it arrives, as a
+    distant publisher would (each in its own thread: requests wait side by side);
+    ``peak_inflight`` is the most requests it was handling at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, latency: float = 0.0) -> None:
         self.routes: dict[str, Route | Handler] = {}
         self.requests: list[Request] = []
+        self.latency = latency
+        self.inflight = 0
+        self.peak_inflight = 0
         self._lock = threading.Lock()
         site = self
 
@@ -52,6 +62,17 @@ class Site:
             def do_GET(self) -> None:
                 with site._lock:
                     site.requests.append(Request(self.path, {k.lower(): v for k, v in self.headers.items()}))
+                    site.inflight += 1
+                    site.peak_inflight = max(site.peak_inflight, site.inflight)
+                try:
+                    if site.latency:
+                        time.sleep(site.latency)
+                    self._answer()
+                finally:
+                    with site._lock:
+                        site.inflight -= 1
+
+            def _answer(self) -> None:
                 route = site.routes.get(self.path)
                 if route is None:
                     route = site.routes.get(self.path.split("?", 1)[0])
@@ -77,7 +98,7 @@ class Site:
                 self.end_headers()
                 self.wfile.write(route.body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

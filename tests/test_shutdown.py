@@ -57,7 +57,10 @@ def page_hits(site: Site) -> int:
 def _env(redis_url: str, feeds_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_URL", "FEEDSTREAM_"))}
     env.update(REDIS_URL=redis_url, PYTHONPATH=str(ROOT), FEEDSTREAM_FEEDS=str(feeds_path),
-               FEEDSTREAM_ALLOW_PRIVATE="1", FEEDSTREAM_WORKERS="1")
+               FEEDSTREAM_ALLOW_PRIVATE="1", FEEDSTREAM_WORKERS="1",
+               # one job in hand per worker process, so these tests know which job SIGTERM finds running
+               # (a process of several worker threads: tests/test_throughput.py)
+               FEEDSTREAM_WORKER_THREADS="1")
     return env
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import time
 import zlib
@@ -82,9 +83,11 @@ def test_robots_sitemap_lines_and_the_kind_in_every_way_in() -> None:
     robots = b"User-agent: *\nDisallow: /x\nSitemap: /news.xml\nsitemap: http://x.test/index.xml # comment\n"
     assert robots_sitemaps(robots, "http://x.test/robots.txt") == ["http://x.test/news.xml",
                                                                    "http://x.test/index.xml"]
-    source = source_from_dict({"name": "n", "kind": "sitemap", "url": "http://x.test/news.xml", "max_age": 7200})
+    source = source_from_dict({"name": "n", "kind": "sitemap", "url": "http://x.test/news.xml", "max_age": "2h"})
     assert source_to_dict(source) == {"name": "n", "kind": "sitemap", "url": "http://x.test/news.xml",
-                                      "max_age": 7200}
+                                      "max_age": "2h"}
+    assert source_from_dict({"name": "n", "kind": "sitemap", "url": "http://x.test/news.xml",
+                             "max_age": 7200}).max_age == "7200s"  # whole seconds read as the same duration
 
 
 def test_discovery_reads_robots_txt_sitemaps(site: Site) -> None:
@@ -103,11 +106,13 @@ def work(client: redis.Redis) -> None:
                  connection=client).work(burst=True, logging_level="WARNING")
 
 
-def serve_articles(site: Site, numbers: range) -> list[tuple[str, str, float]]:
+def serve_articles(site: Site, numbers: range, age: float = 0.0) -> list[tuple[str, str, float]]:
+    """Article pages whose own dates agree with the sitemap's (max_age is judged on both)."""
     out = []
     for n in numbers:
-        s = story(n)
-        out.append((site.add(f"/news/{s.slug}/", telecoms_page(s)), s.title, NOW - (n + 1) * HOUR))
+        when = NOW - age - (n + 1) * HOUR
+        s = dataclasses.replace(story(n), iso=iso_from_epoch(when))
+        out.append((site.add(f"/news/{s.slug}/", telecoms_page(s)), s.title, when))
     return out
 
 
@@ -115,7 +120,7 @@ def test_a_news_sitemap_index_publishes_recent_articles_once(site: Site, redis_c
                                                              redis_url: str, feeds_file: Path) -> None:
     context, admin = admin_context(redis_url, feeds_file)
     recent = serve_articles(site, range(3))
-    old = [(url, title, NOW - 10 * 86400) for url, title, _ in serve_articles(site, range(3, 5))]
+    old = serve_articles(site, range(3, 5), age=10 * 86400)
     site.add("/news-1.xml", news_sitemap(recent[:2] + old), "application/xml")
     site.add("/news-2.xml.gz", gzip.compress(news_sitemap(recent[2:]).encode()), "application/x-gzip")
     foreign = site.url("/elsewhere.xml").replace("127.0.0.1", "localhost")

@@ -143,7 +143,8 @@ def test_every_script_names_its_keys_and_argv_in_its_header() -> None:
 
     scripts = [p for p in files("worker.store").joinpath("lua").iterdir() if p.name.endswith(".lua")]
     assert {p.name for p in scripts} == {"publish.lua", "claim_due.lua", "defer_host.lua", "acquire_slot.lua",
-                                       "claim_rechecks.lua", "publish_update.lua", "outbox_assign.lua"}
+                                       "claim_rechecks.lua", "publish_update.lua", "outbox_assign.lua",
+                                       "release_slot.lua"}
     for script in scripts:
         header = script.read_text().split("\nlocal ", 1)[0]
         assert "KEYS[1]" in header and "ARGV[1" in header, script.name

@@ -26,6 +26,20 @@ class Feed:
     # Bounds of the adaptive schedule for this feed; None: the global defaults.
     min_interval: int | None = None
     max_interval: int | None = None
+    # Per-source rules (issue 16; docs/rules.md): entries dropped by `field:regex` rules or by age,
+    # the body chosen by a CSS selector, elements stripped before extraction.
+    block: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    max_age: str | None = None  # "30d", "12h", "90m"
+    selector: str | None = None
+    strip: tuple[str, ...] = ()
+    # Request settings for the feed's and its pages' requests. A password is never held here: only the
+    # name of the environment variable it is read from (at the edge, as IMAP passwords are).
+    headers: tuple[tuple[str, str], ...] = ()
+    cookie: str | None = None
+    user_agent: str | None = None
+    basic_auth_user: str | None = None
+    basic_auth_password_env: str | None = None
 
 
 @dataclass(frozen=True)
@@ -33,10 +47,10 @@ class Sitemap(Feed):
     """A source read from a (news) sitemap or sitemap index instead of a feed (``kind = "sitemap"``).
 
     Polled like a feed (conditional GET, the adaptive schedule); only entries dated within
-    ``max_age`` seconds are listed (worker/feeds/sitemap.py).
+    ``max_age`` (the same rule as a feed's, here with a default) are listed (worker/feeds/sitemap.py).
     """
 
-    max_age: int = 2 * 86400
+    max_age: str | None = "2d"
 
 
 @dataclass(frozen=True)
@@ -124,8 +138,12 @@ class Extracted:
     authors: list[str] = field(default_factory=list)
     updated: str | None = None  # ISO 8601 UTC: the page's declared last modification
     markdown: str = ""  # the body as Markdown (headings, lists, emphasis, tables)
-    extraction: str = "precision"  # which candidate won: "precision", "recall" or "feed"
+    extraction: str = "precision"  # which candidate won: "precision", "recall", "feed" or "selector"
     word_count: int = 0
+    # The source's selector (issue 16): "matched" (the body), "missed" (nothing matched: the chain ran),
+    # "whole page" (it matched the page itself: ignored); None without a selector.
+    selector: str | None = None
+    stripped: dict[str, int] = field(default_factory=dict)  # strip selector -> elements removed
 
 
 @dataclass
@@ -143,8 +161,8 @@ class Article:
     duplicate_of: str | None = None
     # Near-duplicate cluster: the id of the cluster's first article (its own id when it is the first).
     cluster: str | None = None
-    # which body won: "precision"/"recall" (trafilatura's modes on the article's page) or "feed"
-    # (the feed's own content: chosen over the page, or the fallback when the page failed)
+    # which body won: "precision"/"recall" (trafilatura's modes on the article's page), "selector" (the
+    # source's CSS selector) or "feed" (the feed's own content: chosen over the page, or the fallback)
     extraction: str = "precision"
     fallback_reason: str | None = None  # why the page was not used, when extraction == "feed"
     guid: str | None = None
@@ -194,6 +212,10 @@ class NewsletterSource:
     tags: tuple[str, ...] = ()
     max_bytes: int = 5 * 1024 * 1024  # per message
     follow_links: bool = False  # a digest of links: also queue each linked article as an entry
+    # keep/block rules and max_age, as for feeds (issue 16)
+    block: tuple[str, ...] = ()
+    keep: tuple[str, ...] = ()
+    max_age: str | None = None
 
 
 @dataclass
@@ -267,6 +289,7 @@ class PollIntent:
     next_poll: float | None = None  # the source's new slot in the due set (inf: retired); None: unchanged
     counters: Mapping[str, int] = field(default_factory=dict)  # added to the global counters
     source_counts: Mapping[str, int] = field(default_factory=dict)  # added to fields of the status hash
+    filtered: Mapping[str, int] = field(default_factory=dict)  # entries dropped by the source's rules, per rule
     http: tuple[str, int | str] | None = None  # one response seen: (kind, status)
     # hashed GUIDs the source lists now, remembered as seen at ``seen_at`` (None: the seen set is untouched)
     seen: tuple[str, ...] = ()

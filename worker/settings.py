@@ -18,7 +18,15 @@ from worker.errors import ConfigError, SourceInvalid
 from worker.fetch import HttpSettings
 from worker.models import UPDATE_MODES, Feed, NewsletterSource, UpdatePolicy
 from worker.sources.plan import identity
-from worker.sources.spec import FEED_KIND, FEED_KINDS, MIN_INTERVAL, NEWSLETTER_KINDS, check_url, source_from_dict
+from worker.sources.spec import (
+    FEED_KIND,
+    FEED_KINDS,
+    MIN_INTERVAL,
+    NEWSLETTER_KINDS,
+    check_url,
+    defaults_from_dict,
+    source_from_dict,
+)
 
 DEFAULT_FEEDS_PATH = "config/feeds.toml"
 DEFAULT_STREAM = "articles"
@@ -77,6 +85,9 @@ class Settings:
     var_dir: Path = Path("var")
     prefix: str = "feedstream"  # namespace of every Redis key we own
     workers: int = 2
+    # RQ workers per worker process, as threads (worker/ops/workgroup.py): their page downloads wait
+    # side by side while one of them extracts.
+    worker_threads: int = 8
     dashboard_port: int = 9181
     metrics_port: int = 9184  # feedstream metrics: /metrics and /healthz
     # Approximate MAXLEN for the stream; 0 keeps everything.
@@ -146,6 +157,7 @@ class Settings:
             http=http,
             var_dir=Path(env.get("FEEDSTREAM_VAR") or "var"),
             workers=int(_number(env, "FEEDSTREAM_WORKERS", max(os.cpu_count() or 1, 1), 1)),
+            worker_threads=int(_number(env, "FEEDSTREAM_WORKER_THREADS", 8, 1)),
             dashboard_port=int(_number(env, "FEEDSTREAM_DASHBOARD_PORT", 9181, 0)),
             metrics_port=int(_number(env, "FEEDSTREAM_METRICS_PORT", 9184, 0)),
             stream_maxlen=int(_number(env, "FEEDSTREAM_STREAM_MAXLEN", 100_000, 0)),
@@ -224,6 +236,8 @@ class Sources:
     newsletters: list[NewsletterSource]
     # IMAP passwords by source name, read from the environment variables the sources name
     mail_passwords: dict[str, str] = field(default_factory=dict)
+    # the [defaults] table: rules every source runs before its own (issue 16; docs/rules.md)
+    defaults: dict[str, Any] = field(default_factory=dict)
 
 
 def load_sources(path: Path, env: Mapping[str, str] | None = None) -> Sources:
@@ -237,7 +251,17 @@ def load_sources(path: Path, env: Mapping[str, str] | None = None) -> Sources:
     newsletters = _newsletters_from_doc(doc, path)
     feeds = _feeds_from_doc(doc, path, newsletters)
     passwords = {source.name: env.get(source.password_env, "") for source in newsletters if source.password_env}
-    return Sources(feeds, newsletters, passwords)
+    return Sources(feeds, newsletters, passwords, _defaults_from_doc(doc, path))
+
+
+def _defaults_from_doc(doc: dict[str, Any], path: Path) -> dict[str, Any]:
+    if "defaults" not in doc:
+        return {}
+    try:
+        return defaults_from_dict(doc["defaults"])
+    except SourceInvalid as exc:
+        key, message = next(iter(exc.fields.items()))
+        raise ConfigError(f"{path}: [defaults]: {key} {message}") from None
 
 
 def _feeds_from_doc(doc: dict[str, Any], path: Path, newsletters: list[NewsletterSource]) -> list[Feed]:

@@ -48,7 +48,7 @@ COMMANDS: dict[str, Command] = {
     "smtp": Command("the newsletter SMTP endpoint (Procfile: smtp)", smtp),
     "serve": Command("serve the stream as Atom and JSON Feed (Procfile: web)", serve),
     "status": Command("feed health", status),
-    "sources": Command("list, add, remove, pause, resume or refresh sources (no restart needed)", sources,
+    "sources": Command("list, add, set, test, remove, pause, resume or refresh sources (no restart needed)", sources,
                        feeds_optional=True),
     "discover": Command("the feeds found at a site's address", discover, feeds_optional=True),
     "opml": Command("import or export sources as OPML", opml, feeds_optional=True),

@@ -17,7 +17,7 @@ from worker.cli.edge import Edge, prepare_workers, say
 from worker.ops.rqworker import pending_work, run_pool
 from worker.pipeline.context import current_context
 from worker.pipeline.outbox import sweep
-from worker.pipeline.queues import POLL_QUEUE, enqueue_poll
+from worker.pipeline.queues import POLL_QUEUE, enqueue_polls
 from worker.store import Store
 
 # A burst waits for RQ retries scheduled this soon; later ones (a host's long
@@ -78,14 +78,14 @@ def burst(edge: Edge, processes: int, out: TextIO = sys.stdout,
     started = time.monotonic()
     before = store.counters()
     store.reconcile_schedule(time.time())
-    poll_queue = Queue(POLL_QUEUE, connection=store.redis)
-    for name in edge.scheduled:
-        enqueue_poll(poll_queue, name)
+    # Batched like the scheduler's polls: a batch queues its feeds' pages with their hosts interleaved,
+    # and its per-feed locks keep a running service from polling the same feed at the same time.
+    enqueue_polls(Queue(POLL_QUEUE, connection=store.redis), edge.scheduled)
     progress = Progress(store, before, len(edge.feeds), progress_out or sys.stderr)
     progress.start()
     try:
         while True:
-            run_pool(store.redis, processes, burst=True, logging_level="WARNING")
+            run_pool(store.redis, processes, burst=True, threads=edge.settings.worker_threads, logging_level="WARNING")
             busy, next_retry = pending_work(store.redis)
             if busy:
                 continue

@@ -116,7 +116,7 @@ def _take_sources(edge: Edge, sources: Sources, apply: bool = True) -> None:
     """Apply the feeds file (declaratively: see docs/sources.md), then take every source Redis holds."""
     if apply:
         try:
-            report = apply_feeds_file(edge.store, sources.feeds, sources.newsletters)
+            report = apply_feeds_file(edge.store, sources.feeds, sources.newsletters, defaults=sources.defaults)
         except redis.RedisError as exc:
             if not is_refusal(exc):
                 raise

@@ -18,7 +18,8 @@ SHUTDOWN_GRACE_SECONDS = 300
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--burst", action="store_true", help="poll every feed once, finish the work, exit")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="worker processes (default: one per core), each of FEEDSTREAM_WORKER_THREADS RQ workers")
     parser.add_argument("--no-dashboard", action="store_true", help="do not start rq-dashboard")
 
 

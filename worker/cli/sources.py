@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from worker.cli.edge import Edge, say
+from worker.cli.sourcetest import run_source_test
 from worker.errors import SourceError
 from worker.sources.manage import SourceAdmin, open_admin
 
@@ -37,6 +38,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           "VALUE is read as JSON when it parses (numbers, true/false)")
     add.add_argument("--no-check", action="store_true", help="take URL as a feed's address without fetching it")
     add.add_argument("--json", action="store_true", help="print the created source as JSON")
+    add_rule_arguments(add)
+    change = actions.add_parser("set", help="change an API-made source's fields: KEY=VALUE (VALUE as JSON when it "
+                                            "parses; KEY= resets to the default) and the rule options below")
+    change.add_argument("name", metavar="NAME")
+    change.add_argument("fields", nargs="*", metavar="KEY=VALUE")
+    change.add_argument("--json", action="store_true", help="print the changed source as JSON")
+    add_rule_arguments(change)
+    test = actions.add_parser("test", help="fetch a source (or one article URL of it) with its rules and print what "
+                                           "would be published and what each rule dropped or stripped; publishes "
+                                           "nothing")
+    test.add_argument("name", metavar="NAME")
+    test.add_argument("url", nargs="?", metavar="URL", help="one article page of the source")
+    test.add_argument("--limit", type=int, default=10, help="entries of the feed to try (default 10)")
+    test.add_argument("--json", action="store_true", help="as JSON")
     show = actions.add_parser("show", help="one source as JSON")
     show.add_argument("name")
     for action, text in (("remove", "remove sources (what they published stays on the stream)"),
@@ -47,7 +62,65 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("names", nargs="+", metavar="NAME")
 
 
+def add_rule_arguments(parser: argparse.ArgumentParser) -> None:
+    """The rules and request settings of a source as options (docs/rules.md); each sets its field whole."""
+    group = parser.add_argument_group("rules and request settings (docs/rules.md)")
+    group.add_argument("--block", action="append", metavar="FIELD:REGEX",
+                       help="drop entries whose FIELD (title, url, author, text, tags) matches (repeatable)")
+    group.add_argument("--keep", action="append", metavar="FIELD:REGEX",
+                       help="keep only entries one keep rule matches (repeatable)")
+    group.add_argument("--max-age", metavar="AGE", help="drop entries older than AGE: 30d, 12h, 90m, 2w")
+    group.add_argument("--selector", metavar="CSS", help="the CSS selector of the article's body")
+    group.add_argument("--strip", action="append", metavar="CSS", help="remove these elements first (repeatable)")
+    group.add_argument("--header", action="append", metavar="'NAME: VALUE'",
+                       help="a request header for the feed and its pages (repeatable)")
+    group.add_argument("--cookie", help="the Cookie header for the feed and its pages")
+    group.add_argument("--user-agent", help="the User-Agent for the feed and its pages")
+    group.add_argument("--basic-auth-user", help="HTTP basic auth user (with --basic-auth-password-env)")
+    group.add_argument("--basic-auth-password-env", metavar="VAR",
+                       help="the environment variable holding the basic-auth password (read by the workers)")
+
+
+def rule_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The rule options given, as the source's fields."""
+    fields: dict[str, Any] = {}
+    for key in ("block", "keep", "max_age", "selector", "strip", "cookie", "user_agent", "basic_auth_user",
+                "basic_auth_password_env"):
+        value = getattr(args, key, None)
+        if value is not None:
+            fields[key] = value
+    if args.header is not None:
+        headers: dict[str, str] = {}
+        for item in args.header:
+            name, sep, value = item.partition(":")
+            if not sep or not name.strip():
+                raise SourceError(f"--header {item!r}: write 'Name: value'", {"headers": "must be 'Name: value'"})
+            headers[name.strip()] = value.strip()
+        fields["headers"] = headers
+    return fields
+
+
+def _key_values(items: list[str], option: str) -> dict[str, Any]:
+    """``KEY=VALUE`` items: VALUE as JSON when it parses (numbers, true/false, lists), else a string;
+    an empty VALUE is null (the field goes back to its default)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise SourceError(f"{option} {item!r}: write KEY=VALUE", {key or option: "must be KEY=VALUE"})
+        if raw == "":
+            out[key] = None
+            continue
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
 def command(edge: Edge, args: argparse.Namespace) -> int:
+    if args.action == "test":  # fetches as a worker would (the source's rules and request settings)
+        return run_source_test(edge, args, sys.stdout)
     admin, client = open_admin(edge.store, edge.settings)
     try:
         return ACTIONS[args.action](admin, args, sys.stdout)
@@ -81,20 +154,26 @@ def _add(admin: SourceAdmin, args: argparse.Namespace, out: TextIO) -> int:
     for key, value in (("name", args.name), ("address", args.address), ("tags", args.tags or None)):
         if value is not None:
             body[key] = value
-    for item in args.fields:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise SourceError(f"--set {item!r}: write KEY=VALUE", {key or "--set": "must be KEY=VALUE"})
-        try:
-            body[key] = json.loads(raw)
-        except ValueError:
-            body[key] = raw
+    body.update({k: v for k, v in _key_values(args.fields, "--set").items() if v is not None})
+    body.update(rule_fields(args))
     created = admin.create(body, check=not args.no_check)
     if args.json:
         print(json.dumps(created, indent=2, ensure_ascii=False), file=out)
     else:
         where = created.get("url") or created.get("address") or created.get("path") or created.get("host")
         print(f"added {created['name']} ({created['kind']}): {where}", file=out)
+    return 0
+
+
+def _set(admin: SourceAdmin, args: argparse.Namespace, out: TextIO) -> int:
+    changes = {**_key_values(args.fields, "set"), **rule_fields(args)}
+    if not changes:
+        raise SourceError("set: name a field to change (KEY=VALUE or an option)", {"": "nothing to change"})
+    changed = admin.update(args.name, changes)
+    if args.json:
+        print(json.dumps(changed, indent=2, ensure_ascii=False), file=out)
+    else:
+        print(f"changed {changed['name']}: {', '.join(sorted(changes))}", file=out)
     return 0
 
 
@@ -124,6 +203,7 @@ def _each(operation: Callable[[SourceAdmin, str], object], done: str) -> Callabl
 ACTIONS: dict[str, Callable[[SourceAdmin, argparse.Namespace, TextIO], int]] = {
     "list": _list,
     "add": _add,
+    "set": _set,
     "show": _show,
     "remove": _each(SourceAdmin.delete, "removed"),
     "pause": _each(SourceAdmin.pause, "paused"),

@@ -16,6 +16,8 @@ from worker.cli.edge import Edge
 from worker.ops.metrics import LAG_WARN_SHARE
 from worker.ops.rqworker import queue_depths, worker_count
 from worker.push.websub import Subscription
+from worker.sources.rules import rules_status
+from worker.sources.spec import source_to_dict
 from worker.store import Store
 from worker.timefmt import iso_from_epoch
 
@@ -70,6 +72,7 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "deferred": status.get("deferred"),
             "paused": feed.name in edge.paused,
             "websub": _websub_view(subscriptions.get(feed.name), now, bool(edge.settings.public_url)),
+            **rules_status(source_to_dict(feed), status),
         })
     for source in edge.newsletters:
         status = edge.store.feed_status(source.name)
@@ -88,6 +91,7 @@ def status_rows(edge: Edge) -> list[dict[str, object]]:
             "mails_refused": int(status.get("mails_refused", 0)),
             "last_refused": status.get("last_refused"),
             "paused": source.name in edge.paused,
+            **rules_status(source_to_dict(source), status),
         })
     return rows
 
@@ -119,6 +123,12 @@ def print_status(rows: list[dict[str, object]], out: TextIO) -> None:
             print(f"{'':<20} {websub_line(row['websub'])}", file=out)  # type: ignore[arg-type]
         if row.get("paused"):
             print(f"{'':<20} paused (feedstream sources resume {row['feed']})", file=out)
+        if row.get("filtered_total"):
+            per_rule = ", ".join(f"{rule}: {n}" for rule, n in row["filtered"].items())  # type: ignore[attr-defined]
+            print(f"{'':<20} filtered by its rules: {row['filtered_total']} ({per_rule})", file=out)
+        if row.get("last_selector_miss"):
+            print(f"{'':<20} {row.get('selector_misses')} selector miss(es), last: {row['last_selector_miss']}",
+                  file=out)
 
 
 def _websub_view(sub: Subscription | None, now: float, public_url: bool) -> dict[str, object] | None:

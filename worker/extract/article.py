@@ -43,6 +43,7 @@ from worker.extract.hints import page_hints
 from worker.extract.language import detect_language
 from worker.extract.markdown import markdown, markdown_escape
 from worker.extract.pagemeta import page_metadata
+from worker.extract.selector import select_body, strip_elements
 from worker.extract.witness import missing_lede, summary_lead
 from worker.models import Extracted
 from worker.text import is_usable, word_count
@@ -68,6 +69,8 @@ def extract_article(
     entry_author: str | None = None,
     entry_published: str | None = None,
     feed_html: str | None = None,
+    selector: str | None = None,
+    strip: Sequence[str] = (),
 ) -> Extracted:
     """A page's HTML (str) -> its article text and metadata.
 
@@ -99,6 +102,12 @@ def extract_article(
     headings, list items and quotes marked (read off the winning extraction's
     tree: no second extraction; see :func:`markdown.markdown`).
 
+    A source's rules (issue 16): the elements ``strip`` selects are removed after the metadata is
+    read and before the body is looked for; the elements ``selector`` selects are the body
+    (``extraction: "selector"``), cleaned as a feed's HTML is, and no other candidate is weighed.
+    When it selects nothing (or nothing usable, or the whole page), the chain above runs and
+    ``Extracted.selector`` says so.
+
     Raises :class:`ExtractError` when the page has no usable article text, and
     nothing else on any input (trafilatura/lxml failures are wrapped).
     """
@@ -112,11 +121,13 @@ def extract_article(
             raise ExtractError("no article text found (not HTML)")
         meta = page_metadata(tree, html, url=url, need_author=not entry_author, need_date=not entry_published)
         hints = page_hints(html)
+        stripped = strip_elements(tree, tuple(strip)) if strip else {}
+        chosen, chosen_html = select_body(tree, selector) if selector else (None, None)
         links = PageLinks.of_tree(tree)
         # after the metadata and the links: the extraction prunes the tree in place
         document = trafilatura.bare_extraction(
             tree, url=url, include_comments=False, favor_precision=True, with_metadata=False
-        )
+        ) if chosen_html is None else None
     except INPUT_ERRORS as exc:
         raise ExtractError(f"trafilatura failed: {type(exc).__name__}: {exc}") from exc
     title = meta.title or " ".join((entry_title or "").split())
@@ -127,8 +138,18 @@ def extract_article(
     author = meta.author or entry_author
     authors = [a.strip() for a in (author or "").split(";") if a.strip()]
     # cleaned before it is judged: a "The post ... appeared first on ..." footer is no part of a summary
-    feed = _feed_candidate(feed_html, title=title, labels=labels, alt_titles=alt_titles, authors=authors) \
-        if feed_html else None
+    context = {"title": title, "labels": labels, "alt_titles": alt_titles, "authors": authors}
+    if chosen_html is not None:
+        body = _html_candidate(chosen_html, "selector", **context)
+        if body is not None and is_usable("\n\n".join(body.paragraphs)):
+            return _extracted(meta, hints, url, title, categories, tags, body, selector="matched", stripped=stripped)
+        chosen = "missed"  # matched, but nothing usable in it: the chain runs as if it had missed
+        try:  # selecting left the tree as it was
+            document = trafilatura.bare_extraction(tree, url=url, include_comments=False, favor_precision=True,
+                                                   with_metadata=False)
+        except INPUT_ERRORS as exc:
+            raise ExtractError(f"trafilatura failed: {type(exc).__name__}: {exc}") from exc
+    feed = _html_candidate(feed_html, "feed", **context) if feed_html else None
     if (document is None or not document.text) and feed is None:
         raise ExtractError("no article text found")
 
@@ -148,6 +169,8 @@ def extract_article(
         lede = None
         try:
             second_tree = load_html(html)
+            if strip:
+                strip_elements(second_tree, tuple(strip))
             if feed is not None and not is_full_text(feed):
                 lede = missing_lede(second_tree, summary_lead(feed, primary))  # before the extraction prunes
             second = trafilatura.bare_extraction(
@@ -160,10 +183,14 @@ def extract_article(
         best = choose(primary, recall, feed)
         if lede is not None and feed is not None and best is not feed:
             best = _with_lede(best, lede, feed)
+    return _extracted(meta, hints, url, title, categories, tags, best, selector=chosen, stripped=stripped)
+
+
+def _extracted(meta: Any, hints: Any, url: str, title: str, categories: list[str], tags: list[str],
+               best: Candidate, *, selector: str | None, stripped: dict[str, int]) -> Extracted:
     text = "\n\n".join(best.paragraphs)
     if not is_usable(text):
         raise ExtractError("no article text found (too little text)")
-
     return Extracted(
         title=title,
         text=text,
@@ -181,6 +208,8 @@ def extract_article(
         markdown=best.markdown or text,
         extraction=best.name,
         word_count=word_count(text),
+        selector=selector,
+        stripped=stripped,
     )
 
 
@@ -194,8 +223,9 @@ def _with_lede(body: Candidate, lede: str, summary: Candidate) -> Candidate:
     return with_lede
 
 
-def _feed_candidate(html: str, **context: Any) -> Candidate | None:
-    """The feed's own content, cleaned with the page's ``context`` (title, labels, ...), as a candidate body.
+def _html_candidate(html: str, name: str, **context: Any) -> Candidate | None:
+    """An HTML fragment (the feed's own content, or the elements a source's selector chose), cleaned with
+    the page's ``context`` (title, labels, ...), as a candidate body.
 
     Its link density is measured off its own ``<a>`` elements; None when it has no text.
     """
@@ -203,4 +233,4 @@ def _feed_candidate(html: str, **context: Any) -> Candidate | None:
     paragraphs = clean_paragraphs(paragraphs, **context)
     if not paragraphs:
         return None
-    return Candidate("feed", paragraphs, link_density=link_density)
+    return Candidate(name, paragraphs, link_density=link_density)

@@ -26,6 +26,7 @@ import ssl
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from http import HTTPStatus
@@ -260,29 +261,39 @@ class HttpClient:
         etag: str | None = None,
         last_modified: str | None = None,
         accept: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Fetched:
         """GET ``url``, following redirects, and return the whole (decompressed) body.
 
-        Sends If-None-Match / If-Modified-Since when validators are given. Raises
+        Sends If-None-Match / If-Modified-Since when validators are given. ``headers``: a source's
+        own (issue 16: an API key, a cookie, basic auth, its User-Agent), sent to ``url``'s host only:
+        a redirect to another host gets none of them but the User-Agent. Raises
         NotModified on 304, BlockedAddress for a refused scheme or address,
         TooLarge, DeadlineExceeded, or FetchError for anything else that fails.
         """
-        headers = {
+        sent = {
             "User-Agent": self.settings.user_agent,
             "Accept": accept or "*/*",
             "Accept-Encoding": _ACCEPT_ENCODING,
         }
         if etag:
-            headers["If-None-Match"] = etag
+            sent["If-None-Match"] = etag
         if last_modified:
-            headers["If-Modified-Since"] = last_modified
+            sent["If-Modified-Since"] = last_modified
         fetch = Deadline(self.settings.deadline)
         self._local.fetch = fetch
         try:
-            return self._follow(url, headers, fetch)
+            return self._follow(url, sent, fetch, dict(headers or {}))
         finally:
             self._local.fetch = None
             fetch.finish()
+
+    # The SSRF policy; a test may widen it to one known server.
+    def _address_allowed(self, ip: str, port: int) -> bool:
+        return self.settings.allow_private or is_public_address(ip)
+
+    def _current_fetch(self) -> Deadline | None:
+        return getattr(self._local, "fetch", None)
 
     def post(self, url: str, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> Fetched:
         """POST ``body`` to ``url`` (WebSub: a subscription request, a content distribution) and read the
@@ -308,12 +319,15 @@ class HttpClient:
     def _current_fetch(self) -> Deadline | None:
         return getattr(self._local, "fetch", None)
 
-    def _follow(self, url: str, headers: dict[str, str], fetch: Deadline) -> Fetched:
+    def _follow(self, url: str, headers: dict[str, str], fetch: Deadline, extra: dict[str, str]) -> Fetched:
         current = url
         redirects: list[tuple[int, str]] = []
+        home = urlsplit(_request_url(url)).hostname if extra else None
+        elsewhere = {k: v for k, v in extra.items() if k.lower() == "user-agent"}
         while True:
             target = _request_url(current)
-            response = self._open(target, headers, fetch)
+            hop = {**headers, **(extra if urlsplit(target).hostname == home else elsewhere)} if extra else headers
+            response = self._open(target, hop, fetch)
             status = response.status
             if status in _REDIRECTS or status == 304:
                 _discard(response)

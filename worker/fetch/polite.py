@@ -15,6 +15,8 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 from urllib.robotparser import RobotFileParser
 
@@ -26,8 +28,14 @@ from worker.pipeline.schedule import MAX_HINT
 from worker.store import Store
 from worker.timefmt import iso_from_epoch
 
-# How long to wait for a free slot on a busy host before deferring instead.
-SLOT_POLL = 0.05
+# A request waiting for a host's slot is woken when one is released (Store.wait_host_slot);
+# it looks again at least this often anyway, for a slot whose holder died lets its lease lapse
+# without a release.
+SLOT_RECHECK = 1.0
+# How long an article page waits for a free slot on a busy host before it is deferred (held back
+# and queued again) instead: a worker does not sit behind one slow or crowded host while the
+# queue holds other hosts' pages.
+PAGE_SLOT_WAIT = 5.0
 # A robots.txt that could not be read (5xx, timeout) allows all, as Scrapy does,
 # but is asked for again soon rather than after the full TTL.
 ROBOTS_RETRY_TTL = 600
@@ -47,13 +55,15 @@ class PoliteFetcher:
     """``get`` like HttpClient's, within per-host limits shared through Redis."""
 
     def __init__(self, http: HttpClient, store: Store, *, host_concurrency: int = 2,
-                 robots: bool = True, robots_ttl: int = 86400, slot_wait: float | None = None) -> None:
+                 robots: bool = True, robots_ttl: int = 86400, slot_wait: float | None = None,
+                 page_slot_wait: float | None = None) -> None:
         self.http = http
         self.store = store
         self.host_concurrency = host_concurrency
         self.robots = robots
         self.robots_ttl = robots_ttl
         self.slot_wait = http.settings.deadline if slot_wait is None else slot_wait
+        self.page_slot_wait = min(self.slot_wait, PAGE_SLOT_WAIT) if page_slot_wait is None else page_slot_wait
         # A slot outlives its request only if the worker died mid-request.
         self.lease = http.settings.deadline + 10
         self.agent = agent_token(http.settings.user_agent)
@@ -62,19 +72,21 @@ class PoliteFetcher:
         self._locks_guard = threading.Lock()
 
     def get(self, url: str, *, etag: str | None = None, last_modified: str | None = None,
-            accept: str | None = None, page: bool = False) -> Fetched:
+            accept: str | None = None, page: bool = False, headers: Mapping[str, str] | None = None) -> Fetched:
         """Fetch ``url``; pages are checked against robots.txt first (RobotsDisallowed).
 
         Raises HostDeferred when the host is under a Retry-After or stays busy.
+        ``headers``: the source's own request headers (never sent for robots.txt, which hosts share).
         """
         host = host_of(url)
-        if page and self.robots and not self._robots_allow(url, host):
+        wait = self.page_slot_wait if page else self.slot_wait
+        if page and self.robots and not self._robots_allow(url, host, wait):
             raise RobotsDisallowed(f"robots.txt of {host} disallows {url}", url=url)
-        return self._request(url, host, etag=etag, last_modified=last_modified, accept=accept)
+        return self._request(url, host, wait, etag=etag, last_modified=last_modified, accept=accept, headers=headers)
 
-    def _request(self, url: str, host: str, **kwargs: str | None) -> Fetched:
+    def _request(self, url: str, host: str, wait: float, **kwargs: Any) -> Fetched:
         token = uuid.uuid4().hex
-        waited_until = time.monotonic() + self.slot_wait
+        waited_until = time.monotonic() + wait
         while True:
             # one step: refused while the host's Retry-After lies ahead, else a slot if free
             taken = self.store.acquire_host_slot(host, token, self.host_concurrency, self.lease, time.time())
@@ -83,10 +95,11 @@ class PoliteFetcher:
             if taken is not False:
                 raise HostDeferred(f"{host} asked us to wait until {_clock(taken)} (Retry-After)", url=url,
                                    until=taken)
-            if time.monotonic() >= waited_until:
+            left = waited_until - time.monotonic()
+            if left <= 0:
                 raise HostDeferred(f"{host} already has {self.host_concurrency} requests in flight", url=url,
                                    until=time.time() + self.lease)
-            time.sleep(SLOT_POLL)
+            self.store.wait_host_slot(host, min(left, SLOT_RECHECK))
         try:
             return self.http.get(url, **kwargs)
         except NotModified:
@@ -97,13 +110,13 @@ class PoliteFetcher:
                 self.store.defer_host(host, now + min(exc.retry_after, MAX_HINT), now)
             raise
         finally:
-            self.store.release_host_slot(host, token)
+            self.store.release_host_slot(host, token, self.host_concurrency)
 
     def _robots_lock(self, host: str) -> threading.Lock:
         with self._locks_guard:
             return self._robots_locks.setdefault(host, threading.Lock())
 
-    def _robots_allow(self, url: str, host: str) -> bool:
+    def _robots_allow(self, url: str, host: str, wait: float) -> bool:
         memo = self._robots_memo.get(host)
         if memo is None or time.monotonic() - memo[0] > ROBOTS_MEMO_SECONDS:
             # Pages are prefetched in threads: let one of them read (or fetch) a host's robots.txt.
@@ -112,15 +125,15 @@ class PoliteFetcher:
                 if memo is None or time.monotonic() - memo[0] > ROBOTS_MEMO_SECONDS:
                     body = self.store.cached_robots(host)
                     if body is None:
-                        body = self._fetch_robots(url, host)
+                        body = self._fetch_robots(url, host, wait)
                     memo = (time.monotonic(), parse_robots(body))
                     self._robots_memo[host] = memo
         return rules_allow(memo[1], url, self.agent)
 
-    def _fetch_robots(self, url: str, host: str) -> bytes:
+    def _fetch_robots(self, url: str, host: str, wait: float) -> bytes:
         ttl = self.robots_ttl
         try:
-            body = self._request(robots_url(url), host, accept="text/plain").body[:MAX_ROBOTS_BYTES]
+            body = self._request(robots_url(url), host, wait, accept="text/plain").body[:MAX_ROBOTS_BYTES]
         except (HostDeferred, BlockedAddress):
             raise  # the page itself would be refused for the same reason
         except FetchError as exc:

@@ -91,6 +91,12 @@ class FeedstreamCollector(Collector):
                                   value=counters.get("fallbacks", 0))
         yield CounterMetricFamily("feedstream_entries_new", "Feed entries seen for the first time",
                                   value=counters.get("entries_new", 0))
+        filtered = CounterMetricFamily("feedstream_entries_filtered", "Entries a source's keep/block rules or "
+                                       "max_age dropped (never published), by source and rule",
+                                       labels=["source", "rule"])
+        for (source, rule), value in sorted(store.filtered_counts().items()):
+            filtered.add_metric([source, rule], value)
+        yield filtered
         yield CounterMetricFamily("feedstream_page_retries", "Page fetches deferred to an RQ retry",
                                   value=counters.get("retried_pages", 0))
         yield CounterMetricFamily("feedstream_updates_published",

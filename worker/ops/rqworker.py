@@ -9,9 +9,11 @@ restarts it.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Mapping
+from multiprocessing.process import BaseProcess
 from typing import Any
 
 import redis
@@ -72,6 +74,8 @@ HEARTBEAT_TTL = 20
 MAINTENANCE_INTERVAL = 15
 WORKER_TTL = 30
 REFUSAL_PAUSE = 0.5  # seconds between tries of a step Redis refused, where nothing else waits
+# A burst worker with nothing queued waits this long (seconds) for jobs still running to queue more.
+BURST_WAIT = 1
 
 
 def repair_executions(connection: Redis, job: Job, live: Mapping[str, Execution], ttl: int) -> int:
@@ -193,6 +197,20 @@ class FeedstreamWorker(SimpleWorker):
 
     def dequeue_job_and_maintain_ttl(self, timeout: int | None,
                                      max_idle_time: int | None = None) -> tuple[Job, Queue] | None:
+        if timeout is not None:
+            return self._dequeue(timeout, max_idle_time)
+        # Burst mode (RQ asks without a timeout): quit only when nothing is queued and nothing is
+        # running either. A running poll queues pages a moment later; workers that had quit on
+        # an empty queue would leave them all to the one worker that ran the poll.
+        while True:
+            result = self._dequeue(None, max_idle_time)
+            if result is not None or self._stop_requested or not pending_work(self.connection)[0]:
+                return result
+            result = self._dequeue(BURST_WAIT, BURST_WAIT)
+            if result is not None or self._stop_requested:
+                return result
+
+    def _dequeue(self, timeout: int | None, max_idle_time: int | None) -> tuple[Job, Queue] | None:
         backoff = Backoff()
         while True:
             try:
@@ -280,11 +298,29 @@ class FeedstreamWorker(SimpleWorker):
 
 
 class FeedstreamPool(WorkerPool):
-    """RQ's WorkerPool; in burst mode it returns as soon as its last worker exits.
+    """RQ's WorkerPool; each process runs ``threads`` workers (worker/ops/workgroup.py); in burst mode
+    it returns as soon as its last worker exits.
 
     RQ's own loop checks its workers once a second (after a 0.1 s join on each live one),
     so a burst ended on average over half a second after its work did.
     """
+
+    def __init__(self, *args: Any, threads: int = 1, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.threads = threads
+
+    def get_worker_process(self, name: str, burst: bool, _sleep: float = 0,
+                           logging_level: str = "INFO") -> BaseProcess:
+        if self.threads <= 1:
+            return super().get_worker_process(name, burst, _sleep, logging_level)
+        from worker.ops.workgroup import run_group  # it builds on FeedstreamWorker, defined above
+
+        return worker_pool.ForkProcess(
+            target=run_group,
+            args=(name, self._queue_names, self._connection_class, self._pool_class, self._pool_kwargs),
+            kwargs={"threads": self.threads, "burst": burst, "logging_level": logging_level},
+            name=f"Worker {name} (WorkerPool {self.name})",
+        )
 
     def start(self, burst: bool = False, logging_level: str = "INFO") -> None:
         if not burst:
@@ -300,10 +336,16 @@ class FeedstreamPool(WorkerPool):
         self.reap_workers()
 
 
-def run_pool(connection: Redis, processes: int, *, burst: bool, logging_level: str = "INFO") -> None:
-    """Run ``processes`` workers on our queues until stopped (or, with burst, until idle)."""
+def run_pool(connection: Redis, processes: int, *, burst: bool, threads: int = 1,
+             logging_level: str = "INFO") -> None:
+    """Run ``processes`` worker processes of ``threads`` workers each on our queues until stopped
+    (or, with burst, until idle)."""
     warm_up()  # workers are forked from here: they share the loaded model instead of each loading it
-    pool = FeedstreamPool(QUEUES, connection=connection, num_workers=processes, worker_class=FeedstreamWorker)
+    # What is loaded now stays shared: the collector would otherwise write to every object's
+    # header in each worker and copy the pages that hold them.
+    gc.freeze()
+    pool = FeedstreamPool(QUEUES, connection=connection, num_workers=processes, worker_class=FeedstreamWorker,
+                          threads=threads)
     pool.start(burst=burst, logging_level=logging_level)
 
 

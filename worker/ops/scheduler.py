@@ -7,7 +7,7 @@ queues their polls, several feeds per RQ job (``jobs.enqueue_polls``), so:
 - any number of scheduler processes may run: a slot is claimed once;
 - a feed never has two polls in flight: a poll holds a per-feed lock in Redis
   (``Store.acquire_polls``) and a second one skips the feed (``feedstream run
-  --burst`` queues single polls under RQ's unique job id ``poll-<name>``);
+  --burst`` queues its polls the same way);
 - a poll that dies is retried when its lease runs out.
 
 RQ's own ``rq cron`` runs fixed intervals and has no leader election (two cron

@@ -15,12 +15,15 @@ from worker.store import NearKey, Store
 from worker.text import word_count
 
 
-def article_from_page(entry: Entry, fetched: Fetched) -> tuple[Article, str | None]:
-    """The article from its page, and the page's own canonical link when it names one on the same site."""
+def article_from_page(entry: Entry, fetched: Fetched, *, selector: str | None = None,
+                      strip: Sequence[str] = ()) -> tuple[Article, str | None]:
+    """The article from its page, and the page's own canonical link when it names one on the same site.
+
+    ``selector`` and ``strip``: the source's CSS selectors (the body; elements removed first)."""
     html = decode_html(fetched.body, fetched.content_type)
     page = extract_article(html, url=fetched.url, entry_title=entry.title, entry_tags=entry.tags,
                            entry_author=entry.author, entry_published=entry.published,
-                           feed_html=entry.content_html or entry.summary_html)
+                           feed_html=entry.content_html or entry.summary_html, selector=selector, strip=strip)
     url = canonical_url(fetched.url)
     article = Article(
         id=article_id(url), url=url, title=page.title or entry.title, text=page.text, feed=entry.feed,

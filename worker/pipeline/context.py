@@ -50,7 +50,7 @@ class Context:
         store = Store(client, publish_client=publishing, **settings.store_options())
         if sources is None:
             sources = load_sources(settings.feeds_path)
-            report = apply_feeds_file(store, sources.feeds, sources.newsletters)
+            report = apply_feeds_file(store, sources.feeds, sources.newsletters, defaults=sources.defaults)
             if report.summary() != "no change":
                 log.info("feeds file %s applied: %s", settings.feeds_path, report.summary())
         http = HttpClient(settings.http)

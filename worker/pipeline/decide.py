@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from worker.models import Feed, NewsletterSource, PollIntent, PublishResult
 from worker.pipeline.schedule import Limits, backoff_interval, next_interval, permanent_target, rhythm_interval
+from worker.sources.rules import filter_counts
 from worker.timefmt import iso_from_epoch, seconds_since
 
 # Cleared by any poll that reaches the feed: a retirement for an older URL no longer holds.
@@ -85,6 +86,7 @@ class Listed:
     redirects: Redirects = ()
     marks: tuple[tuple[str, bytes], ...] | None = None  # the entries' marks to keep (None: leave them)
     push: tuple[str, str] | None = None  # the WebSub (hub, topic) the feed announces (worker/push/)
+    filtered: Mapping[str, int] = field(default_factory=dict)  # new entries the source's rules dropped, per rule
 
 
 PollOutcome = StillRetired | HostBusy | Unchanged | PollFailed | Listed
@@ -167,9 +169,11 @@ def _decide_listed(feed: Feed, status: Mapping[str, str], rules: PollRules, list
     absent = [k for k, v in (*optional.items(), ("last_warning", listed.warning)) if not v]
     return PollIntent(
         feed.name, fields=fields, clear=(*clear, *RETIRED_FIELDS, "deferred", *absent), error=False,
-        next_poll=now + interval, counters={"polls_ok": 1, "entries_new": listed.new},
-        source_counts={"entries_seen": listed.new}, http=("feed", listed.status), seen=listed.seen, seen_at=now,
-        marks=listed.marks,
+        next_poll=now + interval,
+        counters={"polls_ok": 1, "entries_new": listed.new,
+                  **({"entries_filtered": sum(listed.filtered.values())} if listed.filtered else {})},
+        source_counts={"entries_seen": listed.new, **filter_counts(listed.filtered)}, http=("feed", listed.status),
+        seen=listed.seen, seen_at=now, marks=listed.marks, filtered=listed.filtered,
         report={"feed": feed.name, "outcome": "ok", "entries": len(listed.seen), "new": listed.new}, log=note)
 
 

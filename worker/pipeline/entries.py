@@ -15,6 +15,7 @@ from worker.pipeline.context import Context
 from worker.pipeline.decide import tally_extract
 from worker.pipeline.pages import fetch_page, page_outcome, prefetch_pool
 from worker.pipeline.queues import hold_extracts, outbox_token
+from worker.pipeline.rules import BatchNotes, headers_by_feed, page_strip, record_notes
 from worker.pipeline.updates import Validators, remember_published
 from worker.store import PublishRequest
 from worker.timefmt import iso_from_epoch
@@ -50,16 +51,21 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
     fallbacks = 0
     # Pages download in background threads while this one extracts: the network wait
     # hides behind the CPU-bound extraction instead of idling the core (issue 7).
-    pool = prefetch_pool()
+    pool = prefetch_pool(context.settings.worker_threads)
+    feeds = {entry.feed: context.sources.feed(entry.feed) for entry, _ in pending}
+    headers = headers_by_feed(context, feeds)  # each source's own request settings (issue 16)
+    notes = BatchNotes()  # entries its rules drop after extraction, its selector's hits and misses
     downloads = {
-        entry_key: pool.submit(fetch_page, context.fetcher, entry)
+        entry_key: pool.submit(fetch_page, context.fetcher, entry, headers[entry.feed])
         for entry, entry_key in pending
-        if (feed := context.sources.feed(entry.feed)) is None or feed.full_text
+        if (feed := feeds[entry.feed]) is None or feed.full_text
     }
     try:
         for entry, entry_key in pending:
+            feed = feeds[entry.feed]
             try:
-                outcome = page_outcome(entry, downloads.get(entry_key), final_attempt)
+                outcome = page_outcome(entry, downloads.get(entry_key), final_attempt,
+                                       selector=feed.selector if feed else None, strip=page_strip(context, feed))
             except HostDeferred as exc:
                 held.append(entry.to_dict())
                 held_until = max(held_until, exc.until)
@@ -70,9 +76,12 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
                 retried.append(f"{entry.url}: {outcome.reason}")
                 continue
             article = outcome.article
+            notes.selector(feed, entry, article)
             if article is None:
                 article = article_from_feed(entry, outcome.reason)
                 fallbacks += 1
+            if not notes.judge(context, entry, article):
+                continue  # dropped by a rule on its text (or on what the page said): never published
             claims = [url_key(article.url), entry_key, *([url_key(outcome.canonical)] if outcome.canonical else [])]
             ready.append((article, claims, outbox_token(entry.feed, entry.guid)))
             validators.append(outcome.validators)
@@ -82,6 +91,7 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
             download.cancel()
         wait(downloads.values())
     results = context.store.publish_many(_publish_requests(context, ready))
+    record_notes(context, notes)
     remember_published(context, [(article, result, kept) for (article, _, _), result, kept
                                  in zip(ready, results, validators, strict=True)], time.time())
     if held:

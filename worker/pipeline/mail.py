@@ -10,11 +10,13 @@ from worker.dedupe.keys import guid_key, message_id_key, text_key
 from worker.errors import FetchError, MailError
 from worker.mail import parse_newsletter
 from worker.mail.mailboxes import ImapState, poll_imap, poll_maildir
-from worker.models import Entry, NewsletterSource
+from worker.models import Entry, NewsletterSource, PollIntent
 from worker.pipeline.articles import near_key, newsletter_article, strip_learned_boilerplate
 from worker.pipeline.context import Context
 from worker.pipeline.decide import decide_mail_read, decide_mail_refused, decide_mailbox_polled
 from worker.pipeline.queues import ExtractBatch, enqueue_extracts, enqueue_mail, pending_entries, plan_extracts
+from worker.pipeline.rules import source_rules
+from worker.sources.rules import filter_counts, judge_article
 from worker.store import Store
 from worker.timefmt import iso_from_epoch
 
@@ -38,6 +40,14 @@ def ingest_mail(context: Context, source_name: str, raw: bytes, origin: str = ""
         return dict(intent.report)
     article = newsletter_article(source, letter)
     article.fetched_at = iso_from_epoch(now)
+    verdict = judge_article(source_rules(context, source), article, now)
+    if verdict.keep is False:  # the source's keep/block rules or max_age (issue 16): never published
+        rule = verdict.rule or "?"
+        store.settle_filtered([PollIntent(source.name, fields={"last_mail": iso_from_epoch(now),
+                                                               "last_status": "filtered", "last_filtered": rule},
+                                          source_counts=filter_counts({rule: 1}), filtered={rule: 1},
+                                          counters={"entries_filtered": 1})])
+        return {"source": source.name, "outcome": f"filtered: {rule}", "id": article.id}
     # a newsletter's own recurring lines (a sponsor slot, "read online" pleas) are learned per source
     [fingerprints] = strip_learned_boilerplate(store, [article])
     near = near_key(article.text) if context.settings.near_duplicates != "off" else None

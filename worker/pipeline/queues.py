@@ -7,10 +7,12 @@ contract), and naming them here keeps the pipeline from importing jobs.py.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import zip_longest
 from typing import TYPE_CHECKING, Any, TypeVar
 from uuid import uuid4
 
@@ -38,8 +40,11 @@ INGEST_MAIL_JOB = "worker.jobs.ingest_mail"
 RECHECK_ARTICLES_JOB = "worker.jobs.recheck_articles"
 INGEST_PUSH_JOB = "worker.jobs.ingest_push"
 
-# Articles per extract job: large enough that RQ's per-job cost (a few Redis round
-# trips) is small next to extraction, small enough that a retry redoes little.
+# Articles per extract job, all of one host (host_batches): enough that RQ's per-job cost
+# (~25 Redis commands, about 1 ms of a worker's CPU at 4 a job) is small next to extraction,
+# few enough that a retry redoes little and a slow host holds few pages back. A worker
+# thread waits for its job's pages (the host's slots serve them two at a time by default)
+# while the process's other threads extract theirs.
 EXTRACT_BATCH = 8
 POLL_BATCH = 16
 POLL_TIMEOUT = 120
@@ -73,7 +78,7 @@ def enqueue_polls(queue: Queue, feed_names: Sequence[str]) -> int:
             POLL_FEEDS_JOB, args=(list(batch),), timeout=POLL_BATCH_TIMEOUT, result_ttl=0, failure_ttl=60,
             description=f"poll {len(batch)} feed(s): {', '.join(batch[:3])}{', ...' if len(batch) > 3 else ''}",
         )
-        for batch in batches(list(feed_names), POLL_BATCH)
+        for batch in even_batches(list(feed_names), POLL_BATCH)
     ]
     if jobs:
         with queue.connection.pipeline() as pipe:
@@ -86,6 +91,38 @@ def batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
     """``items`` in consecutive slices of at most ``size``."""
     for start in range(0, len(items), size):
         yield items[start:start + size]
+
+
+def even_batches(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """``items`` in as few consecutive slices of at most ``size`` as can be, all about as long.
+
+    (17 feeds make jobs of 9 and 8, not 16 and 1: the entries a poll job queues are
+    interleaved across its feeds' hosts, and a job of one feed would have nothing to mix.)
+    """
+    if not items:
+        return
+    count = math.ceil(len(items) / size)
+    step = math.ceil(len(items) / count)
+    yield from batches(items, step)
+
+
+def host_batches(entries: Sequence[Entry], size: int) -> list[Sequence[Entry]]:
+    """Batches of at most ``size`` entries of one host each, the hosts taking turns.
+
+    Workers take jobs in queue order: a big feed's pages in a row would put every worker
+    behind its host's few slots while the other hosts' pages wait in the queue. A feed whose
+    entries are on several hosts (an aggregator's) is batched on its own instead, ``size`` per
+    job: one job per host would spend RQ's per-job cost on a page or two each.
+    """
+    hosts_of: dict[str, set[str]] = {}
+    for entry in entries:
+        hosts_of.setdefault(entry.feed, set()).add(host_of(entry.url))
+    groups: dict[tuple[str, str], list[Entry]] = {}
+    for entry in entries:
+        key = ("host", host_of(entry.url)) if len(hosts_of[entry.feed]) == 1 else ("feed", entry.feed)
+        groups.setdefault(key, []).append(entry)
+    rounds = zip_longest(*(list(batches(items, size)) for items in groups.values()))
+    return [batch for turn in rounds for batch in turn if batch is not None]
 
 
 def _extract_timeout(context: Context, entries: int) -> int:
@@ -111,8 +148,9 @@ def outbox_token(feed: str, guid: str) -> str:
 
 
 def plan_extracts(entries: Sequence[Entry]) -> list[ExtractBatch]:
-    """New entries in batches of EXTRACT_BATCH, each with the id of the job that will take it."""
-    return [ExtractBatch(uuid4().hex, batch) for batch in batches(entries, EXTRACT_BATCH)]
+    """New entries in batches of EXTRACT_BATCH of one host each, the hosts taking turns (host_batches),
+    each with the id of the job that will take it."""
+    return [ExtractBatch(uuid4().hex, batch) for batch in host_batches(entries, EXTRACT_BATCH)]
 
 
 def pending_entries(plan: Sequence[ExtractBatch]) -> dict[str, list[tuple[str, dict[str, Any]]]]:

@@ -17,6 +17,7 @@ from worker.feeds import parse_feed
 from worker.feeds.sitemap import MAX_SITEMAP_BYTES, parse_sitemap, same_site
 from worker.models import Entry, Feed, Fetched, ParsedFeed, Sitemap
 from worker.pipeline.context import Context
+from worker.sources.rules import parse_age
 
 SITEMAP_ACCEPT = "application/xml, text/xml;q=0.9, application/x-gzip;q=0.8, */*;q=0.5"
 MAX_CHILDREN = 20  # child sitemaps followed per poll (those dated within max_age, or undated)
@@ -29,7 +30,8 @@ def read_listing(context: Context, feed: Feed, fetched: Fetched) -> ParsedFeed:
     if not isinstance(feed, Sitemap):
         return parse_feed(fetched.body, url=fetched.url, headers=fetched.headers)
     now = time.time()
-    doc = parse_sitemap(fetched.body, url=fetched.url, now=now, max_age=feed.max_age)
+    max_age = parse_age(feed.max_age or Sitemap.max_age)
+    doc = parse_sitemap(fetched.body, url=fetched.url, now=now, max_age=max_age)
     notes = [note for note in [doc.warning()] if note]
     entries, language = doc.entries, doc.language
     if doc.index:
@@ -57,7 +59,7 @@ def read_listing(context: Context, feed: Feed, fetched: Fetched) -> ParsedFeed:
                 if total > MAX_TOTAL_BYTES:
                     raise _Refused(f"sitemap: the index's sitemaps exceed {MAX_TOTAL_BYTES // (1 << 20)} MiB "
                                      "together: refused")
-                sub = parse_sitemap(got.body, url=got.url, now=now, max_age=feed.max_age,
+                sub = parse_sitemap(got.body, url=got.url, now=now, max_age=max_age,
                                     cap=min(MAX_SITEMAP_BYTES, MAX_TOTAL_BYTES - total + len(got.body)))
             except (HostDeferred, _Refused):
                 raise

@@ -31,6 +31,8 @@ from worker.pipeline.articles import article_from_feed, article_from_page, strip
 from worker.pipeline.context import Context
 from worker.pipeline.pages import PAGE_ACCEPT
 from worker.pipeline.queues import enqueue_rechecks
+from worker.pipeline.rules import page_strip, source_headers
+from worker.sources.rules import RuleError
 from worker.store import UpdateRequest, VersionRecord
 from worker.timefmt import epoch_from_iso, iso_from_epoch
 
@@ -120,9 +122,9 @@ def recheck_articles(context: Context, items: list[dict[str, Any]], *, final_att
         if record.from_feed or (feed is not None and not feed.full_text):
             ready.append((article_id, record, article_from_feed(entry, None), (None, None)))
             continue
-        try:
+        try:  # with the source's request settings and, below, its selectors (issue 16)
             fetched = context.fetcher.get(entry.url, etag=record.etag, last_modified=record.last_modified,
-                                          accept=PAGE_ACCEPT, page=True)
+                                          accept=PAGE_ACCEPT, page=True, headers=source_headers(context, feed))
         except NotModified:
             report["not_modified"] += 1
             page_http[("page", 304)] += 1
@@ -141,13 +143,17 @@ def recheck_articles(context: Context, items: list[dict[str, Any]], *, final_att
             else:
                 report["failed"] += 1
             continue
+        except RuleError:  # the source's password variable is unset: its polls say so
+            report["failed"] += 1
+            continue
         except Exception:  # a bug in the fetch path must not cost the batch's other articles their check
             log.exception("re-checking %s", entry.url)
             report["failed"] += 1
             continue
         page_http[("page", fetched.status)] += 1
         try:
-            article, _canonical = article_from_page(entry, fetched)
+            article, _canonical = article_from_page(entry, fetched, selector=feed.selector if feed else None,
+                                                    strip=page_strip(context, feed))
         except ExtractError:
             report["failed"] += 1
             continue

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import redis
 
@@ -61,6 +62,12 @@ class LiveSources:
     def records(self) -> Mapping[str, SourceRecord]:
         self.refresh()
         return self._snapshot.records
+
+    @property
+    def defaults(self) -> Mapping[str, Any]:
+        """The feeds file's ``[defaults]`` rules (issue 16), as Redis holds them."""
+        self.refresh()
+        return self._snapshot.defaults
 
     def record(self, name: str) -> SourceRecord | None:
         """The source named ``name``; an unknown or paused one makes the view check Redis again at once

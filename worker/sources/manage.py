@@ -41,7 +41,18 @@ from worker.sources.plan import (
     plan_resume,
     plan_update,
 )
-from worker.sources.spec import FEED_KIND, NAME_RE, SITEMAP_KIND, Source, check_url, kind_of, merged, source_from_dict
+from worker.sources.rules import rules_status
+from worker.sources.spec import (
+    FEED_KIND,
+    NAME_RE,
+    SITEMAP_KIND,
+    Source,
+    check_url,
+    kind_of,
+    merged,
+    source_from_dict,
+    source_to_dict,
+)
 from worker.store import Store
 from worker.timefmt import iso_from_epoch
 
@@ -114,7 +125,10 @@ class SourceAdmin:
 
     @staticmethod
     def _view(record: SourceRecord, status: Mapping[str, str]) -> dict[str, Any]:
-        return {**record.view(), "status": {k: status[k] for k in STATUS_FIELDS if status.get(k)}}
+        shown = {k: status[k] for k in STATUS_FIELDS if status.get(k)}
+        ruled = rules_status(source_to_dict(record.source), status)  # what its rules dropped (issue 16)
+        shown.update({k: v for k, v in ruled.items() if k != "rules" and v})
+        return {**record.view(), "status": shown}
 
     # -- adding ---------------------------------------------------------------------------
     def create(self, body: Mapping[str, Any], *, check: bool = True) -> dict[str, Any]:
@@ -273,11 +287,12 @@ class SourceAdmin:
 
 
 def apply_feeds_file(store: Store, feeds: Sequence[Feed], newsletters: Sequence[NewsletterSource],
-                     now: float | None = None) -> FileReport:
-    """Apply the feeds file's sources declaratively (see :func:`plan_file`); returns what it did."""
+                     now: float | None = None, defaults: Mapping[str, Any] | None = None) -> FileReport:
+    """Apply the feeds file's sources and ``[defaults]`` declaratively (see :func:`plan_file`); returns what
+    it did."""
     at = time.time() if now is None else now
     sources: list[Source] = [*feeds, *newsletters]
-    return store.change_sources(lambda snapshot: plan_file(snapshot, sources, at, iso_from_epoch(at)))
+    return store.change_sources(lambda snapshot: plan_file(snapshot, sources, at, iso_from_epoch(at), defaults))
 
 
 def _with(source: Source, **changes: Any) -> Source:

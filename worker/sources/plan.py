@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from worker.errors import SourceConflict, SourceInvalid, SourceNotFound
 from worker.models import Feed, NewsletterSource
+from worker.sources.rules import masked
 from worker.sources.spec import Source, is_polled, kind_of, source_from_dict, source_to_dict
 
 MANAGED_BY_FILE = "file"
@@ -58,8 +59,8 @@ class SourceRecord:
                    resume_at=doc.get("resume_at"))
 
     def view(self) -> dict[str, Any]:
-        """What the API and ``feedstream sources list --json`` show of it."""
-        return {**source_to_dict(self.source), "managed_by": self.managed_by, "paused": self.paused,
+        """What the API and ``feedstream sources list --json`` show of it (secrets masked)."""
+        return {**masked(source_to_dict(self.source)), "managed_by": self.managed_by, "paused": self.paused,
                 "created": self.created, "updated": self.updated}
 
 
@@ -70,6 +71,8 @@ class Snapshot:
     version: int
     records: Mapping[str, SourceRecord]
     due: Mapping[str, float] = field(default_factory=dict)
+    # the feeds file's [defaults] (issue 16): rules every source runs before its own
+    defaults: Mapping[str, Any] = field(default_factory=dict)
 
     def get(self, name: str) -> SourceRecord:
         record = self.records.get(name)
@@ -93,9 +96,11 @@ class SourceChange:
     schedule: dict[str, float] = field(default_factory=dict)
     schedule_new: dict[str, float] = field(default_factory=dict)
     unschedule: list[str] = field(default_factory=list)
+    defaults: dict[str, Any] | None = None  # the feeds file's [defaults] to hold from now on (None: unchanged)
 
     def __bool__(self) -> bool:
-        return bool(self.put or self.delete or self.schedule or self.schedule_new or self.unschedule)
+        return bool(self.put or self.delete or self.schedule or self.schedule_new or self.unschedule
+                    or self.defaults is not None)
 
 
 def normal_url(url: str) -> str:
@@ -300,15 +305,19 @@ class FileReport:
         return text
 
 
-def plan_file(snapshot: Snapshot, sources: Sequence[Source], now: float, iso_now: str
-              ) -> tuple[SourceChange, FileReport]:
+def plan_file(snapshot: Snapshot, sources: Sequence[Source], now: float, iso_now: str,
+              defaults: Mapping[str, Any] | None = None) -> tuple[SourceChange, FileReport]:
     """Apply the feeds file declaratively.
 
     Its sources are created, or updated if the file created them; a name or identity held by an
     API-made source is left alone (and reported); a source the file created that it no longer
-    names is removed. Pausing is not the file's business: a paused source stays paused.
+    names is removed. Pausing is not the file's business: a paused source stays paused. Its
+    ``[defaults]`` replace the ones held (every source, the API's too, runs them).
     """
     change, report = SourceChange(), FileReport()
+    if dict(defaults or {}) != dict(snapshot.defaults):
+        change.defaults = dict(defaults or {})
+        report.updated.append("[defaults]")
     named = {source.name for source in sources}
     remaining = {name: record for name, record in snapshot.records.items()
                  if not (record.managed_by == MANAGED_BY_FILE and name not in named)}

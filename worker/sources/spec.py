@@ -18,7 +18,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from worker.errors import SourceInvalid
+from worker.extract.selector import SelectorInvalid, check_selector
 from worker.models import Feed, NewsletterSource, Sitemap
+from worker.sources.rules import RuleError, check_header_value, check_headers, check_rules, parse_age
 
 Source = Feed | NewsletterSource
 
@@ -128,17 +130,70 @@ def _port(value: Any) -> int:
     return value
 
 
+def _rule_checked(check: Callable[[Any], Any]) -> Checker:
+    """A checker from one of the rules' or selectors' own checks (their errors say what is wrong)."""
+    def checker(value: Any) -> Any:
+        try:
+            return check(value)
+        except (RuleError, SelectorInvalid) as exc:
+            raise _Bad(str(exc)) from None
+    return checker
+
+
+def _age(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+        value = f"{value}s"  # whole seconds, as a number, read as the same duration
+    parse_age(value)
+    return value.strip()
+
+
+def _selectors(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or len(value) > 50:
+        raise RuleError("must be a list of at most 50 CSS selectors")
+    return tuple(dict.fromkeys(check_selector(css, body=False) for css in value))
+
+
+def _one_line(what: str) -> Callable[[Any], str]:
+    return lambda value: check_header_value(value, what)
+
+
+def _auth_user(value: Any) -> str:
+    value = check_header_value(value, "the user")
+    if ":" in value:
+        raise RuleError("a basic-auth user name cannot hold ':'")
+    return value
+
+
+# The rules every source kind may have (issue 16; docs/rules.md).
+FILTER_FIELDS: dict[str, Checker] = {
+    "block": _rule_checked(lambda v: check_rules(v, "block")),
+    "keep": _rule_checked(lambda v: check_rules(v, "keep")),
+    "max_age": _rule_checked(_age),
+}
+# A feed's page rules and request settings.
+REQUEST_FIELDS: dict[str, Checker] = {
+    "selector": _rule_checked(lambda v: check_selector(v, body=True)), "strip": _rule_checked(_selectors),
+    "headers": _rule_checked(check_headers), "cookie": _rule_checked(_one_line("cookie")),
+    "user_agent": _rule_checked(_one_line("user_agent")), "basic_auth_user": _rule_checked(_auth_user),
+    "basic_auth_password_env": _env_name,
+}
+# What the feeds file's [defaults] table may hold: rules that make sense for every source.
+DEFAULT_FIELDS: dict[str, Checker] = {**FILTER_FIELDS, "strip": REQUEST_FIELDS["strip"],
+                                      "user_agent": REQUEST_FIELDS["user_agent"]}
+
 # Per kind: field -> checker. ``name`` and ``kind`` are checked for every kind.
 _COMMON_NEWSLETTER: dict[str, Checker] = {
     "tags": _tags, "max_bytes": _whole(1024, "bytes"), "interval": _whole(MIN_MAILBOX_INTERVAL),
-    "follow_links": _flag,
+    "follow_links": _flag, **FILTER_FIELDS,
 }
 _FEED_FIELDS: dict[str, Checker] = {
     "url": check_url, "interval": _whole(MIN_INTERVAL), "full_text": _flag, "tags": _tags,
     "min_interval": _whole(MIN_INTERVAL), "max_interval": _whole(MIN_INTERVAL)}
 FIELDS: dict[str, dict[str, Checker]] = {
-    FEED_KIND: _FEED_FIELDS,
-    SITEMAP_KIND: {**_FEED_FIELDS, "max_age": _whole(3600)},
+    FEED_KIND: {**_FEED_FIELDS, **FILTER_FIELDS, **REQUEST_FIELDS},
+    # a sitemap's max_age is the same rule as a feed's, with a default (models.Sitemap): a plain sitemap
+    # lists a whole site, so its age limit is what makes it a source of news
+    SITEMAP_KIND: {**_FEED_FIELDS, **FILTER_FIELDS, **REQUEST_FIELDS},
     "smtp": {**_COMMON_NEWSLETTER, "address": _address},
     "imap": {**_COMMON_NEWSLETTER, "host": _text("a host name"), "port": _port, "user": _text("a user name"),
              "password_env": _env_name, "folder": _text("a mailbox name"), "security": _security},
@@ -200,6 +255,8 @@ def source_from_dict(data: Any, *, kinds: tuple[str, ...] = KINDS, default_kind:
             errors[key] = str(exc)
     if kind in FEED_KINDS and "max_interval" in values and values["max_interval"] < values.get("min_interval", 0):
         errors["max_interval"] = "is below min_interval"
+    if kind in FEED_KINDS:
+        errors.update(_request_conflicts(values))
     if errors:
         raise SourceInvalid(_summary(errors), errors)
     assert name is not None
@@ -212,6 +269,38 @@ def source_from_dict(data: Any, *, kinds: tuple[str, ...] = KINDS, default_kind:
     return NewsletterSource(name=name, kind=kind, **values)
 
 
+def _request_conflicts(values: Mapping[str, Any]) -> dict[str, str]:
+    errors = {}
+    if bool(values.get("basic_auth_user")) != bool(values.get("basic_auth_password_env")):
+        missing = "basic_auth_password_env" if values.get("basic_auth_user") else "basic_auth_user"
+        errors[missing] = "is required with basic_auth_user and basic_auth_password_env: set both or neither"
+    if values.get("basic_auth_user") and any(n.lower() == "authorization" for n, _ in values.get("headers", ())):
+        errors["headers"] = "an Authorization header and basic_auth_user cannot both be set"
+    return errors
+
+
+def defaults_from_dict(data: Any) -> dict[str, Any]:
+    """The feeds file's ``[defaults]`` table, checked; raises SourceInvalid with a message per key."""
+    if not isinstance(data, Mapping):
+        raise SourceInvalid("[defaults] must be a table", {"defaults": "must be a table"})
+    errors: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        checker = DEFAULT_FIELDS.get(key)
+        if checker is None:
+            errors[key] = f"unknown key for [defaults] (one of {', '.join(DEFAULT_FIELDS)})"
+            continue
+        try:
+            checked = checker(value)
+        except _Bad as exc:
+            errors[key] = str(exc)
+            continue
+        values[key] = list(checked) if isinstance(checked, tuple) else checked
+    if errors:
+        raise SourceInvalid(_summary(errors), errors)
+    return values
+
+
 def source_to_dict(source: Source) -> dict[str, Any]:
     """The source as plain values (JSON, TOML), ``kind`` first after ``name``, defaults left out."""
     out: dict[str, Any] = {"name": source.name, "kind": kind_of(source)}
@@ -222,7 +311,10 @@ def source_to_dict(source: Source) -> dict[str, Any]:
         value = getattr(source, spec.name)
         if spec.name in FIELDS[kind_of(source)] and (value != getattr(defaults, spec.name)
                                                     or spec.name in REQUIRED[kind_of(source)]):
-            out[spec.name] = list(value) if isinstance(value, tuple) else value
+            if spec.name == "headers":
+                out[spec.name] = dict(value)
+            else:
+                out[spec.name] = list(value) if isinstance(value, tuple) else value
     return out
 
 

@@ -20,10 +20,15 @@ by default the same one).
 - ``{p}:sources``             Q hash, source name -> its record (spec, managed by, paused) as JSON. Bound: one
   field per source                                                                            (sources.py)
 - ``{p}:sources:version``     Q string, raised by every change to the sources. Bound: one key (sources.py)
+- ``{p}:sources:defaults``    Q string, the feeds file's ``[defaults]`` rules as JSON. Bound: one key (sources.py)
+- ``{p}:filtered``            Q hash, JSON ``[source, rule]`` -> entries the source's rules dropped. Bound: one
+  field per source and rule                                                                   (filtered.py)
 - ``{p}:host:{host}:not_before``  Q string, epoch before which nobody fetches from the host (Retry-After).
   TTL: until then                                                                             (hosts.py)
 - ``{p}:host:{host}:inflight``    Q zset, request token -> lease expiry: the per-host semaphore.
   TTL: the lease + 60 s                                                                       (hosts.py)
+- ``{p}:host:{host}:wake``        Q list, one token per released slot, BLPOPped by a request waiting for one.
+  TTL: seconds; at most the host's slots                                                      (hosts.py)
 - ``{p}:host:{host}:robots``      Q string, the host's robots.txt body (empty: allow all). TTL: robots_ttl (hosts.py)
 - ``{p}:http``                Q hash, ``{kind}:{status}`` -> responses seen. Bound: one field per status seen
                                                                                               (counters.py)

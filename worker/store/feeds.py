@@ -11,12 +11,12 @@ from typing import Any
 
 from worker.models import PollIntent
 from worker.store.base import text
-from worker.store.counters import CountersStore
+from worker.store.filtered import FilteredStore
 from worker.store.outbox import OutboxStore
 from worker.store.seen import SeenStore
 
 
-class FeedStore(SeenStore, CountersStore, OutboxStore):
+class FeedStore(SeenStore, FilteredStore, OutboxStore):
     def feed_status(self, name: str) -> dict[str, str]:
         raw = self.redis.hgetall(self.feed_key(name))
         return {text(k): text(v) for k, v in raw.items()}
@@ -49,6 +49,8 @@ class FeedStore(SeenStore, CountersStore, OutboxStore):
         if intent.next_poll is not None:
             pipe.zadd(self.due_key, {intent.source: intent.next_poll}, xx=True)
         self._queue_counts(pipe, intent.counters, http={intent.http: 1} if intent.http else None)
+        if intent.filtered:
+            self._queue_filtered(pipe, intent.source, intent.filtered)
         if intent.seen_at is not None:
             self._queue_seen(pipe, intent.source, intent.seen, intent.seen_at)
         if intent.marks is not None:

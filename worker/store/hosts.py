@@ -1,9 +1,12 @@
 """Per-host politeness: ``{p}:host:{host}:not_before`` (Retry-After), ``:inflight`` (request slots),
-``:robots`` (the cached robots.txt)."""
+``:wake`` (tokens that wake a waiter when a slot frees), ``:robots`` (the cached robots.txt)."""
 
 from __future__ import annotations
 
 from worker.store.base import StoreBase, text
+
+# How long a wake-up token outlives its release when nobody is waiting for it.
+WAKE_TOKEN_TTL = 30
 
 
 class HostStore(StoreBase):
@@ -33,8 +36,18 @@ class HostStore(StoreBase):
             return reply == "1"
         return float(reply)
 
-    def release_host_slot(self, host: str, token: str) -> None:
-        self.redis.zrem(self._host_key(host, "inflight"), token)
+    def release_host_slot(self, host: str, token: str, limit: int = 1) -> None:
+        """Give the slot back and wake one request waiting for the host (:meth:`wait_host_slot`)."""
+        self._script("release_slot")(keys=[self._host_key(host, "inflight"), self._host_key(host, "wake")],
+                                     args=[token, max(limit, 1), WAKE_TOKEN_TTL])
+
+    def wait_host_slot(self, host: str, timeout: float) -> bool:
+        """Block until a slot of ``host`` is released (True) or ``timeout`` seconds pass (False).
+
+        A wake-up is a hint to try :meth:`acquire_host_slot` again, not a slot: another
+        request may take it first. It blocks one connection of the client's pool.
+        """
+        return self.redis.blpop([self._host_key(host, "wake")], timeout=max(round(timeout, 3), 0.01)) is not None
 
     def host_inflight(self, host: str, now: float) -> int:
         """Unexpired slots held for ``host``."""

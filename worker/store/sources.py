@@ -5,6 +5,7 @@ Keys (new; under the ``prefix`` namespace):
 - ``{p}:sources``          hash, source name -> :class:`~worker.sources.plan.SourceRecord` JSON
 - ``{p}:sources:version``  string, a counter raised by every change: a process holding a copy of the
   sources compares it (one GET, at most once a second) and reads them again when it moved
+- ``{p}:sources:defaults`` string, JSON: the feeds file's ``[defaults]`` rules (issue 16); absent: none
 
 A change is decided by a pure function from a consistent snapshot and written in one MULTI under
 WATCH of the version (optimistic: a concurrent change makes the EXEC fail and the decision is made
@@ -14,6 +15,7 @@ change writes nothing. The poll schedule (``{p}:due``) is changed in the same st
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -44,6 +46,10 @@ class SourceStore(StoreBase):
     def sources_version_key(self) -> str:
         return self._key("sources", "version")
 
+    @property
+    def sources_defaults_key(self) -> str:
+        return self._key("sources", "defaults")
+
     def sources_version(self) -> int:
         """The sources' change counter (0 before the first source)."""
         return int(self.redis.get(self.sources_version_key) or 0)
@@ -68,6 +74,7 @@ class SourceStore(StoreBase):
         pipe.get(self.sources_version_key)
         pipe.hgetall(self.sources_key)
         pipe.zrange(self.due_key, 0, -1, withscores=True)
+        pipe.get(self.sources_defaults_key)
 
     def change_sources(self, decide: Callable[[Snapshot], tuple[SourceChange, T]]) -> T:
         """Decide a change from a fresh snapshot and write it atomically; returns what ``decide`` returned.
@@ -80,7 +87,8 @@ class SourceStore(StoreBase):
                 try:
                     pipe.watch(self.sources_version_key)
                     snapshot = _snapshot(pipe.get(self.sources_version_key), pipe.hgetall(self.sources_key),
-                                         pipe.zrange(self.due_key, 0, -1, withscores=True))
+                                         pipe.zrange(self.due_key, 0, -1, withscores=True),
+                                         pipe.get(self.sources_defaults_key))
                     change, result = decide(snapshot)
                     if not change:
                         pipe.unwatch()
@@ -113,7 +121,12 @@ class SourceStore(StoreBase):
             # a source added back under a name whose seen items were left to expire keeps them for good
             pipe.persist(self._key("seen", name))
             pipe.persist(self._key("imap", name))
-        if change.put or change.delete:
+        if change.defaults is not None:
+            if change.defaults:
+                pipe.set(self.sources_defaults_key, json.dumps(change.defaults, sort_keys=True))
+            else:
+                pipe.delete(self.sources_defaults_key)
+        if change.put or change.delete or change.defaults is not None:
             pipe.incr(self.sources_version_key)
 
     def source_statuses(self, names: list[str]) -> dict[str, dict[str, str]]:
@@ -138,7 +151,7 @@ class SourceStore(StoreBase):
         return self.change_sources(decide)
 
 
-def _snapshot(version: Any, raw: dict[Any, Any], due: list[tuple[Any, float]]) -> Snapshot:
+def _snapshot(version: Any, raw: dict[Any, Any], due: list[tuple[Any, float]], defaults: Any = None) -> Snapshot:
     records = {}
     for name, value in sorted(raw.items()):  # by name: every reader lists them in one order
         try:
@@ -148,4 +161,10 @@ def _snapshot(version: Any, raw: dict[Any, Any], due: list[tuple[Any, float]]) -
             log.error("sources: record %r is unreadable and ignored: %s", text(name), exc)
             continue
         records[record.name] = record
-    return Snapshot(int(version or 0), records, {text(n): float(s) for n, s in due})
+    try:
+        held = json.loads(defaults) if defaults else {}
+    except ValueError:
+        log.error("sources: the [defaults] record is unreadable and ignored")
+        held = {}
+    return Snapshot(int(version or 0), records, {text(n): float(s) for n, s in due},
+                    held if isinstance(held, dict) else {})
