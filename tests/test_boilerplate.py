@@ -53,7 +53,36 @@ def test_only_published_articles_are_counted_and_each_once(redis_client: redis.R
     assert _publish(store, "article-3", fps[1:], text_key="same-text").outcome == "duplicate"
     assert store.boilerplate_counts("f", fps) == {fps[0]: 1, fps[1]: 2}
     assert store.boilerplate_counts("other", fps) == {}
-    assert redis_client.ttl("feedstream:boiler:f") > 0 and redis_client.ttl("feedstream:boiler-recent:f") > 0
+    period = store.boilerplate_period()
+    assert redis_client.ttl(f"feedstream:boiler-count:f:{period}") > 0
+    assert redis_client.ttl(f"feedstream:boiler-seen:f:{period}") > 0
+
+
+def test_a_feeds_boilerplate_memory_is_back_to_zero_a_ttl_after_its_last_publish(redis_client: redis.Redis) -> None:
+    import time
+
+    store = Store(redis_client, boilerplate_ttl=4)  # periods of 1 s; a period's keys live 4 s from its start
+    fps = boilerplate.fingerprints(["one line here", BOILER])
+    for n in range(3):
+        _publish(store, f"a{n}", fps[1:] if n else fps)
+    assert store.boilerplate_counts("f", fps) == {fps[0]: 1, fps[1]: 3}
+    assert list(redis_client.scan_iter(match="feedstream:boiler*"))
+    deadline = time.monotonic() + 8
+    while list(redis_client.scan_iter(match="feedstream:boiler*")) and time.monotonic() < deadline:
+        time.sleep(0.25)  # Redis's own expiry, no deletes by the test
+    assert not list(redis_client.scan_iter(match="feedstream:boiler*"))
+    assert store.boilerplate_counts("f", fps) == {}
+
+
+def test_boilerplate_of_the_old_form_is_still_read_until_it_expires(redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    fps = boilerplate.fingerprints(["one line here", BOILER, "another line"])
+    # as written before issue 18: one counts hash and one once-seen string per feed
+    redis_client.hset("feedstream:boiler:f", bytes.fromhex(fps[1]), 4)
+    redis_client.set("feedstream:boiler-recent:f", bytes.fromhex(fps[0]))
+    assert store.boilerplate_counts("f", fps) == {fps[0]: 1, fps[1]: 4}
+    _publish(store, "a1", fps)
+    assert store.boilerplate_counts("f", fps) == {fps[0]: 2, fps[1]: 5, fps[2]: 1}
 
 
 def _serve(site: Site, numbers: range, extra: dict[int, str]) -> list[tuple]:
@@ -109,8 +138,10 @@ def test_once_seen_fingerprints_past_the_recent_window_are_forgotten_repeated_on
     counts = store.boilerplate_counts("f", [fp("promo"), fp("story 5 one"), fp("story 0 one")])
     # the recent window holds 4 once-seen fingerprints: the latest articles' story lines; the promo is counted
     assert counts == {fp("promo"): 6, fp("story 5 one"): 1}
-    assert redis_client.hlen("feedstream:boiler:f") == 1
-    assert redis_client.strlen("feedstream:boiler-recent:f") == 4 * 8
+    period = store.boilerplate_period()
+    assert redis_client.hlen(f"feedstream:boiler-count:f:{period}") == 1
+    # past 4 once-seen records the period keeps its latest half, then appends again
+    assert redis_client.strlen(f"feedstream:boiler-seen:f:{period}") <= 4 * 8
     # a story line coming back while still remembered is counted from then on
     _publish(store, "a6", [fp("story 5 two")])
     assert store.boilerplate_counts("f", [fp("story 5 two")]) == {fp("story 5 two"): 2}
@@ -130,4 +161,4 @@ def test_past_the_cap_fingerprints_seen_in_two_articles_are_forgotten(
     counts = store.boilerplate_counts("f", [fp("promo"), *(fp(f"pair {k}") for k in range(3))])
     # the pairs are back to "seen once" (their first sight is still among the recent ones)
     assert counts == {fp("promo"): 5, **{fp(f"pair {k}"): 1 for k in range(3)}}
-    assert redis_client.hlen("feedstream:boiler:f") == 1
+    assert redis_client.hlen(f"feedstream:boiler-count:f:{store.boilerplate_period()}") == 1

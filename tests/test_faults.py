@@ -150,9 +150,10 @@ def _failed(client: redis.Redis) -> list[str]:
 
 
 def _run_until_done(client: redis.Redis, feed_names: list[str], pages: set[str], step: Callable[[], None],
-                    guard: float) -> Counter[str]:
+                    guard: float, stream_client: redis.Redis | None = None) -> Counter[str]:
     """Poll every feed every 2 s (as the scheduler would after a lost poll) and call ``step`` until every
-    page is on the stream and no job is queued, running or scheduled; fail after ``guard`` seconds."""
+    page is on the stream (on ``stream_client``, by default ``client``) and no job is queued, running or
+    scheduled; fail after ``guard`` seconds."""
     queue = Queue(POLL_QUEUE, connection=client)
     give_up = time.monotonic() + guard
     last_poll = 0.0
@@ -162,7 +163,7 @@ def _run_until_done(client: redis.Redis, feed_names: list[str], pages: set[str],
                 enqueue_poll(queue, name)
             last_poll = time.monotonic()
         step()
-        seen = _stream_urls(client)
+        seen = _stream_urls(stream_client or client)
         busy, scheduled = pending_work(client)
         if pages <= set(seen) and not busy and scheduled is None:
             return seen
@@ -224,14 +225,21 @@ def test_sigkilled_workers_and_horses_publish_every_article_exactly_once(
     print(f"\nkills: {dict(kills)}, {busy_kills} of them mid-job; {len(seen)} articles, each once")
 
 
-def test_redis_restart_mid_run_loses_and_doubles_nothing(server: EmbeddedRedis, tmp_path: Path) -> None:
+@pytest.mark.parametrize("split", [False, True], ids=["one-redis", "split-publishing-restarted"])
+def test_redis_restart_mid_run_loses_and_doubles_nothing(server: EmbeddedRedis, tmp_path: Path,
+                                                         split: bool) -> None:
     sites = [Site().start() for _ in range(4)]
     workers = Workers({}, tmp_path)
+    # split: queues and feed state on `server`, publishing state on a second Redis, which is the one restarted
+    publishing = EmbeddedRedis(tmp_path / "publishing", port=_free_port()) if split else server
     try:
+        publishing.start()
         feed_urls, pages = _publish_site(sites, feeds=4, per_feed=20, delay=0.05)
         feeds_path = write_feeds(tmp_path / "feeds.toml", feed_urls)
-        workers.env = _env(server.url, feeds_path)
+        workers.env = {**_env(server.url, feeds_path),
+                       **({"FEEDSTREAM_PUBLISH_REDIS_URL": publishing.url} if split else {})}
         client = redis.Redis.from_url(server.url)
+        stream_client = redis.Redis.from_url(publishing.url)
         workers.start("simple")
         workers.start("simple")
         restarted = False
@@ -239,21 +247,25 @@ def test_redis_restart_mid_run_loses_and_doubles_nothing(server: EmbeddedRedis, 
         def step() -> None:
             nonlocal restarted
             time.sleep(0.1)
-            if not restarted and client.xlen("articles") >= 20:
+            if not restarted and stream_client.xlen("articles") >= 20:
                 # A restart as an operator or supervisor does it: SHUTDOWN (AOF flushed), start again on
                 # the same port and data directory. Workers are mid-run and must reconnect by themselves.
-                server.stop()
+                publishing.stop()
                 time.sleep(1.0)
-                server.start()
+                publishing.start()
                 restarted = True
 
-        seen = _run_until_done(client, list(feed_urls), pages, step, guard=120)
+        seen = _run_until_done(client, list(feed_urls), pages, step, guard=120, stream_client=stream_client)
         assert restarted
         assert all(proc.poll() is None for _kind, proc in workers.procs.values()), "a worker died"
+        if split:  # nothing of the publishing side landed on the queues' Redis
+            assert not client.exists("articles") and not list(client.scan_iter(match="feedstream:claims:*"))
     finally:
         workers.stop()
         for site in sites:
             site.stop()
+        if split:
+            publishing.stop()
     doubled = {url: n for url, n in seen.items() if n != 1}
     assert not doubled, f"published more than once: {doubled}"
     assert set(seen) == pages

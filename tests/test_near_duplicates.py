@@ -97,9 +97,9 @@ def test_a_short_window_lets_the_index_expire(redis_client: redis.Redis) -> None
     keys = list(redis_client.scan_iter(match="feedstream:nd:*"))
     sig_key = f"feedstream:nd:sig:{first.article_id}"
     assert sig_key in {k.decode() for k in keys} and redis_client.ttl(sig_key) == 1
-    # band records: one string per bucket byte of this period, kept a period (here 1 s) past the window
+    # band records: one string per bucket byte of this period, kept a window past the period's end (here 1-2 s)
     assert 1 < len(keys) <= 1 + minhash.BANDS
-    assert all(redis_client.ttl(k) == 2 for k in keys if k.decode() != sig_key)
+    assert all(1 <= redis_client.ttl(k) <= 2 for k in keys if k.decode() != sig_key)
     redis_client.delete(*keys)  # what expiry does after the window; no sleeping in tests
     assert _publish(store, 2, "\n\n".join(s.paragraphs[:-1])).duplicate_of is None
     assert first.duplicate_of is None

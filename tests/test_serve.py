@@ -20,7 +20,7 @@ from worker.feeds import parse_feed
 from worker.models import Article, UpdatePolicy
 from worker.out.render import stream_time
 from worker.out.server import FeedServer, make_server
-from worker.store import Store, UpdateRequest, VersionRecord
+from worker.store import PublishRequest, Store, UpdateRequest, VersionRecord
 from worker.timefmt import iso_utc
 
 
@@ -149,6 +149,48 @@ def test_bad_requests_are_400_and_unknown_paths_404(served: tuple[Store, str]) -
     assert get(f"{base}/feed.atom?before=yesterday")[0] == 400
     assert get(f"{base}/feed.atom?limit=100000")[0] == 400
     assert get(f"{base}/feed.rss")[0] == 404
+
+
+def test_a_quiet_tags_page_is_complete_under_20000_newer_articles_and_a_304_reads_no_entry(
+        served: tuple[Store, str], redis_client: redis.Redis) -> None:
+    store, base = served
+    quiet = [publish(store, n, "quietfeed", ["quiet"]) for n in range(8)]
+    for start in range(0, 20_000, 1_000):  # other tags' articles, newer than all of the quiet tag's
+        store.publish_many([PublishRequest(Article(id=f"b{n:05d}", url=f"https://busy.example/{n}", title="busy",
+                                                   text="busy", feed="busy", tags=["busy"]), [f"busy-{n}"], None)
+                            for n in range(start, start + 1_000)])
+    for path in ("/tags/quiet.atom", "/feeds/quietfeed.atom"):
+        status, headers, body = get(base + path)
+        assert status == 200
+        parsed = feedparser.parse(io.BytesIO(body))
+        assert [e.title for e in parsed.entries] == [a.title for a in reversed(quiet)], path
+        assert not any(link.rel == "next" for link in parsed.feed.links)
+        reads = redis_client.info("commandstats").get("cmdstat_xrange", {}).get("calls", 0)
+        status, _, body = get(base + path, {"If-None-Match": headers["ETag"]})
+        assert (status, body) == (304, b"")
+        assert redis_client.info("commandstats").get("cmdstat_xrange", {}).get("calls", 0) == reads
+
+
+def test_articles_published_before_the_indexes_are_still_served_after_the_indexed_ones(
+        served: tuple[Store, str], redis_client: redis.Redis) -> None:
+    store, base = served
+    # two entries as the publish script wrote them before feeds-out indexes existed (issue 18)
+    for n in (1, 2):
+        doc = {"id": f"old{n}", "url": f"https://old.example/{n}", "title": f"Old {n}", "text": "old",
+               "feed": "telecoms", "tags": ["telecoms"], "published": None}
+        redis_client.xadd("articles", {"article": json.dumps(doc), "id": doc["id"], "url": doc["url"],
+                                       "feed": "telecoms"})
+    publish(store, 3, "telecoms", ["telecoms"])
+    publish(store, 4, "other", ["other"])
+    for path in ("/tags/telecoms.atom?limit=1", "/feeds/telecoms.atom?limit=2", "/feed.atom?limit=3"):
+        seen: list[str] = []
+        url: str | None = base + path
+        while url:
+            parsed = feedparser.parse(io.BytesIO(get(url)[2]))
+            seen += [e.title for e in parsed.entries]
+            url = next((link.href for link in parsed.feed.links if link.rel == "next"), None)
+        expected = ["Story 3 & <friends>", "Old 2", "Old 1"]
+        assert seen == (["Story 4 & <friends>", *expected] if path.startswith("/feed.") else expected), path
 
 
 @pytest.mark.parametrize("mode", ["separate", "inline"])

@@ -36,7 +36,7 @@ def test_publish_refuses_a_second_article_with_a_claimed_url_or_text(redis_clien
     assert (by_text.outcome, by_text.duplicate_of) == ("duplicate", "id1")
     assert redis_client.xlen("articles") == 1
     assert store.counters()["duplicates_exact"] == 2
-    assert redis_client.get("feedstream:claim:url:u3") is None  # a refused article claims nothing
+    assert store.published_ids(["u3"]) == [None]  # a refused article claims nothing
 
 
 def test_concurrent_publishers_publish_each_article_once(redis_url: str, redis_client: redis.Redis) -> None:
@@ -148,3 +148,31 @@ def test_every_script_names_its_keys_and_argv_in_its_header() -> None:
     for script in scripts:
         header = script.read_text().split("\nlocal ", 1)[0]
         assert "KEYS[1]" in header and "ARGV[1" in header, script.name
+
+
+def test_claims_are_records_in_period_hashes_that_expire_and_overflow_by_digest(redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    # 130 URL keys sharing their first 3 hex digits: past 120 fields a claim hash overflows to longer prefixes
+    keys = [f"abc{n:021x}" for n in range(130)]
+    for n, key in enumerate(keys):
+        assert store.publish(make_article(n), url_keys=[key], text_key=None).outcome == "published"
+    assert not list(redis_client.scan_iter(match="feedstream:claim:*"))  # no key per claim any more
+    hashes = [k.decode() for k in redis_client.scan_iter(match="feedstream:claims:*")]
+    assert len(hashes) > 1 and all(0 < redis_client.ttl(k) <= store.claim_ttl + store.claim_period_seconds
+                                   for k in hashes)
+    assert all(redis_client.object("encoding", k) == b"ziplist" for k in hashes)
+    assert store.published_ids(keys) == [f"id{n}" for n in range(130)]
+    for n, key in enumerate(keys):  # every claim is found again, in whichever hash it went to
+        again = store.publish(make_article(1000 + n), url_keys=[key], text_key=None)
+        assert (again.outcome, again.duplicate_of) == ("duplicate", f"id{n}")
+
+
+def test_claims_of_the_old_form_are_honoured_until_they_expire(redis_client: redis.Redis) -> None:
+    store = Store(redis_client)
+    redis_client.set("feedstream:claim:url:u1", "id1", ex=3600)  # as written before issue 18
+    redis_client.set("feedstream:claim:text:t9", "id9", ex=3600)
+    assert store.published_ids(["u1", "u2"]) == ["id1", None]
+    assert store.publish(make_article(1), url_keys=["u1"], text_key="t1").outcome == "already"
+    assert store.publish(make_article(2), url_keys=["u1"], text_key="t2").duplicate_of == "id1"
+    assert store.publish(make_article(3), url_keys=["u3"], text_key="t9").duplicate_of == "id9"
+    assert redis_client.xlen("articles") == 0

@@ -76,6 +76,9 @@ class Settings:
     """Everything a feedstream process needs to know, from its environment."""
 
     redis_url: str | None  # None: start the embedded Redis under var_dir
+    # Publishing state (claims, near-duplicate index, boilerplate, the stream and its feeds-out indexes) on a
+    # Redis of its own; None: the same as redis_url (docs/capacity.md)
+    publish_redis_url: str | None = None
     feeds_path: Path = Path(DEFAULT_FEEDS_PATH)
     stream: str = DEFAULT_STREAM
     http: HttpSettings = field(default_factory=HttpSettings)
@@ -148,6 +151,7 @@ class Settings:
         )
         return cls(
             redis_url=(env.get("REDIS_URL") or "").strip() or None,
+            publish_redis_url=(env.get("FEEDSTREAM_PUBLISH_REDIS_URL") or "").strip() or None,
             feeds_path=Path(env.get("FEEDSTREAM_FEEDS") or DEFAULT_FEEDS_PATH),
             stream=stream,
             http=http,

@@ -90,13 +90,18 @@ def open_edge(need_feeds: bool = True, feeds_optional: bool = False) -> Edge:
             say(f"REDIS_URL is unset: started the embedded Redis at {url}, data in {embedded.data_dir}")
         else:
             say(f"REDIS_URL is unset: using the embedded Redis already running at {url}")
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
-    except (redis.RedisError, OSError, ValueError) as exc:
-        if embedded:
-            embedded.stop()
-        raise CannotRun(f"cannot reach Redis at {url}: {exc}") from None
-    store = Store(connect(url), **settings.store_options())
+    publish_url = settings.publish_redis_url
+    for what, address in (("Redis", url), ("the publishing Redis", publish_url)):
+        if not address:
+            continue
+        try:
+            redis.Redis.from_url(address, socket_connect_timeout=3, socket_timeout=3).ping()
+        except (redis.RedisError, OSError, ValueError) as exc:
+            if embedded:
+                embedded.stop()
+            raise CannotRun(f"cannot reach {what} at {address}: {exc}") from None
+    store = Store(connect(url), publish_client=connect(publish_url) if publish_url else None,
+                  **settings.store_options())
     edge = Edge(settings, sources.feeds, url, store, embedded, sources.newsletters, dict(sources.mail_passwords))
     if need_feeds:
         try:

@@ -34,6 +34,8 @@ def command(edge: Edge, args: argparse.Namespace) -> int:
 def metrics_server(edge: Edge, host: str, port: int, stop: threading.Event) -> None:
     """Serve /metrics and /healthz until ``stop``; reads Redis with a fail-fast client."""
     quick = connect_quick(edge.redis_url)
-    store = Store(quick, **edge.settings.store_options())
+    publish_url = edge.settings.publish_redis_url
+    store = Store(quick, publish_client=connect_quick(publish_url) if publish_url else None,
+                  **edge.settings.store_options())
     app = make_app(store, lambda: queue_depths(quick), lambda: worker_count(quick), HEALTH_STALE_SECONDS)
     serve(app, host, port, stop)

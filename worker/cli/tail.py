@@ -44,7 +44,7 @@ def command(edge: Edge, args: argparse.Namespace) -> int:
         stop = stop_event((signal.SIGTERM,))
         consumer = args.consumer or f"tail-{socket.gethostname()}-{os.getpid()}"
         with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
-            tail_group(edge.store.redis, stream, args.group, consumer, args.follow, args.from_start, stop=stop)
+            tail_group(edge.store.publishing, stream, args.group, consumer, args.follow, args.from_start, stop=stop)
     else:
         with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
             tail(edge.store, args.follow, args.from_start, args.n, stream=stream)

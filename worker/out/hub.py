@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 from worker.errors import FetchError
 from worker.fetch import HttpClient
 from worker.out.render import ATOM_TYPE, JSON_FEED_TYPE, FeedMeta, Item, render_atom, render_json_feed
-from worker.out.server import _ROUTE, _matcher
+from worker.out.server import _ROUTE, route_for
 from worker.sources.spec import check_url
 from worker.store import Store
 
@@ -209,11 +209,11 @@ class Hub:
         route = _ROUTE.match(path)
         assert route is not None
         kind, value, fmt = route.groups()
-        _, title, feed_id = _matcher(kind, unquote(value or ""))
+        target = route_for(self.store, kind, unquote(value or ""))
         other = "json" if fmt == "atom" else "atom"
-        meta = FeedMeta(title=title, self_url=self.public_url + path,
+        meta = FeedMeta(title=target.title, self_url=self.public_url + path,
                         alternate_url=self.public_url + path[: -len(fmt)] + other,
-                        home_url=self.public_url + "/", feed_id=feed_id, hub_url=self.hub_url)
+                        home_url=self.public_url + "/", feed_id=target.feed_id, hub_url=self.hub_url)
         ordered = sorted(items, key=lambda item: _order(item[0]), reverse=True)  # newest first, as served
         if fmt == "atom":
             return render_atom(meta, ordered), ATOM_TYPE

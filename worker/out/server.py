@@ -22,10 +22,14 @@ Last-Modified the newest entry's (or latest version's) stream time; ``If-None-Ma
 without it, ``If-Modified-Since``) that still matches gets 304 with no body.
 
 The stdlib ThreadingHTTPServer is enough here: a feed reader polls every few
-minutes, each request is one or a few XREVRANGE calls, and it keeps the web
-process free of a framework. Filtered selections scan the stream backwards in
-chunks and stop after ``SCAN_LIMIT`` entries, linking onwards from where they
-stopped, so a rare tag never turns one request into a full-stream read.
+minutes, each request is a few Redis calls, and it keeps the web process free of
+a framework. Each route reads its own feeds-out index (a stream of the article
+stream's ids, per source and per tag, written by the publish script with the
+XADD), so a page of a quiet tag reads only its own entries however many others
+are newer, and the ETag is known from the ids alone: a 304 reads no entry.
+Articles published before the indexes existed (issue 18) are found by scanning
+the stream backwards below the first indexed id, in chunks, stopping after
+``SCAN_LIMIT`` entries and linking onwards from there, until they are trimmed away.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from email.utils import format_datetime, parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -69,9 +74,15 @@ class BadRequest(ValueError):
     """The request asks for something malformed (400)."""
 
 
-def select_page(store: Store, match: Callable[[dict[str, Any]], bool], before: str, limit: int
-                ) -> tuple[list[Item], str | None]:
-    """Up to ``limit`` matching articles older than ``before``, newest first, and the next page's ``before``."""
+def _older(a: str, b: str) -> str:
+    """The older of two stream ids."""
+    return min(a, b, key=lambda sid: tuple(int(part) for part in sid.split("-")))
+
+
+def scan_page(store: Store, match: Callable[[dict[str, Any]], bool], before: str, limit: int
+              ) -> tuple[list[Item], str | None]:
+    """Up to ``limit`` matching articles older than ``before`` found by scanning the stream, newest first, and
+    the next page's ``before``: for articles published before the feeds-out indexes existed."""
     found: list[Item] = []
     cursor = before
     scanned = 0
@@ -82,17 +93,72 @@ def select_page(store: Store, match: Callable[[dict[str, Any]], bool], before: s
         for stream_id, fields in chunk:
             scanned += 1
             cursor = stream_id
-            try:
-                doc = json.loads(fields.get("article", "{}"))
-            except ValueError:
-                continue
-            if isinstance(doc, dict) and doc.get("event") != "updated" and match(doc):
+            doc = _document(fields)
+            # update events in the stream itself (inline) are shown through their article, not apart
+            if doc is not None and doc.get("event") != "updated" and match(doc):
                 found.append((stream_id, doc))
                 if len(found) == limit:
                     break
     # a full page (or a scan cut short) may have older matches: link on from where we stopped
     more = bool(store.read_stream_before(cursor, count=1))
     return found, cursor if more else None
+
+
+def _document(fields: dict[str, str]) -> dict[str, Any] | None:
+    try:
+        doc = json.loads(fields.get("article", "{}"))
+    except ValueError:
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+@dataclass
+class Page:
+    """One page of a route: its stream ids and their articles' ids (known before any entry is read), and
+    the next page's ``before``."""
+
+    ids: list[tuple[str, str]]  # (stream id, article id), newest first
+    next_before: str | None
+    scanned: dict[str, dict[str, Any]]  # documents already read by a scan of the unindexed part
+
+    def modified(self, store: Store) -> dict[str, str]:
+        """The stream id of each updated article's latest version, by its first publication's stream id
+        (issue 17), read from the version pointers alone."""
+        latest = store.latest_pointers([article_id for _, article_id in self.ids if article_id])
+        return {sid: latest[article_id] for sid, article_id in self.ids if article_id in latest}
+
+    def items(self, store: Store) -> tuple[list[Item], dict[str, str]]:
+        """The page's articles, newest first, each as its latest version, and the versions' stream ids
+        (entries trimmed from the stream meanwhile are left out)."""
+        wanted = [sid for sid, _ in self.ids if sid not in self.scanned]
+        read = {sid: doc for sid, fields in store.entries(wanted) if (doc := _document(fields)) is not None}
+        read.update(self.scanned)
+        return latest_versions(store, [(sid, read[sid]) for sid, _ in self.ids if sid in read])
+
+
+def select_page(store: Store, route: Route, before: str, limit: int, unindexed: bool = True) -> Page:
+    """The page of ``route`` older than ``before``: ids from its feeds-out index, then, when the index has no
+    more and the stream may hold articles from before the indexes (``unindexed``), from a scan of those."""
+    ids = store.index_ids(route.index, before, limit + 1)
+    if len(ids) > limit:
+        return Page(ids[:limit], ids[limit - 1][0], {})
+    since = store.out_since()
+    if since is not None and not unindexed:
+        return Page(ids, None, {})  # nothing older than the indexes (the usual case)
+    cursor = ids[-1][0] if ids else before
+    start = cursor if since is None else (since if cursor == "+" else _older(cursor, since))
+    older, next_before = scan_page(store, route.match, start, limit - len(ids))
+    return Page(ids + [(sid, str(doc.get("id") or "")) for sid, doc in older], next_before, dict(older))
+
+
+@dataclass(frozen=True)
+class Route:
+    """What a path asks for: its feeds-out index, the match for unindexed articles, the feed's title and id."""
+
+    index: str
+    match: Callable[[dict[str, Any]], bool]
+    title: str
+    feed_id: str
 
 
 def latest_versions(store: Store, items: list[Item]) -> tuple[list[Item], dict[str, str]]:
@@ -115,13 +181,14 @@ def latest_versions(store: Store, items: list[Item]) -> tuple[list[Item], dict[s
     return out, modified
 
 
-def _matcher(kind: str | None, value: str) -> tuple[Callable[[dict[str, Any]], bool], str, str]:
+def route_for(store: Store, kind: str | None, value: str) -> Route:
     if kind == "feeds":
-        return (lambda doc: doc.get("feed") == value), f"feedstream: {value}", f"urn:feedstream:feed:{value}"
+        return Route(store.out_index_key("feed", value), lambda doc: doc.get("feed") == value,
+                     f"feedstream: {value}", f"urn:feedstream:feed:{value}")
     if kind == "tags":
-        return ((lambda doc: value in (doc.get("tags") or [])), f"feedstream: tagged {value}",
-                f"urn:feedstream:tag:{value}")
-    return (lambda doc: True), "feedstream: all articles", "urn:feedstream:all"
+        return Route(store.out_index_key("tag", value), lambda doc: value in (doc.get("tags") or []),
+                     f"feedstream: tagged {value}", f"urn:feedstream:tag:{value}")
+    return Route(store.out_index_key("all"), lambda doc: True, "feedstream: all articles", "urn:feedstream:all")
 
 
 class FeedHandler(BaseHTTPRequestHandler):
@@ -266,9 +333,10 @@ class FeedHandler(BaseHTTPRequestHandler):
         if not 1 <= limit <= MAX_LIMIT:
             raise BadRequest(f"limit must be 1-{MAX_LIMIT}")
 
-        match, title, feed_id = _matcher(kind, value)
-        items, next_before = self.server.page(match, before, limit)
-        items, modified = latest_versions(self.server.store, items)
+        route = route_for(self.server.store, kind, value)
+        page = select_page(self.server.store, route, before, limit, self.server.unindexed())
+        next_before = page.next_before
+        modified = page.modified(self.server.store)
         hub = self.server.hub
         base = hub.public_url if hub is not None else self._base()
         stem = parts.path[: -len(fmt)]  # as requested: already %-quoted
@@ -279,23 +347,25 @@ class FeedHandler(BaseHTTPRequestHandler):
             return base + stem + ext + (f"?{urlencode(params)}" if params else "")
 
         other = "json" if fmt == "atom" else "atom"
-        meta = FeedMeta(title=title, self_url=url(fmt, before), alternate_url=url(other, before), home_url=base + "/",
-                        feed_id=feed_id, next_url=url(fmt, next_before) if next_before else None,
+        meta = FeedMeta(title=route.title, self_url=url(fmt, before), alternate_url=url(other, before),
+                        home_url=base + "/", feed_id=route.feed_id,
+                        next_url=url(fmt, next_before) if next_before else None,
                         hub_url=hub.hub_url if hub is not None else None)
         # Stream entries never change once added, so the selection (its stream ids and its articles'
-        # latest versions) and the links fix the body: the ETag is known before rendering, and a 304
-        # skips the render.
-        fingerprint = "\n".join([fmt, repr(meta), *(f"{sid} {modified.get(sid, '')}" for sid, _ in items)])
+        # latest versions) and the links fix the body: the ETag is known before reading entries (from the
+        # feeds-out index and the version pointers), and a 304 reads none.
+        fingerprint = "\n".join([fmt, repr(meta), *(f"{sid} {modified.get(sid, '')}" for sid, _ in page.ids)])
         etag = '"' + hashlib.blake2b(fingerprint.encode(), digest_size=16).hexdigest() + '"'
         headers = {"Content-Type": ATOM_TYPE if fmt == "atom" else JSON_FEED_TYPE, "ETag": etag,
                    "Cache-Control": "no-cache"}
         if hub is not None:  # WebSub discovery: the hub, and the topic (this feed's own address, no query)
             headers["Link"] = f'<{hub.hub_url}>; rel="hub", <{hub.topic_url(parts.path)}>; rel="self"'
-        newest = updated(items, modified)
+        newest = updated([(sid, {}) for sid, _ in page.ids], modified)
         if newest:
             headers["Last-Modified"] = format_datetime(newest.replace(microsecond=0), usegmt=True)
         if self._not_modified(etag, newest):
             return 304, {k: v for k, v in headers.items() if k != "Content-Type"}, b""
+        items, modified = page.items(self.server.store)
         body = render_atom(meta, items, modified) if fmt == "atom" else render_json_feed(meta, items, modified)
         return 200, headers, body
 
@@ -326,14 +396,20 @@ class FeedServer(ThreadingHTTPServer):
     def __init__(self, store: Store, address: tuple[str, int], admin: SourceAdmin | None = None,
                  admin_token: str | None = None, websub: Subscriber | None = None, hub: Hub | None = None) -> None:
         self.store = store
+        self._unindexed = True
         self.websub = websub
         self.hub = hub
         self.admin = admin
         self.admin_token = admin_token
         super().__init__(address, FeedHandler)
 
-    def page(self, match: Callable[[dict[str, Any]], bool], before: str, limit: int) -> tuple[list[Item], str | None]:
-        return select_page(self.store, match, before, limit)
+    def unindexed(self) -> bool:
+        """Whether the stream may still hold articles published before the feeds-out indexes. Once it does not
+        (they were trimmed, or there never were any), it never will again: the answer is kept."""
+        if self._unindexed:
+            since = self.store.out_since()
+            self._unindexed = since is None or bool(self.store.read_stream_before(since, count=1))
+        return self._unindexed
 
 
 def make_server(store: Store, host: str, port: int, admin: SourceAdmin | None = None,
@@ -346,4 +422,4 @@ def make_server(store: Store, host: str, port: int, admin: SourceAdmin | None = 
     return FeedServer(store, (host, port), admin, admin_token, websub, hub)
 
 
-__all__ = ["FeedServer", "make_server", "select_page"]
+__all__ = ["FeedServer", "Page", "Route", "make_server", "route_for", "select_page"]

@@ -46,7 +46,8 @@ class Context:
         sources from Redis as they change; ``sources`` only lends the passwords read with it.
         """
         client = connect(redis_url)
-        store = Store(client, **settings.store_options())
+        publishing = connect(settings.publish_redis_url) if settings.publish_redis_url else None
+        store = Store(client, publish_client=publishing, **settings.store_options())
         if sources is None:
             sources = load_sources(settings.feeds_path)
             report = apply_feeds_file(store, sources.feeds, sources.newsletters, defaults=sources.defaults)

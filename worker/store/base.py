@@ -12,6 +12,7 @@ from redis.commands.core import Script
 from worker.models import UpdatePolicy
 
 NEAR_MODES = ("mark", "drop", "off")
+BOILERPLATE_TTL = 30 * 24 * 3600  # how long a feed remembers a paragraph it published
 
 
 @cache
@@ -39,10 +40,15 @@ class StoreBase:
     def __init__(self, client: redis.Redis, *, stream: str = "articles", prefix: str = "feedstream",
                  claim_ttl: int = 90 * 24 * 3600, stream_maxlen: int = 100_000,
                  near_window: int = 30 * 24 * 3600, near_mode: str = "mark",
-                 updates: UpdatePolicy | None = None) -> None:
+                 updates: UpdatePolicy | None = None, publish_client: redis.Redis | None = None,
+                 boilerplate_ttl: int = BOILERPLATE_TTL) -> None:
         if near_mode not in NEAR_MODES:
             raise ValueError(f"near_mode must be one of {NEAR_MODES}, not {near_mode!r}")
-        self.redis = client
+        self.redis = client  # queues and feed state (RQ, the schedule, poll state, hosts)
+        # publishing state (claims, near-duplicate index, boilerplate, the stream and its feeds-out
+        # indexes): the same server unless FEEDSTREAM_PUBLISH_REDIS_URL names another
+        self.publishing = publish_client if publish_client is not None else client
+        self.boilerplate_ttl = boilerplate_ttl
         self.near_window = near_window
         self.near_mode = near_mode
         self.stream = stream
@@ -52,11 +58,18 @@ class StoreBase:
         self.updates = updates or UpdatePolicy()
         self._scripts: dict[str, Script] = {}
 
-    def _script(self, name: str) -> Script:
-        """The script of ``lua/{name}.lua``, registered with this client on first use."""
-        script = self._scripts.get(name)
+    @property
+    def split(self) -> bool:
+        """True when publishing state lives on a Redis of its own."""
+        return self.publishing is not self.redis
+
+    def _script(self, name: str, publishing: bool = False) -> Script:
+        """The script of ``lua/{name}.lua``, registered on first use with the client whose keys it touches."""
+        key = f"{name}@publishing" if publishing else name
+        script = self._scripts.get(key)
         if script is None:
-            script = self._scripts[name] = self.redis.register_script(lua_source(name))
+            client = self.publishing if publishing else self.redis
+            script = self._scripts[key] = client.register_script(lua_source(name))
         return script
 
     def _key(self, *parts: str) -> str:
@@ -72,3 +85,11 @@ class StoreBase:
 
     def feed_key(self, name: str) -> str:
         return self._key("feed", name)
+
+    def out_index_key(self, kind: str, value: str = "") -> str:
+        """The feeds-out index of all articles (``all``), a feed's (``feed``) or a tag's (``tag``)."""
+        return self._key("out", "all") if kind == "all" else self._key("out", kind, value)
+
+    @property
+    def out_since_key(self) -> str:
+        return self._key("out", "since")

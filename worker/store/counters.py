@@ -37,7 +37,12 @@ class CountersStore(StoreBase):
             self._queue_delay(pipe, seconds)
 
     def counters(self) -> dict[str, int]:
-        return {text(k): int(v) for k, v in self.redis.hgetall(self.counters_key).items()}
+        """The event counts; with a publishing Redis of its own, its counts (published, duplicates) added."""
+        counts = {text(k): int(v) for k, v in self.redis.hgetall(self.counters_key).items()}
+        if self.split:
+            for key, value in self.publishing.hgetall(self.counters_key).items():
+                counts[text(key)] = counts.get(text(key), 0) + int(value)
+        return counts
 
     def count_http(self, kind: str, status: int | str) -> None:
         """One HTTP response (or ``error`` when none came) for a ``feed`` or ``page`` fetch."""
@@ -89,10 +94,11 @@ class CountersStore(StoreBase):
 
         Live: nothing can record a refusal while it lasts, so health checks ask with a tiny write of their own.
         """
-        try:
-            self.redis.set(self._key("probe"), "1", ex=60)
-        except redis.RedisError as exc:
-            return refusal_kind(exc) or f"error: {exc}"
+        for client in (self.redis, self.publishing) if self.split else (self.redis,):
+            try:
+                client.set(self._key("probe"), "1", ex=60)
+            except redis.RedisError as exc:
+                return refusal_kind(exc) or f"error: {exc}"
         return None
 
     def memory(self) -> dict[str, int | str]:
@@ -104,4 +110,6 @@ class CountersStore(StoreBase):
         """Round-trip time to Redis in seconds; raises redis.ConnectionError when unreachable."""
         start = time.monotonic()
         self.redis.ping()
+        if self.split:
+            self.publishing.ping()
         return time.monotonic() - start

@@ -98,5 +98,5 @@ class HubStore(StoreBase):
         return found
 
     def stream_last_id(self) -> str:
-        newest = self.redis.xrevrange(self.stream, count=1)
+        newest = self.publishing.xrevrange(self.stream, count=1)
         return text(newest[0][0]) if newest else "0-0"

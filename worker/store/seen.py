@@ -31,6 +31,8 @@ class SeenStore(StoreBase):
             # whole seconds: a listpack stores them as a small integer, not a 17-character float
             pipe.zadd(key, dict.fromkeys((compact(guid) for guid in guid_keys), int(now)))
         pipe.zremrangebyscore(key, "-inf", now - SEEN_WINDOW_SECONDS)
+        # a feed no longer polled (removed, retired) takes its GUIDs with it after the window
+        pipe.expire(key, SEEN_WINDOW_SECONDS)
 
     def entry_marks(self, feed: str) -> dict[str, bytes]:
         """The marks of the entries the feed listed when its listing last changed, by hashed GUID."""

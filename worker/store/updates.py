@@ -128,7 +128,7 @@ class UpdateStore(CountersStore):
         """Keep each first-published article's record (by id) for the update window, in one round trip."""
         if not records:
             return
-        pipe = self.redis.pipeline(transaction=False)
+        pipe = self.publishing.pipeline(transaction=False)
         for article_id, record in records.items():
             pipe.set(self._version_key(article_id), record.packed(), ex=self.updates.window)
         pipe.execute()
@@ -137,7 +137,7 @@ class UpdateStore(CountersStore):
         """Each article's record; None when it has none (expired, or published with updates off)."""
         if not article_ids:
             return []
-        raw = self.redis.mget([self._version_key(article_id) for article_id in article_ids])
+        raw = self.publishing.mget([self._version_key(article_id) for article_id in article_ids])
         return [VersionRecord.unpack(value) if value else None for value in raw]
 
     def claim_rechecks(self, article_ids: Sequence[str], now: float) -> list[int]:
@@ -146,7 +146,8 @@ class UpdateStore(CountersStore):
         if not article_ids:
             return []
         keys = [self._version_key(article_id) for article_id in article_ids]
-        reply = self._script("claim_rechecks")(keys=keys, args=[int(now), self.updates.min_interval, CHECKED_AT])
+        claim = self._script("claim_rechecks", publishing=True)
+        reply = claim(keys=keys, args=[int(now), self.updates.min_interval, CHECKED_AT])
         return [int(value) for value in reply]
 
     def publish_updates(self, requests: Sequence[UpdateRequest]) -> list[UpdateResult]:
@@ -154,8 +155,8 @@ class UpdateStore(CountersStore):
         own atomic step (lua/publish_update.lua)."""
         if not requests:
             return []
-        script = self._script("publish_update")
-        pipe = self.redis.pipeline(transaction=False)
+        script = self._script("publish_update", publishing=True)
+        pipe = self.publishing.pipeline(transaction=False)
         for request in requests:
             keys = [self._version_key(request.article_id), self.updates_stream, self.counters_key,
                     self._latest_key(request.article_id)]
@@ -165,18 +166,30 @@ class UpdateStore(CountersStore):
             script(keys=keys, args=args, client=pipe)
         return [_update_result(reply) for reply in pipe.execute()]
 
-    def latest_versions(self, article_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """The latest version's document of each article that has an update, by id (two round trips)."""
+    def latest_pointers(self, article_ids: Sequence[str]) -> dict[str, str]:
+        """The stream id of the latest update event of each article that has one, by id (one round trip):
+        what feeds out need for their validators, without reading an entry."""
+        return {article_id: stream_id for article_id, (stream_id, _) in self._latest_pointers(article_ids).items()}
+
+    def _latest_pointers(self, article_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
         if not article_ids:
             return {}
-        pointers = self.redis.mget([self._latest_key(article_id) for article_id in article_ids])
-        found = []
-        pipe = self.redis.pipeline(transaction=False)
+        pointers = self.publishing.mget([self._latest_key(article_id) for article_id in article_ids])
+        out: dict[str, tuple[str, str]] = {}
         for article_id, pointer in zip(article_ids, pointers, strict=True):
             if pointer:
                 _version, stream_id, stream = text(pointer).split("|", 2)
-                found.append((article_id, stream_id))
-                pipe.xrange(stream, min=stream_id, max=stream_id, count=1)
+                out[article_id] = (stream_id, stream)
+        return out
+
+    def latest_versions(self, article_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The latest version's document of each article that has an update, by id (two round trips)."""
+        pointers = self._latest_pointers(article_ids)
+        found = []
+        pipe = self.publishing.pipeline(transaction=False)
+        for article_id, (stream_id, stream) in pointers.items():
+            found.append((article_id, stream_id))
+            pipe.xrange(stream, min=stream_id, max=stream_id, count=1)
         out: dict[str, dict[str, Any]] = {}
         for (article_id, stream_id), reply in zip(found, pipe.execute() if found else [], strict=True):
             if reply:  # absent once trimmed from its stream
