@@ -14,6 +14,7 @@ import random
 import shutil
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import time
@@ -40,12 +41,32 @@ def _honcho() -> str:
     return found
 
 
+def _free_base_port() -> int:
+    """A base for honcho's ports whose every PORT is free now, below Linux's ephemeral range (32768+),
+    where the suite's own client connections could take one."""
+    for _ in range(200):
+        base = random.randrange(20000, 32000, 100)
+        ports = [base + 100 * i for i in range(len(PROCESSES))]
+        if all(_port_free(port) for port in ports):
+            return base
+    raise AssertionError("no free base port for honcho")
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def test_every_procfile_process_stays_up_and_smtp_serves_a_source_added_later(
         redis_url: str, redis_client: redis.Redis, tmp_path: Path) -> None:
     shipped = REPO / "config" / "feeds.toml"
     names = [feed["name"] for feed in tomllib.loads(shipped.read_text())["feeds"]]
     smtp_port, metrics_port = free_port(), free_port()
-    base_port = random.randrange(20000, 40000, 100)  # honcho gives each process PORT = base + 100 * i
+    base_port = _free_base_port()  # honcho gives each process PORT = base + 100 * i
     env = base_env(REDIS_URL=redis_url, FEEDSTREAM_FEEDS=str(shipped), FEEDSTREAM_SMTP_PORT=str(smtp_port),
                    METRICS_PORT=str(metrics_port), FEEDSTREAM_VAR=str(tmp_path / "var"),
                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
