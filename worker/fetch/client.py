@@ -288,13 +288,6 @@ class HttpClient:
             self._local.fetch = None
             fetch.finish()
 
-    # The SSRF policy; a test may widen it to one known server.
-    def _address_allowed(self, ip: str, port: int) -> bool:
-        return self.settings.allow_private or is_public_address(ip)
-
-    def _current_fetch(self) -> Deadline | None:
-        return getattr(self._local, "fetch", None)
-
     def post(self, url: str, body: bytes, content_type: str, headers: dict[str, str] | None = None) -> Fetched:
         """POST ``body`` to ``url`` (WebSub: a subscription request, a content distribution) and read the
         answer within the same guard, deadline and size cap as :meth:`get`. Redirects are not followed
