@@ -44,7 +44,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
 	touch $(BENCH_STAMP)
 
-bench: $(BENCH_STAMP)  ## the figures in docs/design.md (needs ../shared/corpus beside the clone)
+bench: $(BENCH_STAMP)  ## the figures in docs/ (design, quality, capacity, rules, push; needs ../shared/corpus beside the clone)
 	$(BIN)/python bench/extraction.py
 	$(BIN)/python bench/quality.py
 	$(BIN)/python bench/pipeline.py --plot docs/bench/throughput.png
@@ -53,6 +53,9 @@ bench: $(BENCH_STAMP)  ## the figures in docs/design.md (needs ../shared/corpus 
 	$(BIN)/python bench/dedupe.py
 	$(BIN)/python bench/newsletters.py
 	$(BIN)/python bench/rules.py
+	$(BIN)/python bench/sitemaps.py
+	$(BIN)/python bench/updates.py
+	$(BIN)/python bench/capacity.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache *.egg-info
