@@ -214,6 +214,16 @@ class FeedHandler(BaseHTTPRequestHandler):
     # the admin API's writes (anything else than GET/HEAD outside /api/ is answered 405)
     do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
 
+    def _refuse_body(self, length: int) -> None:
+        """Before answering 413: close afterwards, and read (and drop) a body up to DRAIN_LIMIT.
+
+        A client still sending its body then reads the 413 rather than a reset connection or a
+        broken pipe; a larger claim is not read at all.
+        """
+        self.close_connection = True
+        if 0 < length <= DRAIN_LIMIT:
+            self._discard(length)
+
     def _discard(self, length: int) -> None:
         with contextlib.suppress(OSError):
             while length > 0:
@@ -236,11 +246,7 @@ class FeedHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return _error(400, "Content-Length is not a number")
         if length < 0 or length > api.body_limit(self.path):
-            self.close_connection = True
-            # read (and drop) a body up to a few times the limit, so that a client still sending it
-            # gets the 413 rather than a reset connection; a larger claim is not read at all
-            if 0 < length <= DRAIN_LIMIT:
-                self._discard(length)
+            self._refuse_body(length)
             return _error(413, f"the body is over {api.body_limit(self.path):,} bytes")
         body = self.rfile.read(length) if length else b""
         answer = api.handle(admin, self.server.admin_token, self.command, self.path, dict(self.headers.items()),
@@ -263,7 +269,7 @@ class FeedHandler(BaseHTTPRequestHandler):
                 self.close_connection = True
                 return 411, {"Content-Type": "text/plain; charset=utf-8"}, b"send a Content-Length\n"
             if length > MAX_PUSH_BYTES:
-                self.close_connection = True
+                self._refuse_body(length)
                 return refuse_too_large(self.server.store, path, length)
             body = self.rfile.read(length)
         params = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
@@ -279,7 +285,7 @@ class FeedHandler(BaseHTTPRequestHandler):
         except ValueError:
             length = -1
         if not 0 <= length <= HUB_FORM_BYTES:
-            self.close_connection = True
+            self._refuse_body(length)
             return 413, {"Content-Type": "text/plain; charset=utf-8"}, b"send a form of at most 64 KiB\n"
         assert self.server.hub is not None
         return self.server.hub.request(self.rfile.read(length), self.headers.get("Content-Type", ""))
