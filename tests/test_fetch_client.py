@@ -416,6 +416,19 @@ def test_a_cut_connection_is_closed_when_handed_back_to_the_pool(site: Site, cli
         assert (conn.sock is None) is cut
 
 
+def test_one_watchdog_serves_every_deadline_in_time_order() -> None:
+    """Deadlines set out of order expire in order, a finished one never does, and no thread is
+    started per download."""
+    threads_before = threading.active_count()
+    later, cancelled, sooner = Deadline(0.4), Deadline(0.2), Deadline(0.1)
+    cancelled.finish()
+    time.sleep(0.15)
+    assert sooner.expired and not later.expired
+    time.sleep(0.4)
+    assert later.expired and not cancelled.expired
+    assert threading.active_count() <= max(threads_before, 1) + 1  # at most the one watchdog, once
+
+
 def test_silent_server_hits_the_deadline(raw: Callable[..., RawServer]) -> None:
     server = raw(hold_silently)
     with HttpClient(HttpSettings(allow_private=True, deadline=2)) as c:

@@ -2,14 +2,23 @@
 
 Read timeouts apply per socket read, so a server that trickles a byte at a time
 holds them forever; only cutting the connection at the deadline bounds it.
+
+One watchdog thread per process serves every download's deadline (a heap of
+expiry times), rather than a ``threading.Timer`` per download: a thread started
+and torn down for each page cost ~60 us of CPU and a thread's stack, for a
+deadline that almost never fires.
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
+import os
 import socket
 import threading
 import time
+from collections.abc import Callable
 
 from urllib3.connection import HTTPConnection
 
@@ -21,6 +30,64 @@ __all__ = ["Deadline"]
 def _cut(sock: socket.socket) -> None:
     with contextlib.suppress(OSError):  # already closed or never connected
         sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """Calls each registered function once its monotonic time comes, from one daemon thread.
+
+    Made on first use in each process (a thread does not survive the fork that starts a worker).
+    Cancelled entries stay in the heap until their time and are skipped then; a download's
+    deadline is seconds, so the heap holds at most the downloads of the last deadline.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._cancelled: set[int] = set()
+        self._wake = threading.Condition()
+        self._ids = itertools.count()
+        self._thread = threading.Thread(target=self._run, name="deadline-watchdog", daemon=True)
+        self._thread.start()
+
+    def schedule(self, at: float, action: Callable[[], None]) -> int:
+        with self._wake:
+            handle = next(self._ids)
+            heapq.heappush(self._heap, (at, handle, action))
+            if self._heap[0][1] == handle:  # sooner than what the thread sleeps towards
+                self._wake.notify()
+        return handle
+
+    def cancel(self, handle: int) -> None:
+        with self._wake:
+            self._cancelled.add(handle)
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while True:
+                    while self._heap and self._heap[0][1] in self._cancelled:
+                        self._cancelled.discard(heapq.heappop(self._heap)[1])
+                    now = time.monotonic()
+                    if self._heap and self._heap[0][0] <= now:
+                        _, _, action = heapq.heappop(self._heap)
+                        break
+                    self._wake.wait(self._heap[0][0] - now if self._heap else None)
+            with contextlib.suppress(Exception):  # one download's cut must not stop the others' deadlines
+                action()
+
+
+_watchdog: tuple[int, _Watchdog] | None = None
+_watchdog_lock = threading.Lock()
+
+
+def _process_watchdog() -> _Watchdog:
+    global _watchdog
+    current = _watchdog
+    if current is None or current[0] != os.getpid():
+        with _watchdog_lock:
+            current = _watchdog
+            if current is None or current[0] != os.getpid():
+                current = _watchdog = (os.getpid(), _Watchdog())
+    return current[1]
 
 
 class Deadline:
@@ -40,9 +107,8 @@ class Deadline:
         # socket object we created, and an SSLSocket cannot be shut down from another
         # thread safely; shutting down a duplicate cuts the same connection.
         self._watched: dict[HTTPConnection, socket.socket] = {}
-        self._timer = threading.Timer(max(deadline, 0.0), self._expire)
-        self._timer.daemon = True
-        self._timer.start()
+        self._watchdog = _process_watchdog()
+        self._handle = self._watchdog.schedule(self.deadline_at, self._expire)
 
     def remaining(self) -> float:
         return self.deadline_at - time.monotonic()
@@ -81,7 +147,7 @@ class Deadline:
                 _cut(dup)
 
     def finish(self) -> None:
-        self._timer.cancel()
+        self._watchdog.cancel(self._handle)
         with self._lock:
             self._done = True
             watched = list(self._watched.values())
