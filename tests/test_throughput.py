@@ -20,12 +20,14 @@ from pathlib import Path
 
 import pytest
 import redis
+from rq.timeouts import JobTimeoutException
 
 from tests.pipeline_helpers import articles, write_feeds
 from tests.site import Site
 from tests.sitegen import rss2, story, telecoms_page
 from worker.fetch import host_of
 from worker.models import Entry
+from worker.ops.workgroup import WatchdogDeathPenalty
 from worker.pipeline.queues import POLL_QUEUE, enqueue_polls, host_batches
 from worker.store import Store
 
@@ -80,6 +82,23 @@ def test_extract_batches_hold_one_host_each_and_hosts_take_turns() -> None:
     # An aggregator's feed, one page on each of many hosts, is batched on its own: not a job per page.
     spread = [Entry(url=f"http://site{n}.example/a", guid=str(n), title="t", feed="agg") for n in range(10)]
     assert [len(batch) for batch in host_batches([*spread, *entries("big.example", 4)], 4)] == [4, 4, 4, 2]
+
+
+# -- job timeouts in thread workers -------------------------------------------------------------------
+
+def test_a_thread_workers_job_timeout_raises_in_its_thread_and_an_ended_job_is_left_alone() -> None:
+    def busy(seconds: float) -> None:
+        until = time.monotonic() + seconds
+        while time.monotonic() < until:
+            time.sleep(0.01)
+
+    started = time.monotonic()
+    with pytest.raises(JobTimeoutException), WatchdogDeathPenalty(0.3, JobTimeoutException, job_id="slow"):
+        busy(10)
+    assert time.monotonic() - started < 5
+    with WatchdogDeathPenalty(0.2, JobTimeoutException, job_id="quick"):
+        pass
+    busy(0.5)  # no exception once the job has ended
 
 
 # -- slots wake their waiters ----------------------------------------------------------------------

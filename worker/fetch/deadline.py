@@ -24,7 +24,7 @@ from urllib3.connection import HTTPConnection
 
 from worker.errors import DeadlineExceeded
 
-__all__ = ["Deadline"]
+__all__ = ["Deadline", "process_watchdog"]
 
 
 def _cut(sock: socket.socket) -> None:
@@ -79,7 +79,8 @@ _watchdog: tuple[int, _Watchdog] | None = None
 _watchdog_lock = threading.Lock()
 
 
-def _process_watchdog() -> _Watchdog:
+def process_watchdog() -> _Watchdog:
+    """This process's watchdog: ``schedule(monotonic_at, action)`` returns a handle for ``cancel``."""
     global _watchdog
     current = _watchdog
     if current is None or current[0] != os.getpid():
@@ -107,7 +108,7 @@ class Deadline:
         # socket object we created, and an SSLSocket cannot be shut down from another
         # thread safely; shutting down a duplicate cuts the same connection.
         self._watched: dict[HTTPConnection, socket.socket] = {}
-        self._watchdog = _process_watchdog()
+        self._watchdog = process_watchdog()
         self._handle = self._watchdog.schedule(self.deadline_at, self._expire)
 
     def remaining(self) -> float:

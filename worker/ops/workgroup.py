@@ -14,8 +14,9 @@ heartbeats and StartedJobRegistry entries, running one job at a time as RQ expec
 a killed process's jobs are recovered like any killed worker's. What a thread
 cannot do is handled here: signals reach only the main thread (it asks every
 worker to stop after its job; a second signal stops at once, RQ's cold shutdown),
-and a job's timeout is a timer that raises in the job's thread (RQ's
-``TimerDeathPenalty``) instead of SIGALRM.
+and a job's timeout raises in the job's thread (RQ's ``TimerDeathPenalty``, its
+timer on the process's one deadline watchdog rather than a thread per job) instead
+of SIGALRM.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from types import FrameType
 from typing import Any
@@ -37,6 +39,7 @@ from rq.job import Job
 from rq.timeouts import TimerDeathPenalty
 from rq.worker import WorkerStatus
 
+from worker.fetch.deadline import process_watchdog
 from worker.ops.rqworker import FeedstreamWorker
 
 log = logging.getLogger("feedstream.workers")
@@ -49,10 +52,34 @@ MALLOC_ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's mallopt parameter
 
 
+class WatchdogDeathPenalty(TimerDeathPenalty):
+    """RQ's TimerDeathPenalty with its timer on the process's deadline watchdog (worker/fetch/deadline.py):
+    no thread started and torn down for every job."""
+
+    _handle: int | None = None
+
+    def setup_death_penalty(self) -> None:
+        if self._timeout > 0:
+            self._armed = threading.Lock()
+            self._handle = process_watchdog().schedule(time.monotonic() + self._timeout, self._fire)
+
+    def _fire(self) -> None:
+        # not once the job has ended: the exception would land in whatever the thread runs next
+        with self._armed:
+            if self._handle is not None:
+                self.handle_death_penalty()
+
+    def cancel_death_penalty(self) -> None:
+        if self._handle is not None:
+            with self._armed:
+                process_watchdog().cancel(self._handle)
+                self._handle = None
+
+
 class ThreadWorker(FeedstreamWorker):
     """A FeedstreamWorker run in a thread of a :func:`run_group` process."""
 
-    death_penalty_class = TimerDeathPenalty
+    death_penalty_class = WatchdogDeathPenalty
 
     def _install_signal_handlers(self) -> None:
         pass  # the process's main thread has them (run_group)
