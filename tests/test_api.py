@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +15,9 @@ from typing import Any
 
 import pytest
 import redis
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 
 from tests.site import Site
 from tests.sitegen import rss2, story
@@ -56,8 +61,48 @@ def call(base: str, method: str, path: str, body: Any = None, token: str | None 
     except urllib.error.HTTPError as exc:
         status, payload, headers = exc.code, exc.read(), dict(exc.headers)
     text = payload.decode()
-    return status, json.loads(text) if headers.get("Content-Type", "").startswith("application/json") and text \
-        else text, headers
+    doc = json.loads(text) if headers.get("Content-Type", "").startswith("application/json") and text else text
+    if path.startswith("/api/"):
+        check_documented(method, path, status, headers.get("Content-Type", ""), doc)
+    return status, doc, headers
+
+
+OPENAPI = json.loads((REPO / "worker" / "out" / "openapi.json").read_text())
+_REGISTRY = Registry().with_resource("urn:openapi", Resource.from_contents(OPENAPI, default_specification=DRAFT202012))
+
+
+def _operation(method: str, path: str) -> tuple[str, dict[str, Any]] | None:
+    """The documented path template ``path`` falls under, and its ``method``'s operation (None: not one)."""
+    route = urllib.parse.urlsplit(path).path
+    for template, item in OPENAPI["paths"].items():
+        pattern = "^" + re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(template)) + "$"
+        if re.match(pattern, route) and method.lower() in item:
+            return template, item[method.lower()]
+    return None
+
+
+def check_documented(method: str, path: str, status: int, content_type: str, body: Any) -> None:
+    """Every admin API answer is one the OpenAPI document names: its status, and a JSON body valid
+    against the schema given for that status; a route or method it does not name gets 404 or 405 with
+    the documented error body."""
+    found = _operation(method, path)
+    if found is None:
+        assert status in (404, 405), f"{method} {path} is not in the OpenAPI document, yet answered {status}"
+        found = (path, {"responses": {str(status): {"$ref": "#/components/responses/Error"}}})
+    template, operation = found
+    responses = operation["responses"]
+    assert str(status) in responses, f"{method} {template} answered {status}, which is not documented"
+    pointer = f"/paths/{template.replace('/', '~1')}/{method.lower()}/responses/{status}"
+    response = responses[str(status)]
+    if "$ref" in response:
+        pointer = response["$ref"].removeprefix("#")
+        response = _REGISTRY.resolver().lookup("urn:openapi#" + pointer).contents
+    schema = (response.get("content") or {}).get("application/json", {}).get("schema")
+    if schema is None or not content_type.startswith("application/json"):
+        return
+    reference = {"$ref": "urn:openapi#" + urllib.parse.quote(pointer + "/content/application~1json/schema")}
+    errors = [e.message for e in Draft202012Validator(reference, registry=_REGISTRY).iter_errors(body)]
+    assert not errors, f"{method} {template} {status}: the body does not match the OpenAPI document: {errors}"
 
 
 def test_without_a_token_the_api_is_read_only_and_says_so(redis_client: redis.Redis) -> None:
