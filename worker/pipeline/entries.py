@@ -41,6 +41,11 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
         else:
             pending.append((entry, entry_key))
     already = len(settled)
+    # a run of this batch before (RQ retrying it) may have dropped some by a rule on their text: done with
+    dropped = context.store.dropped_after_extraction([outbox_token(entry.feed, entry.guid) for entry, _ in pending])
+    if dropped:
+        pending = [(entry, key) for entry, key in pending if outbox_token(entry.feed, entry.guid) not in dropped]
+        already += len(dropped)
     retried: list[str] = []
     # extracted (or from the feed), with their URL claims and outbox tokens
     ready: list[tuple[Article, list[str], str]] = []

@@ -1,10 +1,14 @@
 """Entries the sources' rules dropped (issue 16): ``{p}:filtered``, and the extract job's notes on a source.
 
-Key (new; under the ``prefix`` namespace):
+Keys (new; under the ``prefix`` namespace):
 
 - ``{p}:filtered``  hash, JSON ``[source, rule]`` -> entries that rule dropped (the counter behind
   ``feedstream_entries_filtered_total{source,rule}``). Bound: one field per source and rule that ever
   dropped something.
+- ``{p}:filtered:entries:<day>``  set of the outbox tokens (hashed feed and GUID) of the entries a rule
+  dropped after extraction on that UTC day (days since the epoch), so that RQ running their batch
+  again (another page failed) does not fetch them again. Bound: expires DROPPED_DAYS after it was
+  last written; one token (32 bytes) per entry dropped after extraction.
 
 The same counts go on the source's status hash (``filtered`` and ``filtered:<rule>``), written in
 the same MULTI as the poll (entries dropped before their page is fetched) or by
@@ -14,6 +18,7 @@ the same MULTI as the poll (entries dropped before their page is fetched) or by
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,11 +27,32 @@ from worker.store.base import text
 from worker.store.counters import CountersStore
 from worker.store.outbox import OutboxStore
 
+# A dropped entry's mark outlives any RQ retry of its batch (minutes to hours) with a day to spare.
+DROPPED_DAYS = 2
+_DAY = 86400
+
 
 class FilteredStore(CountersStore, OutboxStore):
     @property
     def filtered_key(self) -> str:
         return self._key("filtered")
+
+    def _dropped_key(self, day: int) -> str:
+        return self._key("filtered", "entries", str(day))
+
+    def dropped_after_extraction(self, tokens: Sequence[str]) -> set[str]:
+        """Those of the outbox ``tokens`` a rule dropped after extraction (today or yesterday), in one
+        round trip: a batch run again by RQ skips them instead of fetching their pages once more."""
+        if not tokens:
+            return set()
+        today = int(time.time() // _DAY)
+        pipe = self.redis.pipeline(transaction=False)
+        for day in range(today - DROPPED_DAYS + 1, today + 1):
+            pipe.smismember(self._dropped_key(day), list(tokens))
+        dropped: set[str] = set()
+        for flags in pipe.execute():
+            dropped.update(token for token, flag in zip(tokens, flags, strict=True) if flag)
+        return dropped
 
     def _queue_filtered(self, pipe: Any, source: str, dropped: Mapping[str, int]) -> None:
         for rule, amount in dropped.items():
@@ -65,5 +91,9 @@ class FilteredStore(CountersStore, OutboxStore):
                     pipe.hincrby(key, field, amount)
             self._queue_counts(pipe, note.counters)
             self._queue_filtered(pipe, note.source, note.filtered)
+        if dropped:
+            key = self._dropped_key(int(time.time() // _DAY))
+            pipe.sadd(key, *dropped)
+            pipe.expire(key, DROPPED_DAYS * _DAY)
         self.settle_pending(dropped, pipe=pipe)
         pipe.execute()
