@@ -19,6 +19,8 @@ copy is an article of its own (published, not an exact duplicate). Runs the real
 - the most requests any one host had in flight at once (the servers count), and
   ``FEEDSTREAM_HOST_CONCURRENCY``;
 - the largest RSS any process of the service reached (a worker's);
+- the steady state: pages/s, its ratio and CPU per page between the 10% and the 90% publish
+  (start-up and the tail left out; the end-to-end figures above are the headline);
 - with ``--plot``: pages/s against worker threads per process (one process per core) at
   ``--latency``, with the ceiling, as a PNG.
 
@@ -122,11 +124,14 @@ class PeakRss:
     PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
     TICKS = os.sysconf("SC_CLK_TCK")
 
-    def __init__(self, root: int) -> None:
+    def __init__(self, root: int, redis_client: Any = None) -> None:
         self.root = root
+        self.redis_client = redis_client
         self.peak_mb = 0.0
         self.most_processes = 0
         self.cpu: dict[int, float] = {}  # pid -> CPU seconds last seen (the root's own, then each worker's)
+        # (epoch, the service's CPU seconds so far, Redis's) every 100 ms: the steady state's share
+        self.series: list[tuple[float, float, float]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -165,6 +170,21 @@ class PeakRss:
                 seen += 1
                 todo.extend(self._children(pid))
             self.most_processes = max(self.most_processes, seen)
+            redis_cpu = 0.0
+            if self.redis_client is not None:
+                try:
+                    redis_cpu = _redis_cpu(self.redis_client)
+                except Exception:  # the server is going away at the end
+                    continue
+            self.series.append((time.time(), sum(self.cpu.values()), redis_cpu))
+
+    def cpu_between(self, start: float, end: float) -> float:
+        """The service's CPU seconds (its processes and Redis) spent between two epochs, from the samples."""
+        def at(when: float) -> float:
+            before = [sample for sample in self.series if sample[0] <= when]
+            sample = before[-1] if before else self.series[0]
+            return sample[1] + sample[2]
+        return at(end) - at(start) if self.series else math.nan
 
 
 @dataclass
@@ -178,6 +198,10 @@ class Burst:
     processes: int
     parent_cpu: float  # the run parent's own CPU as last sampled (the rest of service_cpu is its workers')
     stdout: str
+    # the steady state: from the 10% to the 90% publish (start-up and the last pages' tail left out)
+    steady_seconds: float = math.nan
+    steady_share: float = math.nan  # of the published articles
+    steady_cpu: float = math.nan  # the service's and Redis's CPU seconds in that span
 
 
 class Publishers:
@@ -252,7 +276,7 @@ def run_burst(publishers: Publishers, workers: int | None, host_concurrency: int
             started = time.perf_counter()
             process = subprocess.Popen([sys.executable, "-m", "worker", "run", "--burst"], env=env, cwd=REPO,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            peak_rss = PeakRss(process.pid).start()
+            peak_rss = PeakRss(process.pid, client).start()
             stdout, stderr = process.communicate()
             elapsed = time.perf_counter() - started
             peak_rss.stop()
@@ -260,14 +284,20 @@ def run_burst(publishers: Publishers, workers: int | None, host_concurrency: int
                 raise SystemExit(f"bench/pipeline.py: the burst failed:\n{stdout}\n{stderr}")
             counters = {k.decode(): int(v) for k, v in client.hgetall("feedstream:counters").items()}
             answered = publishers.feed_answered()
-            delays = []
+            delays, stamps = [], []
             for entry_id, fields in client.xrange("articles"):
                 port = int(fields[b"url"].decode().split(":")[2].split("/")[0])
-                delays.append(int(entry_id.decode().split("-")[0]) / 1000 - answered[port])
+                stamps.append(int(entry_id.decode().split("-")[0]) / 1000)
+                delays.append(stamps[-1] - answered[port])
+            steady = {}
+            if len(stamps) >= 20:
+                first, last = stamps[len(stamps) // 10], stamps[len(stamps) * 9 // 10]
+                steady = {"steady_seconds": last - first, "steady_share": 0.8,
+                          "steady_cpu": peak_rss.cpu_between(first, last)}
             return Burst(elapsed=elapsed, counters=counters, service_cpu=_cpu_children() - service_cpu_before,
                          redis_cpu=_redis_cpu(client) - redis_cpu_before, delays=delays,
                          peak_rss_mb=peak_rss.peak_mb, processes=peak_rss.most_processes,
-                         parent_cpu=peak_rss.cpu.get(process.pid, 0.0), stdout=stdout.strip())
+                         parent_cpu=peak_rss.cpu.get(process.pid, 0.0), stdout=stdout.strip(), **steady)
         finally:
             server.stop()
 
@@ -304,7 +334,20 @@ def figures(burst: Burst, top: Ceiling, pages: int, peak_inflight: int) -> dict[
         "handled": handled(burst), "fallbacks": burst.counters.get("fallbacks", 0),
         # pages a busy host sent back to the queue, and pages left to RQ's retry: both wait, so both should be 0
         "held_pages": burst.counters.get("held_pages", 0), "retried_pages": burst.counters.get("retried_pages", 0),
+        # the same between the 10% and the 90% publish: what the service does once started, without its
+        # start-up (imports, the first poll, the first pages' round trips) and its last pages' tail
+        **steady_figures(burst, top, pages),
     }
+
+
+def steady_figures(burst: Burst, top: Ceiling, pages: int) -> dict[str, Any]:
+    if math.isnan(burst.steady_seconds) or burst.steady_seconds <= 0:
+        return {}
+    steady_pages = burst.steady_share * handled(burst)  # duplicates are spread through the burst like the rest
+    rate = steady_pages / burst.steady_seconds
+    cpu_ms = burst.steady_cpu / steady_pages * 1000
+    return {"steady_pages_per_s": round(rate, 1), "steady_ratio_to_ceiling": round(rate / top.pages_per_s, 3),
+            "steady_cpu_ms_per_page": round(cpu_ms, 1), "steady_cpu_ratio": round(cpu_ms / top.cpu_ms_per_page, 3)}
 
 
 def plot(publishers: Publishers, htmls: list[str], sweep: list[int], latency: float, host_concurrency: int,
