@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -47,6 +48,7 @@ _rng = np.random.default_rng(0x6E65617264757073)
 _A = _rng.integers(1, 2**63, size=PERMUTATIONS, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd multipliers
 _B = _rng.integers(0, 2**63, size=PERMUTATIONS, dtype=np.uint64)
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) mixing shingle positions
+_A_COLUMN, _B_COLUMN = _A[:, None], _B[:, None]
 
 
 @dataclass(frozen=True)
@@ -81,23 +83,28 @@ def shingles(text: str, size: int = SHINGLE_WORDS) -> list[str]:
     return [" ".join(words[i:i + size]) for i in range(len(words) - size + 1)]
 
 
-def _word_hashes(words: list[str]) -> np.ndarray:
-    # One blake2b per distinct word (news text repeats words a lot), not per shingle.
-    table = {w: hashlib.blake2b(w.encode("utf-8"), digest_size=8).digest() for w in dict.fromkeys(words)}
-    return np.frombuffer(b"".join(table[w] for w in words), dtype="<u8")
+@lru_cache(maxsize=1 << 14)
+def _word_hash(word: str) -> bytes:
+    # Cached across articles: most of a text's words were in earlier ones ("the", "said", names in
+    # the news), so most lookups skip the blake2b. 16,384 words are about 3 MB.
+    return hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
 
 
 def _shingle_hashes(words: list[str], size: int = SHINGLE_WORDS) -> np.ndarray:
-    """64-bit hashes of the distinct ``size``-word shingles: the word hashes mixed by position, vectorised."""
-    w = _word_hashes(words)
+    """64-bit hashes of the ``size``-word shingles: the word hashes mixed by position, vectorised.
+
+    A shingle repeated in the text repeats its hash; the MinHash is a minimum, which a repeat cannot move.
+    """
+    w = np.frombuffer(b"".join(map(_word_hash, words)), dtype="<u8")
     if len(w) < size:
         size = len(w)
     n = len(w) - size + 1
-    acc = np.zeros(n, dtype=np.uint64)
+    acc = w[:n].copy()
     with np.errstate(over="ignore"):
-        for k in range(size):  # acc = ((acc * M) ^ word) per position, wrapping mod 2**64
-            acc = (acc * _MIX) ^ w[k:k + n]
-    return np.unique(acc)
+        for k in range(1, size):  # acc = ((acc * M) ^ word) per position, wrapping mod 2**64
+            acc *= _MIX
+            acc ^= w[k:k + n]
+    return acc
 
 
 def signature(text: str, *, normalised: str | None = None) -> Signature | None:
@@ -110,10 +117,12 @@ def signature(text: str, *, normalised: str | None = None) -> Signature | None:
         return None
     x = _shingle_hashes(words)
     # Multiply-shift hashing: (a*x + b) mod 2**64, top 32 bits. uint64 arithmetic
-    # wraps, which is exactly the mod. One (PERMUTATIONS, n) broadcast, then min.
+    # wraps, which is exactly the mod. One (PERMUTATIONS, n) broadcast, in place, then
+    # min; the shift comes after the min (taking the top bits keeps the order), on 128 values.
     with np.errstate(over="ignore"):
-        hashed = (_A[:, None] * x[None, :] + _B[:, None]) >> np.uint64(32)
-    return Signature(hashed.min(axis=1).astype(np.uint32))
+        hashed = np.multiply(_A_COLUMN, x)
+        hashed += _B_COLUMN
+    return Signature((hashed.min(axis=1) >> np.uint64(32)).astype(np.uint32))
 
 
 def similarity(a: Signature | np.ndarray, b: Signature | np.ndarray) -> float:
