@@ -44,7 +44,7 @@ def _digest(paragraph: str) -> str | None:
 # its update baseline (dedupe/changes.py), each a pure function of the text. The cache makes that
 # once, without threading digests through the pipeline. A batch's short paragraphs fit many times
 # over; long ones are digested once (only the baseline does), so they stay out of it: the cache's
-# memory is bounded by MAX_CHARS (about 2 MB when full).
+# memory is bounded by MAX_CHARS: about 2 MB when full, 7 at most.
 _short_digest = lru_cache(maxsize=4096)(_digest)
 
 

@@ -12,10 +12,18 @@ Why our own code and not datasketch/rensa: the job is one numpy broadcast
 (permutations x shingles) of a multiply-shift hash family plus a ``min``, it
 needs no state, and the signature must be byte-identical across processes and
 releases because it is stored in Redis and compared there; a pinned formula of
-our own guarantees that with numpy as the only dependency. Measured on the 88
-corpus texts (median 3 KB, best of 5 per text, shared 2-core machine): ours
-0.84 ms, datasketch 2.0.0 ``MinHash(num_perm=128).update_batch`` 1.14 ms on
-the same shingles. The parameters below come from ``bench/dedupe.py``.
+our own guarantees that with numpy as the only dependency. rensa is the same in
+every process but not across releases: its 0.5.0 changed every digest
+("algorithm version 2": saved signatures must be rebuilt). Measured on the 88
+corpus texts (median 3.2 KB; CPU time, best of 5, word cache cold each round,
+shared 2-core machine; ``bench/dedupe.py --tail``), each from the normalised
+text: ours 0.26 ms; rensa 0.5.0 ``RMinHash`` 0.13 ms, of which 0.01 ms is rensa
+and the rest making the shingle strings it is fed; datasketch 2.0.0
+``MinHash.update_batch`` 0.61 ms. rensa would save about 0.13 ms an article
+(trafilatura takes 11-12 ms) for a re-keyed index and a dependency pinned to one
+release. Most of our time is the per-word blake2b (cached across articles:
+common words come back) and the broadcast. The parameters below come from
+``bench/dedupe.py``.
 """
 
 from __future__ import annotations
@@ -83,11 +91,16 @@ def shingles(text: str, size: int = SHINGLE_WORDS) -> list[str]:
     return [" ".join(words[i:i + size]) for i in range(len(words) - size + 1)]
 
 
-@lru_cache(maxsize=1 << 14)
 def _word_hash(word: str) -> bytes:
-    # Cached across articles: most of a text's words were in earlier ones ("the", "said", names in
-    # the news), so most lookups skip the blake2b. 16,384 words are about 3 MB.
     return hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
+
+
+# Cached across articles: most of a text's words were in earlier ones ("the", "said", names in the
+# news), so most lookups skip the blake2b. 16,384 words of at most 40 characters: about 3 MB (7 at most);
+# longer "words" (run-together tokens, a hostile page's) are hashed each time, so no text can make
+# the cache big.
+_CACHED_WORD_CHARS = 40
+_cached_word_hash = lru_cache(maxsize=1 << 14)(_word_hash)
 
 
 def _shingle_hashes(words: list[str], size: int = SHINGLE_WORDS) -> np.ndarray:
@@ -95,7 +108,8 @@ def _shingle_hashes(words: list[str], size: int = SHINGLE_WORDS) -> np.ndarray:
 
     A shingle repeated in the text repeats its hash; the MinHash is a minimum, which a repeat cannot move.
     """
-    w = np.frombuffer(b"".join(map(_word_hash, words)), dtype="<u8")
+    w = np.frombuffer(b"".join([_cached_word_hash(word) if len(word) <= _CACHED_WORD_CHARS else _word_hash(word)
+                                for word in words]), dtype="<u8")
     if len(w) < size:
         size = len(w)
     n = len(w) - size + 1
