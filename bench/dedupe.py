@@ -26,14 +26,23 @@ Memory is Redis ``MEMORY USAGE`` of all the index's keys per indexed article, an
 ``used_memory`` delta over the fill (which also holds the URL claims and the
 capped stream).
 
-Usage: .venv/bin/python bench/dedupe.py [--fill N] [--write-set PATH]
-Needs REDIS_URL or starts the embedded Redis in a temporary directory. The
-machine is shared, so the timings are noisy; compare figures from one run.
+First, the publish tail's CPU per article (issue 20): what the extract job does
+between extraction and the publish call, on the corpus pages as our extractor
+reads them: ``normalise_text``, ``text_key``, ``near_key`` (MinHash + bands),
+the boilerplate fingerprints and strip, and the update baseline, each as the
+pipeline calls it (pure, no Redis; CPU time of this process, best of
+``--rounds``). ``--tail`` prints only this section.
+
+Usage: .venv/bin/python bench/dedupe.py [--tail] [--rounds N] [--fill N] [--write-set PATH]
+Needs REDIS_URL or starts the embedded Redis in a temporary directory (not for
+``--tail``). The machine is shared, so the timings are noisy; compare figures
+from one run.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import random
 import re
@@ -41,6 +50,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -51,10 +61,10 @@ sys.path.insert(0, str(REPO))
 
 import numpy as np  # noqa: E402
 
-from worker.dedupe import minhash  # noqa: E402
-from worker.dedupe.keys import normalise_text  # noqa: E402
+from worker.dedupe import boilerplate, changes, minhash  # noqa: E402
+from worker.dedupe.keys import normalise_text, text_key  # noqa: E402
 from worker.errors import ExtractError  # noqa: E402
-from worker.extract import extract_article  # noqa: E402
+from worker.extract import decode_html, extract_article  # noqa: E402
 from worker.models import Article  # noqa: E402
 from worker.pipeline.articles import near_key  # noqa: E402
 from worker.store import NearKey, Store, connect  # noqa: E402
@@ -180,6 +190,120 @@ def sweep(items: list[Item]) -> None:
             print(f"{bands:>2}x{rows:<4} {thr:.1f}  {hits / len(variants):.3f}   {false}")
 
 
+def extracted_pages() -> list[tuple[str, str]]:
+    """(title, text) of each corpus page as the pipeline's extractor reads it."""
+    pages = []
+    for path in sorted((CORPUS / "html").glob("*.html.gz")):
+        html = decode_html(gzip.decompress(path.read_bytes()))
+        try:
+            page = extract_article(html, url=f"https://corpus.example/{path.name[:12]}")
+        except ExtractError:
+            continue
+        pages.append((page.title or "", page.text))
+    return pages
+
+
+def tail_cpu(pages: list[tuple[str, str]], rounds: int) -> None:
+    """CPU ms per article of each step of the publish tail (entries._publish_requests, strip_learned_boilerplate,
+    updates.remember_published), alone and all together in the pipeline's order, best of ``rounds``.
+
+    Nothing is learned yet, so the strip keeps every paragraph. ``text_key`` and ``near_key`` alone are timed on
+    the text normalised beforehand, as ``_publish_requests`` hands it to them."""
+    normalised = {text: normalise_text(text) for _, text in pages}
+
+    def fingerprints(title: str, text: str) -> object:
+        return boilerplate.fingerprints(text.split("\n\n"))
+
+    def strip(title: str, text: str) -> object:
+        return boilerplate.strip_paragraphs(text.split("\n\n"), {})
+
+    def tail(title: str, text: str) -> object:
+        normal = normalise_text(text)
+        return (fingerprints(title, text), strip(title, text), text_key(text, normalised=normal),
+                near_key(text, normalised=normal), changes.baseline(title, text))
+
+    steps: dict[str, Callable[[str, str], object]] = {
+        "normalise_text": lambda title, text: normalise_text(text),
+        "text_key": lambda title, text: text_key(text, normalised=normalised[text]),
+        "near_key": lambda title, text: near_key(text, normalised=normalised[text]),
+        "fingerprints": fingerprints,
+        "strip": strip,
+        "baseline": lambda title, text: changes.baseline(title, text),
+        "whole tail": tail,
+    }
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            minhash._cached_word_hash.cache_clear()  # each round starts cold, as a worker's first articles do
+            boilerplate._short_digest.cache_clear()
+            t0 = time.process_time()
+            for title, text in pages:
+                step(title, text)
+            best[name] = min(best.get(name, float("inf")), (time.process_time() - t0) * 1000 / len(pages))
+    sizes = [len(text.encode("utf-8")) for _, text in pages]
+    print(f"publish tail, CPU ms per article on {len(pages)} extracted corpus texts "
+          f"(median {statistics.median(sizes) / 1000:.1f} KB), best of {rounds}:")
+    print("  " + ", ".join(f"{name} {ms:.3f}" for name, ms in best.items()))
+
+
+def minhash_libraries(pages: list[tuple[str, str]], rounds: int) -> None:
+    """CPU ms per text of a 128-value MinHash over the 4-word shingles of the normalised text: ours, and the
+    libraries that could replace it when installed (rensa, datasketch), each from the same normalised text."""
+    texts = [n for _, text in pages if len((n := normalise_text(text)).split()) >= minhash.MIN_WORDS]
+    shingled = {text: minhash_shingles(text) for text in texts}
+
+    def ours(text: str) -> object:
+        return minhash.signature(text, normalised=text)
+
+    candidates: dict[str, Callable[[str], object]] = {"ours (numpy)": ours}
+    try:
+        import rensa
+
+        def with_rensa(text: str) -> object:
+            sketch = rensa.RMinHash(minhash.PERMUTATIONS, 42)
+            sketch.update(minhash_shingles(text))
+            return sketch.digest()
+
+        def rensa_core(text: str) -> object:
+            sketch = rensa.RMinHash(minhash.PERMUTATIONS, 42)
+            sketch.update(shingled[text])
+            return sketch.digest()
+
+        candidates["rensa RMinHash"] = with_rensa
+        candidates["(rensa on shingles made beforehand)"] = rensa_core
+    except ImportError:
+        print("  (rensa not installed: pip install rensa to compare)")
+    try:
+        from datasketch import MinHash
+
+        def with_datasketch(text: str) -> object:
+            sketch = MinHash(num_perm=minhash.PERMUTATIONS)
+            sketch.update_batch([s.encode("utf-8") for s in minhash_shingles(text)])
+            return sketch.digest()
+
+        candidates["datasketch MinHash.update_batch"] = with_datasketch
+    except ImportError:
+        print("  (datasketch not installed: pip install datasketch to compare)")
+    best: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, make in candidates.items():
+            minhash._cached_word_hash.cache_clear()
+            t0 = time.process_time()
+            for text in texts:
+                make(text)
+            best[name] = min(best.get(name, float("inf")), (time.process_time() - t0) * 1000 / len(texts))
+    print(f"MinHash alone, CPU ms per text on {len(texts)} normalised corpus texts (shingles made from the "
+          f"words included), best of {rounds}:")
+    print("  " + ", ".join(f"{name} {ms:.3f}" for name, ms in best.items()))
+
+
+def minhash_shingles(normalised: str) -> list[str]:
+    """The 4-word shingles as strings, what a MinHash library is given."""
+    words = normalised.split()
+    size = minhash.SHINGLE_WORDS
+    return [" ".join(words[i:i + size]) for i in range(len(words) - size + 1)]
+
+
 def _fill(store: Store, n: int, seed: int = 7) -> float:
     """Index n synthetic distinct articles (random signatures) through the publish script; seconds taken."""
     rng = np.random.default_rng(seed)
@@ -212,9 +336,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fill", type=int, default=100_000, help="synthetic articles indexed first")
     parser.add_argument("--write-set", type=Path, help="also write the labelled set as JSON here")
+    parser.add_argument("--tail", action="store_true", help="only the publish tail's CPU per article")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of the publish tail timing (best kept)")
     args = parser.parse_args()
     if not (CORPUS / "ground-truth.json").exists():
         print(f"corpus not found at {CORPUS}: skipped")
+        return 0
+    pages = extracted_pages()
+    tail_cpu(pages, args.rounds)
+    minhash_libraries(pages, args.rounds)
+    if args.tail:
         return 0
     items = build_set()
     if args.write_set:

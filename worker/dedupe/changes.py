@@ -29,7 +29,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from worker.dedupe.boilerplate import digest
+from worker.dedupe.boilerplate import WORD, digest
 from worker.dedupe.keys import normalise_text
 from worker.text import word_count
 
@@ -39,7 +39,6 @@ __all__ = ["MARK_BYTES", "Baseline", "Change", "baseline", "compare", "entry_mar
 MARK_BYTES = 12
 DIGEST_BYTES = 8
 _TAG = re.compile(r"<[^>]*>")
-_TOKEN = re.compile(r"[^\W_]+")
 # A volatile paragraph is at most this many words, every one of them a number or one of these.
 VOLATILE_MAX_WORDS = 12
 _NUMERIC = re.compile(r"^\d+(?:st|nd|rd|th|am|pm|k|m|h|s|min|mins|hr|hrs)?$")
@@ -76,11 +75,17 @@ def mark_moved(old: bytes, new: bytes) -> bool:
 
 
 def is_volatile(paragraph: str) -> bool:
-    """A short line of numbers, dates and counter words only: a timestamp or a counter, not story text."""
-    tokens = _TOKEN.findall(paragraph.casefold())
-    if not tokens or len(tokens) > VOLATILE_MAX_WORDS:
-        return False
-    return all(_NUMERIC.match(token) or token in _VOLATILE_WORDS for token in tokens)
+    """A short line of numbers, dates and counter words only: a timestamp or a counter, not story text.
+
+    Its words are the ones its digest compares; story text says so by its first word or two, so the
+    words are read one at a time and no further than the verdict needs."""
+    seen = 0
+    for match in WORD.finditer(paragraph.casefold()):
+        seen += 1
+        token = match.group()
+        if seen > VOLATILE_MAX_WORDS or not (token in _VOLATILE_WORDS or _NUMERIC.match(token)):
+            return False
+    return seen > 0
 
 
 @dataclass(frozen=True)
@@ -99,21 +104,21 @@ class Baseline:
         return cls(title, tuple(packed[i:i + DIGEST_BYTES].hex() for i in range(0, len(packed), DIGEST_BYTES)))
 
 
-def _paragraphs(text: str) -> list[tuple[str, int]]:
-    """(digest, words) of each paragraph that is story text (not volatile, not empty)."""
+def _story(text: str) -> list[tuple[str, str]]:
+    """(paragraph, digest) of each paragraph that is story text (not volatile, not empty)."""
     out = []
     for paragraph in text.split("\n\n"):
         if not paragraph.strip() or is_volatile(paragraph):
             continue
         value = digest(paragraph)
         if value is not None:
-            out.append((value, word_count(paragraph)))
+            out.append((paragraph, value))
     return out
 
 
 def baseline(title: str, text: str) -> Baseline:
     """The baseline of a version with this ``title`` and ``text`` (paragraphs split by blank lines)."""
-    return Baseline(digest(title) or "", tuple(d for d, _ in _paragraphs(text)))
+    return Baseline(digest(title) or "", tuple(d for _, d in _story(text)))
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ def compare(old: Baseline, title: str, text: str, ignore: Collection[str] = ()) 
     ``ignore``: paragraph digests to leave out on both sides (the feed's learned boilerplate).
     """
     before = [d for d in old.paragraphs if d not in ignore]
-    after = [(d, words) for d, words in _paragraphs(text) if d not in ignore]
+    after = [(d, word_count(paragraph)) for paragraph, d in _story(text) if d not in ignore]
     added = removed = changed = 0
     new_words = 0
     ops = difflib.SequenceMatcher(a=before, b=[d for d, _ in after], autojunk=False).get_opcodes()

@@ -12,16 +12,25 @@ Why our own code and not datasketch/rensa: the job is one numpy broadcast
 (permutations x shingles) of a multiply-shift hash family plus a ``min``, it
 needs no state, and the signature must be byte-identical across processes and
 releases because it is stored in Redis and compared there; a pinned formula of
-our own guarantees that with numpy as the only dependency. Measured on the 88
-corpus texts (median 3 KB, best of 5 per text, shared 2-core machine): ours
-0.84 ms, datasketch 2.0.0 ``MinHash(num_perm=128).update_batch`` 1.14 ms on
-the same shingles. The parameters below come from ``bench/dedupe.py``.
+our own guarantees that with numpy as the only dependency. rensa is the same in
+every process but not across releases: its 0.5.0 changed every digest
+("algorithm version 2": saved signatures must be rebuilt). Measured on the 88
+corpus texts (median 3.2 KB; CPU time, best of 5, word cache cold each round,
+shared 2-core machine; ``bench/dedupe.py --tail``), each from the normalised
+text: ours 0.26 ms; rensa 0.5.0 ``RMinHash`` 0.13 ms, of which 0.01 ms is rensa
+and the rest making the shingle strings it is fed; datasketch 2.0.0
+``MinHash.update_batch`` 0.61 ms. rensa would save about 0.13 ms an article
+(trafilatura takes 11-12 ms) for a re-keyed index and a dependency pinned to one
+release. Most of our time is the per-word blake2b (cached across articles:
+common words come back) and the broadcast. The parameters below come from
+``bench/dedupe.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -47,6 +56,7 @@ _rng = np.random.default_rng(0x6E65617264757073)
 _A = _rng.integers(1, 2**63, size=PERMUTATIONS, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd multipliers
 _B = _rng.integers(0, 2**63, size=PERMUTATIONS, dtype=np.uint64)
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd 64-bit constant (golden ratio) mixing shingle positions
+_A_COLUMN, _B_COLUMN = _A[:, None], _B[:, None]
 
 
 @dataclass(frozen=True)
@@ -81,23 +91,34 @@ def shingles(text: str, size: int = SHINGLE_WORDS) -> list[str]:
     return [" ".join(words[i:i + size]) for i in range(len(words) - size + 1)]
 
 
-def _word_hashes(words: list[str]) -> np.ndarray:
-    # One blake2b per distinct word (news text repeats words a lot), not per shingle.
-    table = {w: hashlib.blake2b(w.encode("utf-8"), digest_size=8).digest() for w in dict.fromkeys(words)}
-    return np.frombuffer(b"".join(table[w] for w in words), dtype="<u8")
+def _word_hash(word: str) -> bytes:
+    return hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest()
+
+
+# Cached across articles: most of a text's words were in earlier ones ("the", "said", names in the
+# news), so most lookups skip the blake2b. 16,384 words of at most 40 characters: about 3 MB (7 at most);
+# longer "words" (run-together tokens, a hostile page's) are hashed each time, so no text can make
+# the cache big.
+_CACHED_WORD_CHARS = 40
+_cached_word_hash = lru_cache(maxsize=1 << 14)(_word_hash)
 
 
 def _shingle_hashes(words: list[str], size: int = SHINGLE_WORDS) -> np.ndarray:
-    """64-bit hashes of the distinct ``size``-word shingles: the word hashes mixed by position, vectorised."""
-    w = _word_hashes(words)
+    """64-bit hashes of the ``size``-word shingles: the word hashes mixed by position, vectorised.
+
+    A shingle repeated in the text repeats its hash; the MinHash is a minimum, which a repeat cannot move.
+    """
+    w = np.frombuffer(b"".join([_cached_word_hash(word) if len(word) <= _CACHED_WORD_CHARS else _word_hash(word)
+                                for word in words]), dtype="<u8")
     if len(w) < size:
         size = len(w)
     n = len(w) - size + 1
-    acc = np.zeros(n, dtype=np.uint64)
+    acc = w[:n].copy()
     with np.errstate(over="ignore"):
-        for k in range(size):  # acc = ((acc * M) ^ word) per position, wrapping mod 2**64
-            acc = (acc * _MIX) ^ w[k:k + n]
-    return np.unique(acc)
+        for k in range(1, size):  # acc = ((acc * M) ^ word) per position, wrapping mod 2**64
+            acc *= _MIX
+            acc ^= w[k:k + n]
+    return acc
 
 
 def signature(text: str, *, normalised: str | None = None) -> Signature | None:
@@ -110,10 +131,12 @@ def signature(text: str, *, normalised: str | None = None) -> Signature | None:
         return None
     x = _shingle_hashes(words)
     # Multiply-shift hashing: (a*x + b) mod 2**64, top 32 bits. uint64 arithmetic
-    # wraps, which is exactly the mod. One (PERMUTATIONS, n) broadcast, then min.
+    # wraps, which is exactly the mod. One (PERMUTATIONS, n) broadcast, in place, then
+    # min; the shift comes after the min (taking the top bits keeps the order), on 128 values.
     with np.errstate(over="ignore"):
-        hashed = (_A[:, None] * x[None, :] + _B[:, None]) >> np.uint64(32)
-    return Signature(hashed.min(axis=1).astype(np.uint32))
+        hashed = np.multiply(_A_COLUMN, x)
+        hashed += _B_COLUMN
+    return Signature((hashed.min(axis=1) >> np.uint64(32)).astype(np.uint32))
 
 
 def similarity(a: Signature | np.ndarray, b: Signature | np.ndarray) -> float:
