@@ -210,7 +210,10 @@ end
 -- min_agree values), found through a shared band in the window; nil when none.
 local function find_near()
   local need = tonumber(min_agree)
-  local values = string.len(signature) / 2
+  local length = string.len(signature)
+  -- our bytes once, and each candidate's read as numbers in one call: no 2-byte strings cut for each
+  -- of its values (a story syndicated many times has as many candidates)
+  local ours = {string.byte(signature, 1, length)}
   local best, cluster = -1, nil
   local tried = {}
   local function consider(cand)
@@ -220,13 +223,13 @@ local function find_near()
       return
     end
     local bar = string.find(stored, '|', 1, true)
-    local other = string.sub(stored, bar + 1)
-    if string.len(other) ~= string.len(signature) then
+    if string.len(stored) - bar ~= length then
       return
     end
+    local theirs = {string.byte(stored, bar + 1, bar + length)}
     local same = 0
-    for j = 1, 2 * values, 2 do
-      if string.sub(signature, j, j + 1) == string.sub(other, j, j + 1) then
+    for j = 1, length, 2 do  -- a value is two bytes: it agrees when both do
+      if ours[j] == theirs[j] and ours[j + 1] == theirs[j + 1] then
         same = same + 1
       end
     end
