@@ -157,7 +157,8 @@ def extract_article(
         paragraphs = clean_paragraphs(raw_text.split("\n"), title=title, labels=labels, alt_titles=alt_titles,
                                       authors=authors)
         paragraphs = drop_link_lists(paragraphs, links.is_link)
-        candidate = Candidate(name, paragraphs, link_density=links.density(paragraphs))
+        candidate = Candidate(name, paragraphs)
+        candidate.link_density = links.density_of(candidate)
         candidate.markdown = markdown(body, paragraphs) if body is not None else None
         return candidate
 
@@ -207,7 +208,7 @@ def _extracted(meta: Any, hints: Any, url: str, title: str, categories: list[str
         updated=meta.updated,
         markdown=best.markdown or text,
         extraction=best.name,
-        word_count=word_count(text),
+        word_count=word_count(text, lowered_words=best.tokens),
         selector=selector,
         stripped=stripped,
     )
