@@ -56,16 +56,16 @@ def _attrs(tag: str) -> dict[str, str]:
 def page_hints(page: str) -> PageHints:
     hints = PageHints()
     head_end = page.find("</head", 0, _HEAD_SCAN_CHARS)
-    head = page[: head_end if head_end >= 0 else _HEAD_SCAN_CHARS]
+    head_end = head_end if head_end >= 0 else _HEAD_SCAN_CHARS  # a bound, not a slice: no copy
 
     # declared language: <html lang>, then og:locale, then content-language metas
-    match = _HTML_TAG.search(head)
+    match = _HTML_TAG.search(page, 0, head_end)
     if match:
         attrs = _attrs(match.group(0))
         hints.language = language_code(attrs.get("lang") or attrs.get("xml:lang"))
     if hints.language is None:
         declared: dict[str, str] = {}
-        for tag in _META_TAG.findall(head):
+        for tag in _META_TAG.findall(page, 0, head_end):
             if "ocale" not in tag and "anguage" not in tag:  # skip parsing the other metas
                 continue
             attrs = _attrs(tag)
