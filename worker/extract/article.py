@@ -22,8 +22,10 @@ Speed: the page is parsed once; metadata is read off that tree by ``pagemeta``
 before the extraction prunes it (trafilatura's own ``with_metadata=True`` pass
 costs about half an extraction again, mostly for searches a feed makes needless),
 and everything else this module adds reads the raw string with bounded regular
-expressions (no second parse, no tree copy: lxml copies a tree slower than it
-parses one); see ``bench/extraction.py``.
+expressions (no second parse, no tree copy: a copy costs a quarter of a parse, which
+is why :func:`bare_extraction` runs trafilatura's extraction on that tree itself rather
+than through ``trafilatura.bare_extraction``, which copies a tree it is given); see
+``bench/extraction.py`` (``--stages``: where the time goes).
 """
 
 from __future__ import annotations
@@ -77,8 +79,8 @@ def extract_article(
     """A page's HTML (str) -> its article text and metadata.
 
     The page is parsed once (trafilatura's ``load_html``); :func:`pagemeta.page_metadata`
-    reads the metadata off that tree, then ``trafilatura.bare_extraction(tree,
-    include_comments=False, favor_precision=True)`` extracts the body, and
+    reads the metadata off that tree, then trafilatura's extraction
+    (:func:`bare_extraction`, ``include_comments=False, favor_precision=True``) extracts the body, and
     :func:`clean_paragraphs` removes what it leaves, with the page's title (and
     ``entry_title`` and the page's h1 as other forms) and labels from ``entry_tags``,
     the page's categories and breadcrumbs.
