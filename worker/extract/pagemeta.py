@@ -104,8 +104,10 @@ def page_metadata(tree: HtmlElement, page: str, *, url: str, need_author: bool, 
 # normalisation filters surrogates one character at a time in Python, and its XPath
 # (``.//script[@type=...]``) costs more than iterating the page's scripts.
 _JSON_TYPES = ("application/ld+json", "application/settings+json")
-# trafilatura's JSON_MINIFY (a string literal kept, whitespace elsewhere dropped), one run of it at a time
-_JSON_STRING_OR_SPACE = re.compile(r'("(?:\\.|[^"\\])*")|\s+')
+# trafilatura's JSON_MINIFY (a string literal kept, whitespace elsewhere dropped), one run of it at a
+# time, its string literal unrolled ("[^"\\]*(?:\\.[^"\\]*)*": the same strings, without an alternation
+# tried at every character)
+_JSON_STRING_OR_SPACE = re.compile(r'("[^"\\]*(?:\\.[^"\\]*)*")|\s+')
 _SURROGATES = re.compile("[\ud800-\udfff]")
 
 
