@@ -23,7 +23,13 @@ real pages in the same layout (``html/<key>.html.gz`` + ``ground-truth.json``),
 so that the clean-up rules, written while reading aeb-dev's misses, are seen
 to hold on pages they were not written from. The bench says so when there is none.
 
-Usage: .venv/bin/python bench/extraction.py [--rounds N] [--diff] [--heldout DIR]
+``--stages`` adds where (b)'s time goes: CPU ms/page of each part ``extract_article``
+calls (trafilatura's parse and extraction, and what we add around them), best of the
+rounds, each part timed by a wrapper around it (a few microseconds of its own per call);
+"rest" is (b) less the parts: the orchestration, candidates' tokens, the result's assembly.
+``decode_html`` (bytes -> str, which the pipeline runs before (b)) is timed apart.
+
+Usage: .venv/bin/python bench/extraction.py [--rounds N] [--diff] [--stages] [--heldout DIR]
 (``--diff`` lists the pages whose score the clean-up changed.)
 """
 
@@ -143,10 +149,72 @@ def score(outputs: list[str], pages: list[tuple[str, str, str, str]]) -> tuple[f
     return p, r, (2 * p * r / (p + r) if p + r else 0.0)
 
 
+def stages(pages: list[tuple[str, str, str, str]], raw: list[bytes], rounds: int) -> None:
+    """Print CPU ms/page of each part of (b), best of ``rounds``, and decode_html's apart."""
+    from worker.extract import article
+    from worker.extract.candidates import PageLinks
+
+    # (where the call is looked up, name, label): the parts extract_article calls
+    parts = [
+        (article, "load_html", "trafilatura load_html (parse)"),
+        (article, "bare_extraction", "trafilatura bare_extraction"),
+        (article, "page_metadata", "page_metadata"),
+        (article, "page_hints", "page_hints"),
+        (PageLinks, "of_tree", "PageLinks.of_tree"),
+        (article, "clean_paragraphs", "clean_paragraphs"),
+        (article, "drop_link_lists", "drop_link_lists"),
+        (PageLinks, "density_of", "PageLinks.density_of"),
+        (article, "markdown", "markdown"),
+        (article, "detect_language", "detect_language"),
+        (article, "word_count", "word_count"),
+    ]
+    spent: dict[str, float] = {}
+
+    def timed_part(fn: Callable[..., object], label: str) -> Callable[..., object]:
+        def part(*args: object, **kwargs: object) -> object:
+            start = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[label] = spent.get(label, 0.0) + time.process_time() - start
+        return part
+
+    originals = [(owner, name, vars(owner)[name]) for owner, name, _ in parts]
+    for (owner, name, label), (_, _, original) in zip(parts, originals, strict=True):
+        if isinstance(original, classmethod):
+            setattr(owner, name, classmethod(timed_part(original.__func__, label)))
+        else:
+            setattr(owner, name, timed_part(original, label))
+    best: dict[str, float] = {}
+    try:
+        for _ in range(rounds):
+            spent.clear()
+            _, total = timed(ours, pages)
+            for label, seconds in spent.items():
+                best[label] = min(best.get(label, float("inf")), seconds / len(pages) * 1000)
+            best["(b) in all"] = min(best.get("(b) in all", float("inf")), total)
+    finally:
+        for owner, name, original in originals:
+            setattr(owner, name, original)
+    decode = float("inf")
+    for _ in range(rounds):
+        start = time.process_time()
+        for body in raw:
+            decode_html(body, "text/html; charset=utf-8")
+        decode = min(decode, (time.process_time() - start) / len(raw) * 1000)
+    in_parts = sum(ms for label, ms in best.items() if label != "(b) in all")
+    print(f"where (b)'s time goes, CPU ms/page, best of {rounds} rounds (each part's best apart):")
+    for label, ms in sorted(best.items(), key=lambda item: -item[1]):
+        print(f"  {label:34s} {ms:6.2f}")
+    print(f"  {'rest (orchestration, tokens, ...)':34s} {best['(b) in all'] - in_parts:6.2f}")
+    print(f"  {'decode_html (before (b), apart)':34s} {decode:6.2f}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=3, help="timing rounds; the best counts")
     parser.add_argument("--diff", action="store_true", help="list pages whose F1 the clean-up changed")
+    parser.add_argument("--stages", action="store_true", help="print where (b)'s time goes, part by part")
     parser.add_argument("--heldout", type=Path,
                         default=Path(os.environ.get("FEEDSTREAM_HELDOUT") or CORPUS.parent / "heldout"),
                         help="another set of real pages with ground truth, same layout as aeb-dev")
@@ -192,6 +260,10 @@ def main() -> int:
     print("chain winners on aeb-dev (no feed content in the corpus): "
           + ", ".join(f"{name} {count}" for name, count in winners.most_common()))
     print(f"markdown rendering inside (b): {sum(ms for *_, ms in details) / len(pages):.2f} ms/page")
+
+    if args.stages:
+        raw = [gzip.decompress(path.read_bytes()) for path in sorted((CORPUS / "html").glob("*.html.gz"))]
+        stages(pages, raw, rounds)
 
     if (args.heldout / "ground-truth.json").is_file():
         held = load(args.heldout)

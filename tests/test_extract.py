@@ -46,6 +46,34 @@ def test_telecoms_page_yields_the_body_alone_with_metadata() -> None:
     assert article.categories == ["Networks"]
 
 
+def test_bare_extraction_without_the_copy_gives_trafilaturas_result() -> None:
+    # ours runs trafilatura's steps on the tree itself; an upgrade that changes them shows here
+    import trafilatura
+    from lxml import etree
+    from trafilatura.utils import load_html
+
+    from worker.extract.article import bare_extraction
+
+    url = "https://example.com/fibre-prices"
+    texts = {}
+    for page in ("fibre_prices.html", "telecoms_article.html"):
+        html = (PAGES / page).read_text(encoding="utf-8")
+        for mode in ("favor_precision", "favor_recall"):
+            theirs = trafilatura.bare_extraction(load_html(html), url=url, include_comments=False,
+                                                 with_metadata=False, **{mode: True})
+            ours = bare_extraction(load_html(html), url=url, **{mode: True})
+            assert theirs is not None and ours is not None
+            assert (ours.text, ours.raw_text) == (theirs.text, theirs.raw_text)
+            assert etree.tostring(ours.body) == etree.tostring(theirs.body)
+            texts[page, mode] = ours.text
+    # the page tells the modes apart (recall keeps the teaser box), and the table is kept
+    assert texts["fibre_prices.html", "favor_precision"] != texts["fibre_prices.html", "favor_recall"]
+    assert "| Alpha | 29 |" in texts["fibre_prices.html", "favor_precision"]
+    empty = "<html><body><div><p></p></div></body></html>"
+    assert bare_extraction(load_html(empty), url=url, favor_precision=True) is None
+    assert trafilatura.bare_extraction(load_html(empty), url=url, include_comments=False, favor_precision=True) is None
+
+
 def test_clean_paragraphs_removes_title_label_promo_share_and_related_list() -> None:
     body = ["First real paragraph of the story, long enough to be news.", "Second real paragraph, also news."]
     paragraphs = [

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Sequence
 
 WORD = re.compile(r"\w+")
 USABLE_WORD_CHARS = 20  # fewer word characters than this is no article ("<p>x</p>", junk)
@@ -21,8 +22,16 @@ BOMS: tuple[tuple[bytes, str], ...] = (
 _LANGUAGE_CODE = re.compile(r"([A-Za-z]{2})(?![A-Za-z])")
 
 
-def word_count(text: str) -> int:
-    """Words in ``text`` as the stream's ``word_count`` counts them (runs of word characters)."""
+def word_count(text: str, *, lowered_words: Sequence[str] | None = None) -> int:
+    """Words in ``text`` as the stream's ``word_count`` counts them (runs of word characters).
+
+    ``lowered_words``: the words of ``text.lower()`` when the caller has them, counted instead
+    of ``text`` read again. Their number is the same: lower-casing maps each word character to
+    word characters and each other character to others, except U+0130 (İ), which lowers to
+    "i" and a combining dot that is no word character; a text holding it is counted itself.
+    """
+    if lowered_words is not None and "\u0130" not in text:
+        return len(lowered_words)
     return len(WORD.findall(text))
 
 

@@ -22,8 +22,10 @@ Speed: the page is parsed once; metadata is read off that tree by ``pagemeta``
 before the extraction prunes it (trafilatura's own ``with_metadata=True`` pass
 costs about half an extraction again, mostly for searches a feed makes needless),
 and everything else this module adds reads the raw string with bounded regular
-expressions (no second parse, no tree copy: lxml copies a tree slower than it
-parses one); see ``bench/extraction.py``.
+expressions (no second parse, no tree copy: a copy costs a quarter of a parse, which
+is why :func:`bare_extraction` runs trafilatura's extraction on that tree itself rather
+than through ``trafilatura.bare_extraction``, which copies a tree it is given); see
+``bench/extraction.py`` (``--stages``: where the time goes).
 """
 
 from __future__ import annotations
@@ -31,8 +33,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import trafilatura
+from trafilatura.core import trafilatura_sequence
+from trafilatura.settings import DEFAULT_CONFIG, Document, Extractor
 from trafilatura.utils import load_html
+from trafilatura.xml import xmltotxt
 
 from worker.errors import ExtractError
 from worker.extract.candidates import Candidate, PageLinks, choose, coverage, is_full_text, looks_weak
@@ -75,8 +79,8 @@ def extract_article(
     """A page's HTML (str) -> its article text and metadata.
 
     The page is parsed once (trafilatura's ``load_html``); :func:`pagemeta.page_metadata`
-    reads the metadata off that tree, then ``trafilatura.bare_extraction(tree,
-    include_comments=False, favor_precision=True)`` extracts the body, and
+    reads the metadata off that tree, then trafilatura's extraction
+    (:func:`bare_extraction`, ``include_comments=False, favor_precision=True``) extracts the body, and
     :func:`clean_paragraphs` removes what it leaves, with the page's title (and
     ``entry_title`` and the page's h1 as other forms) and labels from ``entry_tags``,
     the page's categories and breadcrumbs.
@@ -125,9 +129,7 @@ def extract_article(
         chosen, chosen_html = select_body(tree, selector) if selector else (None, None)
         links = PageLinks.of_tree(tree)
         # after the metadata and the links: the extraction prunes the tree in place
-        document = trafilatura.bare_extraction(
-            tree, url=url, include_comments=False, favor_precision=True, with_metadata=False
-        ) if chosen_html is None else None
+        document = bare_extraction(tree, url=url, favor_precision=True) if chosen_html is None else None
     except INPUT_ERRORS as exc:
         raise ExtractError(f"trafilatura failed: {type(exc).__name__}: {exc}") from exc
     title = meta.title or " ".join((entry_title or "").split())
@@ -145,8 +147,7 @@ def extract_article(
             return _extracted(meta, hints, url, title, categories, tags, body, selector="matched", stripped=stripped)
         chosen = "missed"  # matched, but nothing usable in it: the chain runs as if it had missed
         try:  # selecting left the tree as it was
-            document = trafilatura.bare_extraction(tree, url=url, include_comments=False, favor_precision=True,
-                                                   with_metadata=False)
+            document = bare_extraction(tree, url=url, favor_precision=True)
         except INPUT_ERRORS as exc:
             raise ExtractError(f"trafilatura failed: {type(exc).__name__}: {exc}") from exc
     feed = _html_candidate(feed_html, "feed", **context) if feed_html else None
@@ -157,7 +158,8 @@ def extract_article(
         paragraphs = clean_paragraphs(raw_text.split("\n"), title=title, labels=labels, alt_titles=alt_titles,
                                       authors=authors)
         paragraphs = drop_link_lists(paragraphs, links.is_link)
-        candidate = Candidate(name, paragraphs, link_density=links.density(paragraphs))
+        candidate = Candidate(name, paragraphs)
+        candidate.link_density = links.density_of(candidate)
         candidate.markdown = markdown(body, paragraphs) if body is not None else None
         return candidate
 
@@ -173,9 +175,7 @@ def extract_article(
                 strip_elements(second_tree, tuple(strip))
             if feed is not None and not is_full_text(feed):
                 lede = missing_lede(second_tree, summary_lead(feed, primary))  # before the extraction prunes
-            second = trafilatura.bare_extraction(
-                second_tree, url=url, include_comments=False, favor_recall=True, with_metadata=False
-            )
+            second = bare_extraction(second_tree, url=url, favor_recall=True)
             if second is not None and second.text:
                 recall = cleaned("recall", second.body, second.text)
         except INPUT_ERRORS:
@@ -184,6 +184,30 @@ def extract_article(
         if lede is not None and feed is not None and best is not feed:
             best = _with_lede(best, lede, feed)
     return _extracted(meta, hints, url, title, categories, tags, best, selector=chosen, stripped=stripped)
+
+
+def bare_extraction(tree: Any, *, url: str, favor_precision: bool = False,
+                    favor_recall: bool = False) -> Document | None:
+    """``trafilatura.bare_extraction(tree, url=url, include_comments=False, favor_precision=...,
+    favor_recall=..., with_metadata=False)``, the same result, without its copy of ``tree``.
+
+    Given a tree rather than a string, ``bare_extraction`` deep-copies it first so as to leave
+    the caller's tree as it was (0.35 ms a page on the corpus, a quarter of a parse); ours
+    is read before the extraction and never after, so this runs the same steps on the tree
+    itself, which the extraction prunes. None where trafilatura's returns None.
+    """
+    options = Extractor(config=DEFAULT_CONFIG, output_format="python", precision=favor_precision,
+                        recall=favor_recall, comments=False, url=url)
+    try:
+        body, text, _, comments = trafilatura_sequence(tree, options, options.url)
+    except (TypeError, ValueError):
+        return None
+    if len(text) < options.min_output_size and len(comments) < options.min_output_comm_size:
+        return None
+    document = Document()
+    document.text = document.raw_text = xmltotxt(body, options.formatting)
+    document.body = body
+    return document
 
 
 def _extracted(meta: Any, hints: Any, url: str, title: str, categories: list[str], tags: list[str],
@@ -207,7 +231,7 @@ def _extracted(meta: Any, hints: Any, url: str, title: str, categories: list[str
         updated=meta.updated,
         markdown=best.markdown or text,
         extraction=best.name,
-        word_count=word_count(text),
+        word_count=word_count(text, lowered_words=best.tokens),
         selector=selector,
         stripped=stripped,
     )

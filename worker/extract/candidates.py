@@ -29,6 +29,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 __all__ = ["Candidate", "PageLinks", "choose", "coverage", "is_full_text", "looks_weak", "tokens_of"]
@@ -86,29 +87,40 @@ class PageLinks:
 
     def density(self, paragraphs: Iterable[str]) -> float:
         """Share of the paragraphs' words that lie inside the page's links (of the first ``_DENSITY_SAMPLE`` words)."""
+        return self._density(tokens_of(paragraph[:_DENSITY_SAMPLE * 20]) for paragraph in paragraphs)
+
+    def density_of(self, candidate: Candidate) -> float:
+        """:meth:`density` of a candidate's paragraphs, read off the words it has already tokenised."""
+        return self._density(tokens if len(paragraph) <= _DENSITY_SAMPLE * 20 else
+                             tokens_of(paragraph[:_DENSITY_SAMPLE * 20])
+                             for paragraph, tokens in zip(candidate.paragraphs, candidate.paragraph_tokens,
+                                                          strict=True))
+
+    def _density(self, paragraph_tokens: Iterable[list[str]]) -> float:
         budget = self._count.copy()
         lengths = self._lengths
         linked = total = 0
-        for paragraph in paragraphs:
+        for paragraph in paragraph_tokens:
             if total >= _DENSITY_SAMPLE:
                 break
-            tokens = tuple(tokens_of(paragraph[:_DENSITY_SAMPLE * 20])[:_DENSITY_SAMPLE - total])
+            tokens = tuple(paragraph[:_DENSITY_SAMPLE - total])
             total += len(tokens)
             if budget.get(tokens, 0) > 0:  # the whole paragraph is one link's text
                 budget[tokens] -= 1
                 linked += len(tokens)
                 continue
-            i, end = 0, len(tokens)
-            while i < end:
-                step = 1
-                for length in lengths.get(tokens[i], ()):
+            # left to right, a matched phrase's words are not tried again as starts
+            free = 0
+            for i in [i for i, token in enumerate(tokens) if token in lengths]:
+                if i < free:
+                    continue
+                for length in lengths[tokens[i]]:
                     phrase = tokens[i:i + length]
                     if len(phrase) == length and budget.get(phrase, 0) > 0:
                         budget[phrase] -= 1
                         linked += length
-                        step = length
+                        free = i + length
                         break
-                i += step
         return linked / total if total else 0.0
 
 
@@ -120,15 +132,24 @@ class Candidate:
     paragraphs: list[str]
     link_density: float = 0.0
     markdown: str | None = None
+    paragraph_tokens: list[list[str]] = field(default_factory=list, init=False, repr=False)
     _tokens: list[str] = field(default_factory=list, init=False, repr=False)
     _shingles: set[tuple[str, ...]] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._tokens = tokens_of(" ".join(self.paragraphs))
+        # paragraph by paragraph (the link density reads them so), the same words as the
+        # joined text's: no word spans the space between paragraphs
+        self.paragraph_tokens = [tokens_of(paragraph) for paragraph in self.paragraphs]
+        self._tokens = list(chain.from_iterable(self.paragraph_tokens))
 
     @property
     def words(self) -> int:
         return len(self._tokens)
+
+    @property
+    def tokens(self) -> list[str]:
+        """The lower-cased words of the paragraphs, in order (:func:`tokens_of` their joined text)."""
+        return self._tokens
 
     def ordered_shingles(self) -> list[tuple[str, ...]]:
         """4-word shingles in text order."""

@@ -56,16 +56,16 @@ def _attrs(tag: str) -> dict[str, str]:
 def page_hints(page: str) -> PageHints:
     hints = PageHints()
     head_end = page.find("</head", 0, _HEAD_SCAN_CHARS)
-    head = page[: head_end if head_end >= 0 else _HEAD_SCAN_CHARS]
+    head_end = head_end if head_end >= 0 else _HEAD_SCAN_CHARS  # a bound, not a slice: no copy
 
     # declared language: <html lang>, then og:locale, then content-language metas
-    match = _HTML_TAG.search(head)
+    match = _HTML_TAG.search(page, 0, head_end)
     if match:
         attrs = _attrs(match.group(0))
         hints.language = language_code(attrs.get("lang") or attrs.get("xml:lang"))
     if hints.language is None:
         declared: dict[str, str] = {}
-        for tag in _META_TAG.findall(head):
+        for tag in _META_TAG.findall(page, 0, head_end):
             if "ocale" not in tag and "anguage" not in tag:  # skip parsing the other metas
                 continue
             attrs = _attrs(tag)
@@ -83,8 +83,11 @@ def page_hints(page: str) -> PageHints:
 
     seen: set[int] = set()
     hit = -1
+    first_hit = None
     for _ in range(_BREADCRUMB_MAX_HITS):  # "breadcrumb" may be all over a stylesheet
         hit = page.find("readcrumb", hit + 1)  # [bB]readcrumb; str.find is the fast scan
+        if first_hit is None:
+            first_hit = hit
         if hit < 0:
             break
         start = page.rfind("<", max(0, hit - 700), hit)
@@ -104,13 +107,14 @@ def page_hints(page: str) -> PageHints:
                 hints.crumbs.append(piece)
         if len(hints.crumbs) >= 2:
             break
-    hints.crumbs.extend(_jsonld_crumbs(page))
+    if first_hit is not None and first_hit >= 0:  # '"BreadcrumbList"' holds "readcrumb": none before it
+        hints.crumbs.extend(_jsonld_crumbs(page, max(0, first_hit - 2)))
     return hints
 
 
-def _jsonld_crumbs(page: str) -> list[str]:
-    """Names in a JSON-LD BreadcrumbList's itemListElement array (read, not parsed)."""
-    at = page.find('"BreadcrumbList"')
+def _jsonld_crumbs(page: str, start: int = 0) -> list[str]:
+    """Names in a JSON-LD BreadcrumbList's itemListElement array (read, not parsed); none before ``start``."""
+    at = page.find('"BreadcrumbList"', start)
     if at < 0:
         return []
     # the array may come before or after the "@type"; take the nearest one
