@@ -74,8 +74,10 @@ HEARTBEAT_TTL = 20
 MAINTENANCE_INTERVAL = 15
 WORKER_TTL = 30
 REFUSAL_PAUSE = 0.5  # seconds between tries of a step Redis refused, where nothing else waits
-# A burst worker with nothing queued waits this long (seconds) for jobs still running to queue more.
-BURST_WAIT = 1
+# A burst worker with nothing queued waits this long (seconds) for jobs still running to queue more, then
+# looks again: a running poll queues its pages within it, and the last job's end is seen as soon (a
+# second here was a second of idle cores at the end of every burst).
+BURST_WAIT = 0.2
 
 
 def repair_executions(connection: Redis, job: Job, live: Mapping[str, Execution], ttl: int) -> int:
