@@ -19,6 +19,7 @@ copy is an article of its own (published, not an exact duplicate). Runs the real
 - the most requests any one host had in flight at once (the servers count), and
   ``FEEDSTREAM_HOST_CONCURRENCY``;
 - the largest RSS any process of the service reached (a worker's);
+- the share of the machine the loopback publishers themselves took during the burst (this process);
 - the steady state: pages/s, its ratio and CPU per page between the 10% and the 90% publish
   (start-up and the tail left out; the end-to-end figures above are the headline);
 - with ``--plot``: pages/s against worker threads per process (one process per core) at
@@ -102,6 +103,11 @@ def ceiling(htmls: list[str], processes: int) -> Ceiling:
         cpu = pool.map(_extract, htmls, chunksize=4)
         elapsed = time.perf_counter() - started
     return Ceiling(len(htmls) / elapsed, sum(cpu) / len(htmls) * 1000)
+
+
+def _cpu_self() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _cpu_children() -> float:
@@ -198,6 +204,7 @@ class Burst:
     processes: int
     parent_cpu: float  # the run parent's own CPU as last sampled (the rest of service_cpu is its workers')
     stdout: str
+    bench_cpu: float = math.nan  # this process's own CPU meanwhile: the publishers' servers (and the sampler)
     # the steady state: from the 10% to the 90% publish (start-up and the last pages' tail left out)
     steady_seconds: float = math.nan
     steady_share: float = math.nan  # of the published articles
@@ -273,6 +280,7 @@ def run_burst(publishers: Publishers, workers: int | None, host_concurrency: int
                 env["FEEDSTREAM_WORKER_THREADS"] = str(threads)
             redis_cpu_before = _redis_cpu(client)
             service_cpu_before = _cpu_children()
+            bench_cpu_before = _cpu_self()
             started = time.perf_counter()
             process = subprocess.Popen([sys.executable, "-m", "worker", "run", "--burst"], env=env, cwd=REPO,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -280,6 +288,7 @@ def run_burst(publishers: Publishers, workers: int | None, host_concurrency: int
             stdout, stderr = process.communicate()
             elapsed = time.perf_counter() - started
             peak_rss.stop()
+            bench_cpu = _cpu_self() - bench_cpu_before
             if process.returncode != 0:
                 raise SystemExit(f"bench/pipeline.py: the burst failed:\n{stdout}\n{stderr}")
             counters = {k.decode(): int(v) for k, v in client.hgetall("feedstream:counters").items()}
@@ -297,7 +306,8 @@ def run_burst(publishers: Publishers, workers: int | None, host_concurrency: int
             return Burst(elapsed=elapsed, counters=counters, service_cpu=_cpu_children() - service_cpu_before,
                          redis_cpu=_redis_cpu(client) - redis_cpu_before, delays=delays,
                          peak_rss_mb=peak_rss.peak_mb, processes=peak_rss.most_processes,
-                         parent_cpu=peak_rss.cpu.get(process.pid, 0.0), stdout=stdout.strip(), **steady)
+                         parent_cpu=peak_rss.cpu.get(process.pid, 0.0), stdout=stdout.strip(),
+                         bench_cpu=bench_cpu, **steady)
         finally:
             server.stop()
 
@@ -323,6 +333,9 @@ def figures(burst: Burst, top: Ceiling, pages: int, peak_inflight: int) -> dict[
         "service_cpu_ms_per_page": round(service_ms, 1),
         "of_which_redis_ms": round(burst.redis_cpu / pages * 1000, 2),
         "of_which_run_parent_ms": round(burst.parent_cpu / pages * 1000, 2),
+        # not the service's: the loopback publishers serving the pages took this share of the machine during
+        # the burst (real publishers are elsewhere; the ceiling runs with no servers to feed)
+        "publishers_share_of_machine": round(burst.bench_cpu / burst.elapsed / (os.cpu_count() or 1), 3),
         "trafilatura_cpu_ms_per_page": round(top.cpu_ms_per_page, 1),
         "cpu_ratio": round(service_ms / top.cpu_ms_per_page, 3),
         "publish_delay_p50_s": round(percentile(burst.delays, 0.5), 2),
