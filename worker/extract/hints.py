@@ -82,12 +82,12 @@ def page_hints(page: str) -> PageHints:
         hints.h1 = " ".join(htmllib.unescape(_TAGS.sub(" ", match.group(1))).split()) or None
 
     seen: set[int] = set()
-    hit = -1
-    first_hit = None
+    first_hit = page.find("readcrumb")  # [bB]readcrumb; str.find is the fast scan
+    if first_hit < 0:
+        return hints
+    hit = first_hit - 1
     for _ in range(_BREADCRUMB_MAX_HITS):  # "breadcrumb" may be all over a stylesheet
-        hit = page.find("readcrumb", hit + 1)  # [bB]readcrumb; str.find is the fast scan
-        if first_hit is None:
-            first_hit = hit
+        hit = page.find("readcrumb", hit + 1)
         if hit < 0:
             break
         start = page.rfind("<", max(0, hit - 700), hit)
@@ -107,8 +107,8 @@ def page_hints(page: str) -> PageHints:
                 hints.crumbs.append(piece)
         if len(hints.crumbs) >= 2:
             break
-    if first_hit is not None and first_hit >= 0:  # '"BreadcrumbList"' holds "readcrumb": none before it
-        hints.crumbs.extend(_jsonld_crumbs(page, max(0, first_hit - 2)))
+    # '"BreadcrumbList"' holds "readcrumb": none before the first
+    hints.crumbs.extend(_jsonld_crumbs(page, max(0, first_hit - 2)))
     return hints
 
 

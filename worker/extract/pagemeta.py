@@ -76,7 +76,7 @@ def page_metadata(tree: HtmlElement, page: str, *, url: str, need_author: bool, 
     sitename = (document.sitename or extract_sitename(tree) or "").lstrip("@") or None
     head_end = _head_end(page)
     # a <time> element may date a sidebar item; trusted only when the feed gives no date
-    published = _first_date(page, _DATE_PATTERNS if need_date else _DATE_PATTERNS[:-1], head_end)
+    published = declared_date(page, time_elements=need_date, head_end=head_end)
     if published is None and need_date:
         published = search_date(page, url)
     categories = list(document.categories or [])
@@ -89,7 +89,7 @@ def page_metadata(tree: HtmlElement, page: str, *, url: str, need_author: bool, 
         title=" ".join((title or "").split()) or None,
         author=author or None,
         published=published,
-        updated=_first_date(page, _UPDATED_PATTERNS, head_end),
+        updated=declared_updated(page, head_end=head_end),
         url=document.url or extract_url(tree, url) or None,
         sitename=sitename,
         description=document.description or None,
@@ -223,9 +223,12 @@ _SCAN_CHARS = 512 * 1024
 _META_PATTERNS = 2  # the first two of _DATE_PATTERNS and _UPDATED_PATTERNS look for <meta> tags
 
 
-def declared_date(page: str, *, time_elements: bool = True) -> str | None:
-    """The date the page states in its metadata (meta tags, JSON-LD, then the first ``<time>``), ISO UTC."""
-    return _first_date(page, _DATE_PATTERNS if time_elements else _DATE_PATTERNS[:-1], _head_end(page))
+def declared_date(page: str, *, time_elements: bool = True, head_end: int | None = None) -> str | None:
+    """The date the page states in its metadata (meta tags, JSON-LD, then the first ``<time>``), ISO UTC.
+
+    ``head_end``: :func:`_head_end` of the page when the caller has it already."""
+    return _first_date(page, _DATE_PATTERNS if time_elements else _DATE_PATTERNS[:-1],
+                       _head_end(page) if head_end is None else head_end)
 
 
 def _head_end(page: str) -> int:
@@ -266,9 +269,9 @@ _UPDATED_PATTERNS = [
 ]
 
 
-def declared_updated(page: str) -> str | None:
+def declared_updated(page: str, *, head_end: int | None = None) -> str | None:
     """The last-modified date the page states in its metadata (meta tags, JSON-LD ``dateModified``), ISO UTC."""
-    return _first_date(page, _UPDATED_PATTERNS, _head_end(page))
+    return _first_date(page, _UPDATED_PATTERNS, _head_end(page) if head_end is None else head_end)
 
 
 def search_date(page: str, url: str | None) -> str | None:

@@ -15,7 +15,7 @@ from worker.pipeline.context import Context
 from worker.pipeline.decide import tally_extract
 from worker.pipeline.pages import fetch_page, page_outcome, prefetch_pool
 from worker.pipeline.queues import hold_extracts, outbox_token
-from worker.pipeline.rules import BatchNotes, headers_by_feed, page_strip, record_notes
+from worker.pipeline.rules import BatchNotes, dropped_earlier, headers_by_feed, page_strip, record_notes
 from worker.pipeline.updates import Validators, remember_published
 from worker.store import PublishRequest
 from worker.timefmt import iso_from_epoch
@@ -41,8 +41,7 @@ def extract_entries(context: Context, entries: list[dict[str, Any]], *, final_at
         else:
             pending.append((entry, entry_key))
     already = len(settled)
-    # a run of this batch before (RQ retrying it) may have dropped some by a rule on their text: done with
-    dropped = context.store.dropped_after_extraction([outbox_token(entry.feed, entry.guid) for entry, _ in pending])
+    dropped = dropped_earlier(context, [entry for entry, _ in pending])  # done with: never fetched again
     if dropped:
         pending = [(entry, key) for entry, key in pending if outbox_token(entry.feed, entry.guid) not in dropped]
         already += len(dropped)

@@ -6,7 +6,7 @@ pure (worker/sources/rules.py, worker/extract/selector.py); this module fetches 
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +95,15 @@ class BatchNotes:
             notes.append(PollIntent(name, fields=fields, source_counts=counts, filtered=dropped,
                                     counters={"entries_filtered": sum(dropped.values())}))
         return notes
+
+
+def dropped_earlier(context: Context, entries: Sequence[Entry]) -> set[str]:
+    """Outbox tokens of ``entries`` that an earlier run of their batch (RQ running it again) dropped by a
+    rule after extraction. Only a batch with a source that has rules can have any: others ask nothing."""
+    names = {entry.feed for entry in entries}
+    if not any(source_rules(context, feed) for name in names if (feed := context.sources.feed(name)) is not None):
+        return set()
+    return context.store.dropped_after_extraction([outbox_token(entry.feed, entry.guid) for entry in entries])
 
 
 def record_notes(context: Context, notes: BatchNotes) -> None:
